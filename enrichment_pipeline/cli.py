@@ -1,0 +1,270 @@
+"""`enrichment-pipeline`: enrich domains through the Dagster graph, print the leaderboard."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from enrichment_pipeline.lib import settings
+from enrichment_pipeline.lib.domains import Rejected, normalize_domains, read_domain_file
+from enrichment_pipeline.lib.warehouse import Warehouse, WarehouseError
+
+EXIT_USAGE = 2
+EXIT_RUN_FAILED = 1
+
+# Piped output (CI logs, `| less`) gets a fixed wide layout instead of 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for: one line, non-zero exit, no traceback."""
+
+
+def _dagster_home() -> Path:
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        # Persistent, so `make dev` shows the runs the CLI made.
+        home = str(Path.cwd() / "data" / "dagster")
+        os.environ["DAGSTER_HOME"] = home
+    Path(home).mkdir(parents=True, exist_ok=True)
+    config = Path(home) / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+    return Path(home)
+
+
+def _collect(domains: Sequence[str], file: str | None) -> tuple[list[str], list[Rejected]]:
+    raw = list(domains)
+    if file:
+        try:
+            raw.extend(read_domain_file(file))
+        except FileNotFoundError:
+            raise UsageError(f"no such file: {file}") from None
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read {file}: {exc}") from None
+    if not raw:
+        raise UsageError("give domains as arguments or with --file PATH")
+    return normalize_domains(raw)
+
+
+def contiguous_ranges(ordered_keys: Sequence[str], wanted: Sequence[str]) -> list[tuple[str, str]]:
+    """Split the wanted partition keys into runs of neighbours in the partition order.
+
+    Dagster runs one partition *range* per run; new domains are appended, so a
+    typical request is a single range.
+    """
+    position = {key: i for i, key in enumerate(ordered_keys)}
+    indices = sorted(position[k] for k in set(wanted))
+    ranges: list[tuple[str, str]] = []
+    for i in indices:
+        if ranges and position[ranges[-1][1]] == i - 1:
+            ranges[-1] = (ranges[-1][0], ordered_keys[i])
+        else:
+            ranges.append((ordered_keys[i], ordered_keys[i]))
+    return ranges
+
+
+def _progress_reporter(progress: Progress):
+    from enrichment_pipeline.defs.resources import ProgressReporter
+
+    class BarReporter(ProgressReporter):
+        def __init__(self) -> None:
+            self.task = None
+
+        def update(self, done: int, total: int) -> None:
+            if self.task is None:
+                self.task = progress.add_task("fetching", total=total)
+            progress.update(self.task, completed=done, total=total)
+
+    return BarReporter()
+
+
+def enrich(args: argparse.Namespace) -> int:
+    mode = settings.enrichment_mode()
+    valid, rejected = _collect(args.domains, args.file)
+    for bad in rejected:
+        err.print(f"[yellow]invalid[/] {bad.raw!r}: {bad.reason}")
+    if not valid:
+        raise UsageError("no valid domain to enrich")
+    url = settings.warehouse_url()
+
+    _dagster_home()
+    import dagster as dg
+
+    from enrichment_pipeline.defs.operations.jobs import ENRICH_JOB_NAME
+    from enrichment_pipeline.defs.partitions import domains_partitions
+    from enrichment_pipeline.defs.raw.assets import RAW_KEY
+    from enrichment_pipeline.definitions import defs
+
+    started = time.perf_counter()
+    instance = dg.DagsterInstance.get()
+    name = domains_partitions.name
+    known = set(instance.get_dynamic_partitions(name))
+    new = [d for d in valid if d not in known]
+    if new:
+        instance.add_dynamic_partitions(name, new)
+    ranges = contiguous_ranges(instance.get_dynamic_partitions(name), valid)
+    job = defs.resolve_job_def(ENRICH_JOB_NAME)
+    run_config = {
+        "ops": {"raw__provider_responses": {"config": {"force": bool(args.force)}}},
+        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+    }
+    metadata: list[dict] = []
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=True, disable=not err.is_terminal,
+    )
+    with progress:
+        reporter = _progress_reporter(progress)
+        for i, (start, end) in enumerate(ranges):
+            last = i == len(ranges) - 1
+            result = job.execute_in_process(
+                run_config=run_config,
+                instance=instance,
+                tags={
+                    "dagster/asset_partition_range_start": start,
+                    "dagster/asset_partition_range_end": end,
+                    "enrichment/source": "cli",
+                },
+                # Downstream tables are whole-table rebuilds: build them once, after the last range.
+                asset_selection=None if last else [RAW_KEY],
+                resources={"progress": reporter},
+                raise_on_error=False,
+            )
+            if not result.success:
+                failures = [
+                    e.step_key or "run"
+                    for e in result.all_events
+                    if e.event_type_value in ("STEP_FAILURE", "RUN_FAILURE")
+                ]
+                err.print(
+                    f"[red]run {result.run_id} failed[/] at {', '.join(dict.fromkeys(failures))}; "
+                    "see `make dev` for the full log"
+                )
+                return EXIT_RUN_FAILED
+            events = result.asset_materializations_for_node("raw__provider_responses")
+            if events:
+                metadata.append({k: v.value for k, v in events[0].metadata.items()})
+
+    seconds = time.perf_counter() - started
+    with Warehouse.open(url, read_only=True) as wh:
+        statuses = wh.query(
+            "SELECT status, count(*) AS n FROM marts.company_profiles "
+            f"WHERE domain IN ({', '.join('?' for _ in valid)}) GROUP BY status",
+            valid,
+        )
+    counts = {s: int(n) for s, n in statuses.iter_rows()}
+    totals = {k: sum(m.get(k, 0) or 0 for m in metadata) for k in ("calls", "cache_hits", "retries", "cost_usd")}
+    _print_summary(mode, counts, rejected, totals, seconds, metadata)
+    return 0
+
+
+def _print_summary(mode, counts, rejected, totals, seconds, metadata) -> None:
+    table = Table(title=f"enrichment summary ({mode} mode)", show_header=False)
+    for label in ("enriched", "partial", "failed"):
+        table.add_row(label, str(counts.get(label, 0)))
+    table.add_row("invalid", str(len(rejected)))
+    table.add_row("provider calls", str(totals["calls"]))
+    table.add_row("cache hits", str(totals["cache_hits"]))
+    table.add_row("retries", str(totals["retries"]))
+    table.add_row("cost (USD)", f"{totals['cost_usd']:.2f}")
+    table.add_row("seconds", f"{seconds:.1f}")
+    console.print(table)
+    for m in metadata:
+        for name, reason in (m.get("skipped_providers") or {}).items():
+            console.print(f"[yellow]{name} skipped[/]: {reason}")
+        for name, reason in (m.get("disabled_providers") or {}).items():
+            console.print(f"[red]{name} stopped[/]: {reason}")
+    if counts.get("partial") or counts.get("failed"):
+        console.print("Some providers did not answer for some domains; see raw.provider_responses.")
+    for bad in rejected:
+        console.print(f"invalid {bad.raw!r}: {bad.reason}")
+
+
+LEADERBOARD_SQL = """
+SELECT s.domain, s.icp_score, s.icp_tier, p.status, p.monthly_visits, p.search_vendor,
+       p.ecommerce_platform, s.score_reasons
+FROM marts.icp_scores s JOIN marts.company_profiles p USING (domain)
+ORDER BY s.icp_score DESC, s.domain
+LIMIT ?
+"""
+
+
+def scores(args: argparse.Namespace) -> int:
+    if args.top < 1:
+        raise UsageError("--top must be at least 1")
+    with Warehouse.open(settings.warehouse_url(), read_only=True) as wh:
+        if not wh.has_table("marts.icp_scores"):
+            raise UsageError("no scores yet: run `enrichment-pipeline enrich` first")
+        board = wh.query(LEADERBOARD_SQL, [args.top])
+    rows = [
+        {**r, "score_reasons": json.loads(r["score_reasons"] or "[]")} for r in board.iter_rows(named=True)
+    ]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, default=str))
+    elif args.format == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(board.columns))
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r, "score_reasons": "; ".join(r["score_reasons"])})
+        print(out.getvalue(), end="")
+    else:
+        table = Table(title="ICP leaderboard")
+        for column in ("#", "domain", "score", "tier", "status", "visits/mo", "search"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("top reasons", overflow="ellipsis", no_wrap=True, max_width=80)
+        for i, r in enumerate(rows, 1):
+            visits = f"{r['monthly_visits']:,.0f}" if r["monthly_visits"] is not None else "-"
+            table.add_row(
+                str(i), r["domain"], f"{r['icp_score']:.1f}", r["icp_tier"], r["status"], visits,
+                r["search_vendor"] or "-", "; ".join(r["score_reasons"][:2]),
+            )
+        console.print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="enrichment-pipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_enrich = sub.add_parser("enrich", help="normalize, register and enrich domains in one Dagster run")
+    p_enrich.add_argument("domains", nargs="*", metavar="DOMAIN")
+    p_enrich.add_argument("--file", help="a .txt (one domain per line) or .csv file of domains")
+    p_enrich.add_argument("--force", action="store_true", help="ignore cached answers and call providers again")
+    p_enrich.set_defaults(func=enrich)
+    p_scores = sub.add_parser("scores", help="print the ICP leaderboard")
+    p_scores.add_argument("--top", type=int, default=25)
+    p_scores.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p_scores.set_defaults(func=scores)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Dagster flags beta APIs (backfill policies) on every import; users can't act on that.
+    warnings.filterwarnings("ignore", category=Warning, module="dagster")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, settings.SettingsError, WarehouseError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.print("interrupted: completed domains are saved; run again to continue")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

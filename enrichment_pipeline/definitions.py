@@ -1,0 +1,26 @@
+"""The one Definitions object of the code location."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from enrichment_pipeline.defs.normalized import assets as normalized
+from enrichment_pipeline.defs.operations.jobs import enrich_job
+from enrichment_pipeline.defs.profiles import assets as profiles
+from enrichment_pipeline.defs.raw import assets as raw
+from enrichment_pipeline.defs.resources import ProgressReporter, ProvidersResource, WarehouseResource
+from enrichment_pipeline.defs.scoring import assets as scoring
+
+_modules = (raw, normalized, profiles, scoring)
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules(_modules),
+    asset_checks=dg.load_asset_checks_from_modules(_modules),
+    jobs=[enrich_job],
+    resources={
+        "warehouse": WarehouseResource(),
+        "providers": ProvidersResource(),
+        "progress": ProgressReporter(),
+        "http_transport": dg.ResourceDefinition.none_resource(),
+    },
+)

@@ -1,0 +1,125 @@
+"""Typed, validated staging tables computed from the raw provider answers."""
+
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandera.polars as pa
+import polars as pl
+
+from enrichment_pipeline.defs.raw.assets import RAW_KEY
+from enrichment_pipeline.defs.resources import ProvidersResource, WarehouseResource
+from enrichment_pipeline.lib import staging
+from enrichment_pipeline.lib.validation import QUARANTINE_SCHEMA, BuiltWithTechnology, SimilarWebTraffic, split_valid
+
+QUARANTINE = "staging.quarantine"
+
+
+def _materialize(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    providers: ProvidersResource,
+    *,
+    table: str,
+    build,
+    schema: dict[str, pl.DataType],
+    primary_key: tuple[str, ...],
+    contract: type[pa.DataFrameModel] | None,
+) -> dg.MaterializeResult:
+    now = datetime.now(UTC)
+    mode = providers.setup().mode
+    with warehouse.open() as wh:
+        frame = build(wh.responses(mode=mode))
+        quarantined = pl.DataFrame(schema=QUARANTINE_SCHEMA)
+        if contract is not None:
+            frame, quarantined = split_valid(frame, contract, table, now)
+        rows = wh.replace_table(table, frame, schema, primary_key)
+        kept = wh.table(QUARANTINE).filter(pl.col("source") != table) if wh.has_table(QUARANTINE) else None
+        all_quarantine = pl.concat([kept, quarantined]) if kept is not None else quarantined
+        wh.replace_table(QUARANTINE, all_quarantine, QUARANTINE_SCHEMA)
+    for row in quarantined.head(20).iter_rows(named=True):
+        context.log.warning(f"quarantined {row['domain']} from {table}: {row['reason']}")
+    return dg.MaterializeResult(
+        metadata={
+            "rows": rows,
+            "domains": frame["domain"].n_unique() if rows else 0,
+            "quarantined_rows": quarantined.height,
+            "table": table,
+        }
+    )
+
+
+@dg.asset(
+    key=dg.AssetKey(["staging", "builtwith_technologies"]),
+    deps=[RAW_KEY],
+    group_name="normalized",
+    kinds={"polars", "duckdb"},
+)
+def builtwith_technologies(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, providers: ProvidersResource
+) -> dg.MaterializeResult:
+    """One row per (domain, technology) from BuiltWith's domain API, pandera-checked."""
+    return _materialize(
+        context, warehouse, providers,
+        table="staging.builtwith_technologies", build=staging.builtwith_technologies,
+        schema=staging.TECH_SCHEMA, primary_key=("domain", "technology"), contract=BuiltWithTechnology,
+    )
+
+
+@dg.asset(
+    key=dg.AssetKey(["staging", "builtwith_groups"]),
+    deps=[RAW_KEY],
+    group_name="normalized",
+    kinds={"polars", "duckdb"},
+)
+def builtwith_groups(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, providers: ProvidersResource
+) -> dg.MaterializeResult:
+    """Technology group counts from BuiltWith's free API (when that API is configured)."""
+    return _materialize(
+        context, warehouse, providers,
+        table="staging.builtwith_groups", build=staging.builtwith_groups,
+        schema=staging.GROUP_SCHEMA, primary_key=("domain", "tech_group"), contract=None,
+    )
+
+
+@dg.asset(
+    key=dg.AssetKey(["staging", "similarweb_traffic"]),
+    deps=[RAW_KEY],
+    group_name="normalized",
+    kinds={"polars", "duckdb"},
+)
+def similarweb_traffic(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, providers: ProvidersResource
+) -> dg.MaterializeResult:
+    """One row per domain of SimilarWeb engagement and traffic-source shares, pandera-checked."""
+    return _materialize(
+        context, warehouse, providers,
+        table="staging.similarweb_traffic", build=staging.similarweb_traffic,
+        schema=staging.TRAFFIC_SCHEMA, primary_key=("domain",), contract=SimilarWebTraffic,
+    )
+
+
+def _contract_check(table: str, contract: type[pa.DataFrameModel], warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.open() as wh:
+        frame = wh.table(table) if wh.has_table(table) else pl.DataFrame()
+        quarantine = wh.table(QUARANTINE).filter(pl.col("source") == table) if wh.has_table(QUARANTINE) else None
+    _, failed = split_valid(frame, contract, table, datetime.now(UTC))
+    return dg.AssetCheckResult(
+        passed=failed.is_empty(),
+        metadata={
+            "rows_checked": frame.height,
+            "failing_rows": failed.height,
+            "quarantined_rows": 0 if quarantine is None else quarantine.height,
+        },
+    )
+
+
+@dg.asset_check(asset=builtwith_technologies, blocking=True, description="Stored rows satisfy the pandera contract.")
+def builtwith_technologies_contract(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return _contract_check("staging.builtwith_technologies", BuiltWithTechnology, warehouse)
+
+
+@dg.asset_check(asset=similarweb_traffic, blocking=True, description="Stored rows satisfy the pandera contract.")
+def similarweb_traffic_contract(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return _contract_check("staging.similarweb_traffic", SimilarWebTraffic, warehouse)

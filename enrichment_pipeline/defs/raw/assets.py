@@ -1,0 +1,100 @@
+"""Raw provider answers, one partition per domain.
+
+This is the only per-domain-partitioned asset: Dagster writes two events per
+partition per asset, so the per-domain status lives here and everything
+downstream is computed as whole tables from `raw.provider_responses`.
+"""
+
+
+import asyncio
+from datetime import UTC, datetime
+
+import dagster as dg
+import httpx
+
+from enrichment_pipeline.defs.partitions import domains_partitions
+from enrichment_pipeline.defs.resources import ProgressReporter, ProvidersResource, WarehouseResource
+from enrichment_pipeline.lib.domains import normalize_domains
+from enrichment_pipeline.lib.fetching import FetchPlan, fetch_domains
+from enrichment_pipeline.lib.warehouse import ResponseRow
+
+RAW_KEY = dg.AssetKey(["raw", "provider_responses"])
+
+
+class FetchConfig(dg.Config):
+    force: bool = False  # ignore the cache and call every provider again
+
+
+@dg.asset(
+    key=RAW_KEY,
+    partitions_def=domains_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="raw",
+    kinds={"python", "duckdb"},
+    description=__doc__,
+)
+def provider_responses(
+    context: dg.AssetExecutionContext,
+    config: FetchConfig,
+    warehouse: WarehouseResource,
+    providers: ProvidersResource,
+    progress: dg.ResourceParam[ProgressReporter],
+    http_transport: dg.ResourceParam[httpx.AsyncBaseTransport | None],
+) -> dg.MaterializeResult:
+    """Every provider's answer for each domain of the run (cached within its TTL)."""
+    domains, rejected = normalize_domains(context.partition_keys)
+    for bad in rejected:
+        # Partitions can be added by hand in the UI; junk is never sent to a provider.
+        context.log.warning(f"not fetching {bad.raw!r}: {bad.reason}")
+    setup = providers.setup(http_transport)
+    for name, reason in setup.skipped.items():
+        context.log.warning(f"{name} skipped: {reason}")
+    now = datetime.now(UTC)
+    with warehouse.open() as wh:
+        plan = FetchPlan(domains=domains)
+        if not config.force:
+            plan.fresh = {p.name: wh.fresh_keys(p.name, domains, setup.mode, now) for p, _ in setup.active}
+        skipped_rows = [
+            ResponseRow(name, "*", d, "skipped", None, None, reason, now, now, 0, None, 0.0, setup.mode, context.run_id)
+            for name, reason in setup.skipped.items()
+            for d in domains
+        ]
+        wh.write_responses(skipped_rows)
+
+        def report(done: int, total: int) -> None:
+            progress.update(done, total)
+            if done == total or done % max(1, total // 10) == 0:
+                context.log.info(f"fetched {done}/{total} domains")
+
+        report_ = asyncio.run(
+            fetch_domains(
+                setup.active,
+                plan,
+                write=wh.write_responses,
+                mode=setup.mode,
+                run_id=context.run_id,
+                transport=setup.transport,
+                ledger=wh,
+                progress=report,
+                logger=context.log,
+            )
+        )
+    totals = {
+        "calls": sum(s.calls for s in report_.stats.values()),
+        "cache_hits": sum(s.cache_hits for s in report_.stats.values()),
+        "retries": sum(s.retries for s in report_.stats.values()),
+        "cost_usd": round(sum(s.cost for s in report_.stats.values()), 4),
+    }
+    metadata: dict[str, object] = {
+        "domains": len(domains),
+        "invalid_domains": len(rejected),
+        "mode": setup.mode,
+        **totals,
+        "rows_written": report_.rows_written,
+        "fetch_seconds": round(report_.seconds, 2),
+        "skipped_providers": dg.MetadataValue.json(setup.skipped),
+        "disabled_providers": dg.MetadataValue.json(report_.disabled),
+    }
+    for name, stats in report_.stats.items():
+        metadata[f"provider/{name}"] = dg.MetadataValue.json(stats.summary())
+    return dg.MaterializeResult(metadata=metadata)

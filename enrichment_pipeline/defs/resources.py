@@ -1,0 +1,73 @@
+"""Resources: one per outside system (the warehouse, the providers)."""
+
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dagster as dg
+import httpx
+
+from enrichment_pipeline.lib import settings
+from enrichment_pipeline.lib.providers.base import Provider
+from enrichment_pipeline.lib.providers.registry import PROVIDER_NAMES, build_provider
+from enrichment_pipeline.lib.sandbox.transport import sandbox_transport
+from enrichment_pipeline.lib.settings import ProviderSettings
+from enrichment_pipeline.lib.warehouse import Warehouse
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """DuckDB file or PostgreSQL database named by `WAREHOUSE_URL`.
+
+    Left empty, the URL is read when a run starts (never at import time), so a
+    password in it never appears in the UI's resource config.
+    """
+
+    url: str | None = None
+
+    def resolved_url(self) -> str:
+        return self.url or settings.warehouse_url()
+
+    def open(self, *, read_only: bool = False) -> Warehouse:
+        return Warehouse.open(self.resolved_url(), read_only=read_only)
+
+
+@dataclass(frozen=True)
+class ProviderSetup:
+    mode: settings.Mode
+    active: list[tuple[Provider, ProviderSettings]]
+    skipped: dict[str, str]
+    transport: httpx.AsyncBaseTransport | None
+
+
+class ProvidersResource(dg.ConfigurableResource):
+    """Which providers a run calls and how. Keys come from `<P>_API_KEY` at run time."""
+
+    mode: str | None = None  # None: ENRICHMENT_MODE
+    providers: list[str] | None = None  # None: all known providers
+    sandbox_epoch: int = 1  # the simulator's "clock": a later epoch changes some stacks
+
+    def setup(self, transport: httpx.AsyncBaseTransport | None = None) -> ProviderSetup:
+        mode = settings.enrichment_mode({"ENRICHMENT_MODE": self.mode} if self.mode else None)
+        active: list[tuple[Provider, ProviderSettings]] = []
+        skipped: dict[str, str] = {}
+        for name in self.providers or PROVIDER_NAMES:
+            provider = build_provider(name)
+            provider_settings = ProviderSettings.from_env(provider, mode)
+            if mode == "live" and not provider_settings.api_key:
+                skipped[name] = f"no {name.upper()}_API_KEY set"
+                continue
+            active.append((provider, provider_settings))
+        if transport is None and mode == "sandbox":
+            transport = sandbox_transport(epoch=self.sandbox_epoch)
+        return ProviderSetup(mode=mode, active=active, skipped=skipped, transport=transport)
+
+
+class ProgressReporter:
+    """Told how far a long fetch has come; the CLI swaps in a progress bar."""
+
+    def update(self, done: int, total: int) -> None:
+        return None
+
+
+def names(items: Sequence[tuple[Provider, ProviderSettings]]) -> list[str]:
+    return [p.name for p, _ in items]

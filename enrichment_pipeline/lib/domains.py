@@ -1,0 +1,295 @@
+"""The one domain normalizer every input path (CLI, files, sensors, assets) goes through.
+
+Providers are keyed by company domain, so two spellings of the same company must collapse to one key
+and anything that is not a public company domain must be refused up front, with a reason a person can
+act on, before it costs provider calls. Pure Python on purpose: no Dagster imports, no network.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import idna
+from publicsuffixlist import PublicSuffixList
+
+__all__ = ["InvalidDomain", "Rejected", "normalize_domain", "normalize_domains", "read_domain_file"]
+
+_MAX_LABEL = 63
+_MAX_NAME = 253
+_ALLOWED_SCHEMES = frozenset({"http", "https"})
+# "word:" not followed by a digit is a scheme; "host:8080" is a port and must not match.
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+\-]*):(?!\d)")
+_BAD_LABEL_CHAR_RE = re.compile(r"[^a-z0-9-]")
+_ASCII_ALLOWED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
+_HEADER_NAMES = ("domain", "website", "url")
+
+
+class InvalidDomain(ValueError):
+    """Raised when an input cannot be turned into a registrable company domain.
+
+    ``reason`` is meant for people (logs, rejected-rows tables), so it names the problem rather than
+    the failing check.
+    """
+
+    def __init__(self, raw: object, reason: str) -> None:
+        # Both values go to ValueError so the exception survives pickling across process boundaries.
+        super().__init__(raw, reason)
+        self.raw = raw
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.raw!r} is not a valid company domain: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An input entry that was refused, kept so callers can report it instead of dropping it silently."""
+
+    raw: str
+    reason: str
+
+
+@functools.cache
+def _psl() -> PublicSuffixList:
+    """Build the public suffix list once, on first use, from the copy shipped inside the package.
+
+    The full list (including the private section such as ``github.io`` or ``myshopify.com``) is used
+    on purpose: ``acme.myshopify.com`` and ``beta.myshopify.com`` are different companies and must not
+    both collapse to Shopify's own domain.
+    """
+    return PublicSuffixList()
+
+
+def _is_ip_like(host: str) -> bool:
+    """True for IP literals, including shorthand forms like ``1.2.3`` that browsers treat as IPv4."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        last = host.rstrip(".").rsplit(".", 1)[-1]
+        return last.isascii() and last.isdigit()
+    return True
+
+
+def _extract_host(raw: str, text: str) -> str:
+    """Cut scheme, port, path, query and fragment away and return the bare host as typed."""
+    scheme_match = _SCHEME_RE.match(text)
+    if scheme_match:
+        scheme = scheme_match.group(1).lower()
+        if scheme not in _ALLOWED_SCHEMES:
+            raise InvalidDomain(raw, f"unsupported URL scheme {scheme!r} (only http and https)")
+        rest = text[scheme_match.end() :]
+        if not rest.startswith("//"):
+            raise InvalidDomain(raw, "malformed URL (expected scheme://host)")
+        text = rest[2:]
+    elif text.startswith("//"):
+        text = text[2:]
+
+    authority = re.split(r"[/?#]", text, maxsplit=1)[0]
+
+    if authority.startswith("["):
+        inside, closed, _ = authority[1:].partition("]")
+        if closed and _is_ip_like(inside):
+            raise InvalidDomain(raw, "IP address literals are not company domains")
+        raise InvalidDomain(raw, "malformed bracketed host")
+
+    if authority.count(":") > 1:
+        if _is_ip_like(authority):
+            raise InvalidDomain(raw, "IP address literals are not company domains")
+        raise InvalidDomain(raw, "invalid character ':' in host name")
+
+    host, _, port = authority.partition(":")
+    # An empty port ("example.com:") is legal URL syntax and means the default port.
+    if port and not (port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535):
+        raise InvalidDomain(raw, f"invalid port {port!r}")
+    return host
+
+
+def _check_labels(raw: str, host: str) -> list[str]:
+    """Enforce DNS hostname syntax on an ASCII, lowercase host and return its labels."""
+    if len(host) > _MAX_NAME:
+        raise InvalidDomain(raw, f"name longer than {_MAX_NAME} characters")
+    labels = host.split(".")
+    for label in labels:
+        if not label:
+            raise InvalidDomain(raw, "empty label (leading, trailing or consecutive dots)")
+        if len(label) > _MAX_LABEL:
+            raise InvalidDomain(raw, f"label longer than {_MAX_LABEL} characters")
+        bad = _BAD_LABEL_CHAR_RE.search(label)
+        if bad:
+            raise InvalidDomain(raw, f"invalid character {bad.group()!r} (only letters, digits, '-' and '.')")
+        if label.startswith("-") or label.endswith("-"):
+            raise InvalidDomain(raw, "labels must not start or end with a hyphen")
+    return labels
+
+
+def _to_ascii(raw: str, host: str) -> str:
+    """Turn a Unicode host into its punycode form with UTS46 mapping, the way browsers resolve it."""
+    try:
+        encoded = idna.encode(host, uts46=True).decode("ascii")
+    except UnicodeError as exc:  # idna.IDNAError is a UnicodeError
+        raise InvalidDomain(raw, f"not a valid internationalized domain name ({exc})") from exc
+    return encoded.removesuffix(".")
+
+
+def _check_punycode(raw: str, labels: list[str]) -> None:
+    """Refuse ``xn--`` labels that do not decode, or that would not re-encode to themselves.
+
+    Without this, garbage such as ``xn--zz.com`` would pass as ASCII, and a non-canonical A-label
+    would give one company two keys.
+    """
+    for label in labels:
+        if not label.startswith("xn--"):
+            continue
+        try:
+            canonical = idna.alabel(idna.ulabel(label)).decode("ascii")
+        except UnicodeError as exc:
+            raise InvalidDomain(raw, f"invalid punycode label {label!r} ({exc})") from exc
+        if canonical != label:
+            raise InvalidDomain(raw, f"non-canonical punycode label {label!r}")
+
+
+def normalize_domain(raw: str) -> str:
+    """Return the registrable domain (eTLD+1) of ``raw`` in lowercase ASCII/punycode.
+
+    Accepts bare hosts and http(s) URLs in any case, with ``www.``/subdomains, a trailing dot, a port,
+    path, query or fragment. Raises :class:`InvalidDomain` with a human-readable ``reason`` otherwise.
+    The result is a fixed point: ``normalize_domain(normalize_domain(x)) == normalize_domain(x)``.
+    """
+    if not isinstance(raw, str):
+        raise InvalidDomain(raw, f"expected a string, got {type(raw).__name__}")
+    text = raw.strip()
+    if not text:
+        raise InvalidDomain(raw, "empty or whitespace-only input")
+    if any(ch.isspace() for ch in text):
+        raise InvalidDomain(raw, "contains whitespace")
+    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in text):
+        raise InvalidDomain(raw, "contains control characters")
+    if "\\" in text:
+        raise InvalidDomain(raw, "contains a backslash")
+    if "../" in text or "/.." in text:
+        raise InvalidDomain(raw, "contains a path traversal sequence ('../')")
+    if "%" in text:
+        raise InvalidDomain(raw, "percent-encoding (such as '%2F') is not allowed")
+    if "@" in text:
+        raise InvalidDomain(raw, "contains '@' (an e-mail address or URL userinfo, not a domain)")
+
+    host = _extract_host(raw, text)
+    host = host.removesuffix(".")
+    if not host:
+        raise InvalidDomain(raw, "no host name")
+    if _is_ip_like(host):
+        raise InvalidDomain(raw, "IP address literals are not company domains")
+    bad_ascii = next((ch for ch in host if ch.isascii() and ch not in _ASCII_ALLOWED), None)
+    if bad_ascii is not None:
+        raise InvalidDomain(raw, f"invalid character {bad_ascii!r} (only letters, digits, '-' and '.')")
+    if "" in host.split("."):
+        raise InvalidDomain(raw, "empty label (leading, trailing or consecutive dots)")
+
+    host = host.lower() if host.isascii() else _to_ascii(raw, host)
+    # Checked again after IDNA: UTS46 maps full-width digits and dots, so such IPs only show up now.
+    if _is_ip_like(host):
+        raise InvalidDomain(raw, "IP address literals are not company domains")
+    if host == "localhost" or host.endswith(".localhost"):
+        raise InvalidDomain(raw, "localhost is not a company domain")
+    labels = _check_labels(raw, host)
+    _check_punycode(raw, labels)
+
+    psl = _psl()
+    suffix = psl.publicsuffix(host, accept_unknown=False)
+    if suffix == host:
+        raise InvalidDomain(
+            raw, f"{host!r} is a public suffix (registry or shared hosting), not a registrable domain"
+        )
+    if len(labels) < 2:
+        raise InvalidDomain(raw, f"single-label name {host!r} is not a public domain")
+    registrable = psl.privatesuffix(host, accept_unknown=False) if suffix else None
+    if registrable is None:
+        raise InvalidDomain(raw, f"unknown top-level domain '.{labels[-1]}' (not in the public suffix list)")
+    return registrable
+
+
+def normalize_domains(raws: Iterable[str]) -> tuple[list[str], list[Rejected]]:
+    """Normalize many inputs; keep the first occurrence of each domain and report every rejection.
+
+    Never raises for bad entries, so one typo in a file does not sink a whole run.
+    """
+    seen: set[str] = set()
+    accepted: list[str] = []
+    rejected: list[Rejected] = []
+    for raw in raws:
+        try:
+            domain = normalize_domain(raw)
+        except InvalidDomain as exc:
+            rejected.append(Rejected(raw=raw if isinstance(raw, str) else repr(raw), reason=exc.reason))
+            continue
+        if domain not in seen:
+            seen.add(domain)
+            accepted.append(domain)
+    return accepted, rejected
+
+
+def _is_entry(value: str) -> bool:
+    return bool(value) and not value.startswith("#")
+
+
+def _read_text(path: Path) -> str:
+    if not path.exists():
+        raise FileNotFoundError(f"domain file not found: {path}")
+    if not path.is_file():
+        raise ValueError(f"domain file {path} is not a regular file")
+    try:
+        # utf-8-sig: spreadsheet exports often start with a BOM that would otherwise stick to entry one.
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"domain file {path} is not valid UTF-8: {exc}") from exc
+
+
+def _csv_entries(path: Path, text: str) -> list[str]:
+    lines = text.splitlines()
+    try:
+        # European spreadsheet exports use ';'; a one-column file has no delimiter and falls back to ','.
+        dialect: type[csv.Dialect] = csv.Sniffer().sniff("\n".join(lines[:50]), ",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    try:
+        rows = [
+            [cell.strip() for cell in row]
+            for row in csv.reader(lines, dialect)
+            if any(cell.strip() for cell in row) and not row[0].strip().startswith("#")
+        ]
+    except csv.Error as exc:
+        raise ValueError(f"domain file {path} is not valid CSV: {exc}") from exc
+    if not rows:
+        return []
+
+    column = 0
+    header = [cell.lower() for cell in rows[0]]
+    named = [name for name in _HEADER_NAMES if name in header]
+    if named:
+        column = header.index(named[0])
+        rows = rows[1:]
+    return [row[column] for row in rows if column < len(row) and _is_entry(row[column])]
+
+
+def read_domain_file(path: str | Path) -> list[str]:
+    """Return the raw, un-normalized entries of a ``.txt`` or ``.csv`` domain file.
+
+    ``.txt``: one entry per line. ``.csv``: the ``domain``/``website``/``url`` column if the first row
+    names one (checked in that order), otherwise the first column with no header row. Blank lines and
+    lines starting with ``#`` are skipped. Normalization is left to :func:`normalize_domains` so that
+    rejected entries can be reported with their original spelling.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".txt", ".csv"):
+        raise ValueError(f"unsupported domain file type {suffix or '(none)'!r} for {path}; use .txt or .csv")
+    text = _read_text(path)
+    if suffix == ".csv":
+        return _csv_entries(path, text)
+    return [line for line in (raw_line.strip() for raw_line in text.splitlines()) if _is_entry(line)]

@@ -1,0 +1,455 @@
+"""The one HTTP policy every provider call goes through.
+
+Timeouts and pooled clients, retries with backoff and jitter (tenacity) that
+honour Retry-After, a non-bursting rate limit, a persisted daily quota, a
+circuit breaker, a response size cap, JSON checks, redaction of the key and
+per-provider accounting. Providers only say what to ask and what an answer
+means (`providers/base.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+
+import httpx
+from aiolimiter import AsyncLimiter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_random_exponential
+
+from enrichment_pipeline.lib.providers.base import (
+    Auth,
+    Interpretation,
+    Provider,
+    ProviderRequest,
+    Status,
+)
+from enrichment_pipeline.lib.redaction import Redactor, silence_http_loggers
+from enrichment_pipeline.lib.settings import ProviderSettings
+
+log = logging.getLogger(__name__)
+
+# httpx spends its CPU in the pool past ~16 connections per client; spread
+# higher concurrency over several small clients instead.
+CONNECTIONS_PER_CLIENT = 16
+
+
+class QuotaLedger(Protocol):
+    """Daily call counts shared by every run and process (the warehouse)."""
+
+    def reserve_quota(self, provider: str, day: date, want: int, limit: int) -> int: ...
+
+    def release_quota(self, provider: str, day: date, count: int) -> None: ...
+
+
+@dataclass
+class ProviderStats:
+    """Accounting for one provider in one run; shown as Dagster metadata."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    cost: float = 0.0
+    statuses: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def percentile(self, q: float) -> float | None:
+        if not self.latencies_ms:
+            return None
+        ordered = sorted(self.latencies_ms)
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "cache_hits": self.cache_hits,
+            "retries": self.retries,
+            "cost_usd": round(self.cost, 4),
+            "statuses": dict(self.statuses),
+            "errors": dict(self.errors),
+            "latency_p50_ms": self.percentile(0.50),
+            "latency_p95_ms": self.percentile(0.95),
+        }
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """The final word on one provider request, after retries and fallbacks."""
+
+    status: Status
+    http_status: int | None
+    payload: Any
+    detail: str | None
+    attempts: int
+    latency_ms: float
+    cost: float
+
+
+class _Retryable(Exception):
+    def __init__(self, kind: str, detail: str, http_status: int | None = None, retry_after: float | None = None):
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+        self.http_status = http_status
+        self.retry_after = retry_after
+
+
+class _Final(Exception):
+    """A call that ends without an HTTP answer worth interpreting."""
+
+    def __init__(self, status: Status, detail: str, http_status: int | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.http_status = http_status
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class CircuitBreaker:
+    """Closed → open after N consecutive failures → one probe after the cool-down."""
+
+    def __init__(self, failures: int, cooldown_s: float, clock=time.monotonic) -> None:
+        self._threshold = failures
+        self._cooldown = cooldown_s
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probe_in_flight = False
+
+    @property
+    def state(self) -> str:
+        if self._opened_at is None:
+            return "closed"
+        if self._clock() - self._opened_at >= self._cooldown:
+            return "half_open"
+        return "open"
+
+    def allow(self) -> bool:
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half_open" and not self._probe_in_flight:
+            self._probe_in_flight = True
+            return True
+        return False
+
+    def success(self) -> None:
+        self._failures = 0
+        self._opened_at = None
+        self._probe_in_flight = False
+
+    def failure(self) -> None:
+        self._failures += 1
+        if self._probe_in_flight or self._failures >= self._threshold:
+            self._opened_at = self._clock()
+        self._probe_in_flight = False
+
+
+class _QuotaGate:
+    """Takes quota from the shared ledger in small blocks, so the ledger is not
+    written once per call; unused calls go back on close. A crash loses at most
+    one block (counted as used): the quota can be under-used, never exceeded."""
+
+    def __init__(self, ledger: QuotaLedger | None, provider: str, limit: int | None) -> None:
+        self._ledger = ledger
+        self._provider = provider
+        self._limit = limit
+        self._held = 0
+        self._day: date | None = None
+        self._block = 1 if limit is None else max(1, min(50, limit // 20))
+
+    def take(self) -> bool:
+        if self._limit is None or self._ledger is None:
+            return True
+        today = datetime.now(UTC).date()
+        if self._day != today:
+            self.close()
+            self._day = today
+        if self._held == 0:
+            self._held = self._ledger.reserve_quota(self._provider, today, self._block, self._limit)
+            if self._held == 0:
+                return False
+        self._held -= 1
+        return True
+
+    def close(self) -> None:
+        if self._ledger is not None and self._held and self._day is not None:
+            self._ledger.release_quota(self._provider, self._day, self._held)
+        self._held = 0
+
+
+class ProviderClient:
+    """All calls to one provider during one run (use as an async context manager)."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        settings: ProviderSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        ledger: QuotaLedger | None = None,
+        redactor: Redactor | None = None,
+        stats: ProviderStats | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.provider = provider
+        self.settings = settings
+        self.stats = stats or ProviderStats()
+        self.redactor = redactor or Redactor()
+        self.redactor.add(settings.api_key)
+        self._auth: Auth = provider.auth(settings.api_key) if settings.api_key else Auth()
+        self._transport = transport
+        self._quota = _QuotaGate(ledger, provider.name, settings.daily_quota)
+        self._limiter = AsyncLimiter(1, 1 / settings.rps) if settings.rps else None
+        self._breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
+        self._log = logger or log
+        self._clients: list[httpx.AsyncClient] = []
+        self._next_client = 0
+        self._auth_failed: str | None = None
+        self._breaker_reported = False
+
+    async def __aenter__(self) -> ProviderClient:
+        silence_http_loggers()
+        timeout = httpx.Timeout(
+            self.settings.read_timeout_s, connect=self.settings.connect_timeout_s, pool=None
+        )
+        n_clients = max(1, -(-self.settings.concurrency // CONNECTIONS_PER_CLIENT))
+        per_client = min(self.settings.concurrency, CONNECTIONS_PER_CLIENT)
+        limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
+        basic = (self._auth.basic_user, "") if self._auth.basic_user else None
+        self._clients = [
+            httpx.AsyncClient(
+                base_url=self.settings.base_url,
+                timeout=timeout,
+                limits=limits,
+                transport=self._transport,
+                headers=dict(self._auth.headers),
+                auth=basic,
+                follow_redirects=False,
+            )
+            for _ in range(n_clients)
+        ]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._quota.close()
+        await asyncio.gather(*(c.aclose() for c in self._clients))
+
+    @property
+    def disabled_reason(self) -> str | None:
+        return self._auth_failed
+
+    async def fetch(self, request: ProviderRequest, *, _fallback: bool = False) -> CallResult:
+        if self._auth_failed:
+            return self._result("auth_failed", None, None, self._auth_failed, 0, 0.0)
+        if not self._breaker.allow():
+            if not self._breaker_reported:
+                self._breaker_reported = True
+                self._log.warning(
+                    "%s: circuit open after repeated failures; recording provider_unavailable "
+                    "for %.0f s before one probe call",
+                    self.provider.name,
+                    self.settings.breaker_cooldown_s,
+                )
+            return self._result("provider_unavailable", None, None, "circuit breaker open", 0, 0.0)
+
+        started = time.perf_counter()
+        attempts = 0
+        try:
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(self.settings.max_attempts),
+                wait=self._wait,
+                retry=retry_if_exception_type(_Retryable),
+                before_sleep=self._count_retry,
+                reraise=True,
+            )
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    http_status, body = await self._attempt(request)
+        except _Retryable as exc:
+            latency = (time.perf_counter() - started) * 1000
+            self.stats.errors[exc.kind] += 1
+            if exc.kind == "rate_limited":
+                return self._result("rate_limited", exc.http_status, None, exc.detail, attempts, latency)
+            self._breaker.failure()
+            detail = f"{exc.detail} after {attempts} attempt(s)"
+            return self._result("error", exc.http_status, None, detail, attempts, latency)
+        except _Final as exc:
+            latency = (time.perf_counter() - started) * 1000
+            self.stats.errors[exc.status] += 1
+            if exc.status != "quota_exhausted":
+                self._breaker.success()  # the provider answered
+            return self._result(exc.status, exc.http_status, None, exc.detail, attempts, latency)
+
+        self._breaker.success()
+        latency = (time.perf_counter() - started) * 1000
+        verdict = self.provider.interpret(request, http_status, body) or _default_reading(http_status, body)
+        if verdict.fallback is not None and not _fallback:
+            self._log.info("%s: %s", self.provider.name, self.redactor.text(verdict.detail or "fallback"))
+            follow = await self.fetch(verdict.fallback, _fallback=True)
+            return CallResult(
+                follow.status,
+                follow.http_status,
+                follow.payload,
+                follow.detail,
+                attempts + follow.attempts,
+                latency + follow.latency_ms,
+                self._cost(attempts) + follow.cost,
+            )
+        if verdict.status == "auth_failed":
+            self._disable(http_status)
+        return self._result(verdict.status, http_status, verdict.payload, verdict.detail, attempts, latency)
+
+    def _disable(self, http_status: int | None) -> None:
+        if self._auth_failed is None:
+            self._auth_failed = (
+                f"HTTP {http_status}: key rejected or plan exhausted; no more calls this run"
+            )
+            self._log.error(
+                "%s answered HTTP %s: the API key was rejected or the plan is exhausted. "
+                "No more calls to %s in this run; check %s_API_KEY.",
+                self.provider.name,
+                http_status,
+                self.provider.name,
+                self.provider.name.upper(),
+            )
+
+    def _result(
+        self,
+        status: Status,
+        http_status: int | None,
+        payload: Any,
+        detail: str | None,
+        attempts: int,
+        latency_ms: float,
+    ) -> CallResult:
+        self.stats.statuses[status] += 1
+        if attempts:
+            self.stats.latencies_ms.append(latency_ms)
+        return CallResult(
+            status=status,
+            http_status=http_status,
+            payload=self.redactor.obj(payload),
+            detail=self.redactor.text(detail) if detail else None,
+            attempts=attempts,
+            latency_ms=round(latency_ms, 2),
+            cost=self._cost(attempts),
+        )
+
+    def _cost(self, attempts: int) -> float:
+        return attempts * self.settings.cost_per_call
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        self.stats.retries += 1
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return exc.retry_after
+        backoff = wait_random_exponential(
+            multiplier=self.settings.backoff_base_s, max=self.settings.backoff_max_s
+        )
+        return backoff(state)
+
+    def _client(self) -> httpx.AsyncClient:
+        self._next_client = (self._next_client + 1) % len(self._clients)
+        return self._clients[self._next_client]
+
+    async def _attempt(self, request: ProviderRequest) -> tuple[int, Any]:
+        """One HTTP exchange: quota, pacing, streaming with a size cap, status triage."""
+        if not self._quota.take():
+            raise _Final(
+                "quota_exhausted", f"daily quota of {self.settings.daily_quota} calls reached"
+            )
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        self.stats.calls += 1
+        self.stats.cost += self.settings.cost_per_call
+        params = {**request.params, **self._auth.params}
+        cap = self.settings.max_response_bytes
+        try:
+            async with self._client().stream(
+                request.method, request.path, params=params, json=request.json
+            ) as response:
+                status = response.status_code
+                if status == 429 or status >= 500:
+                    retry_after = parse_retry_after(response.headers.get("retry-after"))
+                    if status == 429 and retry_after is not None and retry_after > self.settings.max_retry_after_s:
+                        # Waiting that long would stall the run: record it and move on.
+                        raise _Final(
+                            "rate_limited",
+                            f"HTTP 429 with Retry-After {retry_after:.0f} s (cap {self.settings.max_retry_after_s:.0f} s)",
+                            status,
+                        )
+                    kind = "rate_limited" if status == 429 else "server_error"
+                    raise _Retryable(kind, f"HTTP {status}", status, retry_after)
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > cap:
+                    raise _Final("parse_error", f"response of {declared} bytes exceeds the {cap}-byte cap", status)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > cap:
+                        raise _Final("parse_error", f"response exceeds the {cap}-byte cap", status)
+                    chunks.append(chunk)
+                content_type = response.headers.get("content-type", "")
+        except httpx.TimeoutException as exc:
+            raise _Retryable("timeout", f"timeout ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise _Retryable("connection", f"connection error ({type(exc).__name__})") from None
+        return status, _decode(status, b"".join(chunks), content_type)
+
+
+def _decode(status: int, raw: bytes, content_type: str) -> Any:
+    ok = 200 <= status < 300
+    if not raw:
+        return None
+    if "json" not in content_type.lower():
+        if ok:
+            raise _Final("parse_error", f"expected JSON, got content type {content_type or 'none'!r}", status)
+        return None
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if ok:
+            raise _Final("parse_error", f"malformed JSON ({exc.__class__.__name__})", status) from None
+        return None
+
+
+def _default_reading(http_status: int, body: Any) -> Interpretation:
+    if 200 <= http_status < 300:
+        if body is None:
+            return Interpretation("parse_error", None, "empty body")
+        return Interpretation("ok", body)
+    if http_status == 404:
+        return Interpretation("not_found", body, "HTTP 404")
+    if http_status in (401, 403):
+        return Interpretation("auth_failed", None, f"HTTP {http_status}")
+    return Interpretation("error", body, f"HTTP {http_status}")

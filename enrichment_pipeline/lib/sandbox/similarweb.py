@@ -1,0 +1,222 @@
+"""Deterministic SimilarWeb API v1 simulator (traffic and engagement, rank, sources).
+
+Every number is a pure function of (domain, country, month), drawn from
+generators seeded with SHA-256 — never Python's salted `hash()` — so the same
+request always gets the same body, overlapping windows agree month by month,
+and runs are reproducible across processes and machines.
+
+A domain's *size* (a quantile in [0, 1), skewed so most domains are small) is
+shared with the BuiltWith simulator, so big sites also run bigger stacks.
+
+Simulated plan: countries in `PLAN_COUNTRIES` only; any other valid country
+gets SimilarWeb's 403, which lets the provider's ``country=world`` fallback run
+end to end. About 1 in 25 domains has no data at all (404, "Data not found").
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import math
+import random
+import re
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+JsonObject = dict[str, Any]
+
+NO_DATA_ONE_IN = 25
+PLAN_COUNTRIES: frozenset[str] = frozenset({"world", "us", "gb"})
+MIN_VISITS, MAX_VISITS = 1e4, 5e8
+MAX_MONTHS = 120
+SOURCE_TYPES: tuple[str, ...] = ("Search", "Social", "Mail", "Display Ads", "Direct", "Referrals")
+
+# metric path (below /v1/website/{domain}/) -> JSON list key of its answer
+METRICS: dict[str, str] = {
+    "total-traffic-and-engagement/visits": "visits",
+    "total-traffic-and-engagement/bounce-rate": "bounce_rate",
+    "total-traffic-and-engagement/pages-per-visit": "pages_per_visit",
+    "total-traffic-and-engagement/average-visit-duration": "average_visit_duration",
+    "global-rank/global-rank": "global_rank",
+    "traffic-sources/overview-share": "visits",
+}
+# Global rank is global: SimilarWeb ignores the country there, so no plan check either.
+_COUNTRY_FREE = frozenset({"global-rank/global-rank"})
+_REFERENCE_MONTH = 2026 * 12  # month index of 2026-01; trends are anchored here
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def _rng(*parts: object) -> random.Random:
+    """A generator seeded from SHA-256 of the parts: stable across runs, unlike hash()."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def normalize(domain: str) -> str:
+    """The key the simulator uses for a domain (lower case, no trailing dot)."""
+    return domain.strip().lower().rstrip(".")
+
+
+def size_quantile(domain: str) -> float:
+    """A domain's size in [0, 1), shared by all simulated providers; squared draw = many small sites."""
+    return _rng("size", normalize(domain)).random()
+
+
+def has_data(domain: str) -> bool:
+    """False for about 1 in 25 domains (independent of BuiltWith's unknowns: different salt)."""
+    return _rng("similarweb-known", normalize(domain)).randrange(NO_DATA_ONE_IN) != 0
+
+
+def base_monthly_visits(domain: str) -> float:
+    """World visits in the reference month: ~10k to ~500M, log-scale with a skew to small sites."""
+    q = size_quantile(domain)
+    low, high = math.log10(MIN_VISITS), math.log10(MAX_VISITS)
+    return 10 ** (low + (high - low) * q**2)
+
+
+def monthly_visits(domain: str, month: date, country: str = "world") -> float:
+    """Visits in one month: base x per-domain trend x monthly noise (kept in range) x country share."""
+    key = normalize(domain)
+    trend = _rng("sw-trend", key).uniform(-0.04, 0.06)
+    offset = max(-36, min(36, month.year * 12 + month.month - 1 - _REFERENCE_MONTH))
+    noise = _rng("sw-visits", key, month.isoformat()).uniform(-0.08, 0.08)
+    world = _clamp(base_monthly_visits(key) * math.exp(trend * offset) * (1 + noise), MIN_VISITS, MAX_VISITS)
+    return world * _country_share(key, country)
+
+
+def _country_share(domain: str, country: str) -> float:
+    if country == "world":
+        return 1.0
+    low, high = (0.15, 0.7) if country == "us" else (0.02, 0.25)
+    return _rng("sw-country", domain, country).uniform(low, high)
+
+
+def _engagement(domain: str, country: str, month: date) -> dict[str, float]:
+    """Bounce rate, pages/visit and duration for one month; larger sites engage a little better."""
+    q = size_quantile(domain)
+    base = _rng("sw-engagement", domain, country)
+    jitter = _rng("sw-engagement", domain, country, month.isoformat())
+    bounce = _clamp(base.uniform(0.28, 0.72) - 0.05 * q + jitter.uniform(-0.03, 0.03), 0.25, 0.75)
+    pages = _clamp(base.uniform(1.5, 6.5) + 2.5 * q + jitter.uniform(-0.3, 0.3), 1.5, 9.0)
+    duration = _clamp(pages * base.uniform(20.0, 65.0) + jitter.uniform(-15, 15), 30.0, 600.0)
+    return {"bounce_rate": bounce, "pages_per_visit": pages, "average_visit_duration": duration}
+
+
+def global_rank(domain: str, month: date) -> int:
+    """Rank consistent with world visits: ~100 at 500M visits/month, ~3M at 10k."""
+    visits = monthly_visits(domain, month, "world")
+    jitter = _rng("sw-rank", normalize(domain), month.isoformat()).uniform(-0.05, 0.05)
+    return max(1, round(10 ** (10.33 - 0.957 * math.log10(visits)) * (1 + jitter)))
+
+
+def source_shares(domain: str, country: str, month: date) -> dict[str, float]:
+    """Channel shares summing to 1; search (organic + paid) between 0.1 and 0.7."""
+    domain = normalize(domain)
+    base = _rng("sw-sources", domain, country)
+    jitter = _rng("sw-sources", domain, country, month.isoformat())
+    search = _clamp(base.uniform(0.1, 0.7) + jitter.uniform(-0.03, 0.03), 0.1, 0.7)
+    weights = {
+        "Social": base.uniform(0.02, 0.3),
+        "Mail": base.uniform(0.0, 0.08),
+        "Display Ads": base.uniform(0.0, 0.08),
+        "Direct": base.uniform(0.3, 1.0),
+        "Referrals": base.uniform(0.1, 0.5),
+    }
+    weights = {k: w * (1 + jitter.uniform(-0.1, 0.1)) for k, w in weights.items()}
+    total = sum(weights.values())
+    shares = {"Search": search} | {k: (1 - search) * w / total for k, w in weights.items()}
+    return {k: shares[k] for k in SOURCE_TYPES}
+
+
+def similarweb_response(domain: str, metric: str, params: Mapping[str, str]) -> tuple[int, JsonObject]:
+    """(HTTP status, body) for ``/v1/website/{domain}/{metric}`` with the given query params.
+
+    Checks what SimilarWeb checks (dates, granularity, country and plan), then
+    answers in the real v1 shapes. The key is checked by the transport.
+    """
+    key = normalize(domain)
+    if metric not in METRICS:
+        return 404, _error(None, 404, f"Unknown endpoint: {metric}")
+    granularity = (params.get("granularity") or "monthly").lower()
+    country = (params.get("country") or "world").lower()
+    start, end = _parse_month(params.get("start_date")), _parse_month(params.get("end_date"))
+    if start is None or end is None or end < start:
+        return 400, _error(None, 400, "Invalid start_date/end_date: expected YYYY-MM with start <= end")
+    if len(_months(start, end)) > MAX_MONTHS:
+        return 400, _error(None, 400, f"The date range may span at most {MAX_MONTHS} months")
+    if granularity != "monthly":
+        return 400, _error(None, 400, "The sandbox supports granularity=monthly only")
+    if country != "world" and not re.fullmatch(r"[a-z]{2}", country):
+        return 400, _error(None, 400, f"Invalid country: {country}")
+
+    main_domain_only = (params.get("main_domain_only") or "false").lower() == "true"
+    request_echo = {
+        "granularity": "Monthly",
+        "main_domain_only": main_domain_only,
+        "format": params.get("format") or "json",
+        "domain": key,
+        "start_date": start.isoformat(),
+        "end_date": _month_end(end).isoformat(),
+        "country": country,
+    }
+    if metric not in _COUNTRY_FREE and country not in PLAN_COUNTRIES:
+        return 403, _error(request_echo, 403, f"Your plan does not include country: {country}")
+    if not has_data(key):
+        # SimilarWeb's own (odd) error_code for a domain it has no panel data on.
+        return 404, _error(request_echo, 401, "Data not found")
+
+    months = _months(start, end)
+    meta = {"request": request_echo, "status": "Success", "last_updated": _month_end(end).isoformat()}
+    list_key = METRICS[metric]
+    if metric == "traffic-sources/overview-share":
+        by_source = {m.isoformat(): source_shares(key, country, m) for m in months}
+        visits = [
+            {
+                "source_type": source,
+                "share": [
+                    {"date": day, "share": round(shares[source], 6)} for day, shares in by_source.items()
+                ],
+            }
+            for source in SOURCE_TYPES
+        ]
+        return 200, {"meta": meta, "visits": {key: visits}}
+    return 200, {"meta": meta, list_key: [_point(key, country, list_key, m) for m in months]}
+
+
+def _point(domain: str, country: str, list_key: str, month: date) -> JsonObject:
+    if list_key == "visits":
+        value: float | int = round(monthly_visits(domain, month, country), 3)
+    elif list_key == "global_rank":
+        value = global_rank(domain, month)
+    else:
+        value = round(_engagement(domain, country, month)[list_key], 6)
+    return {"date": month.isoformat(), list_key: value}
+
+
+def _error(request_echo: JsonObject | None, code: int, message: str) -> JsonObject:
+    meta: JsonObject = {"status": "Error", "error_code": code, "error_message": message}
+    if request_echo is not None:
+        meta = {"request": request_echo, **meta}
+    return {"meta": meta}
+
+
+def _parse_month(value: str | None) -> date | None:
+    match = _MONTH.match((value or "").strip())
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        return None
+    return date(int(match.group(1)), int(match.group(2)), 1)
+
+
+def _months(start: date, end: date) -> list[date]:
+    first = start.year * 12 + start.month - 1
+    last = end.year * 12 + end.month - 1
+    return [date(i // 12, i % 12 + 1, 1) for i in range(first, last + 1)]
+
+
+def _month_end(day: date) -> date:
+    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return max(low, min(high, value))

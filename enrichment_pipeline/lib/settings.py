@@ -1,0 +1,102 @@
+"""Run-time settings read from the environment (never at import time).
+
+One place turns `ENRICHMENT_MODE`, `WAREHOUSE_URL` and the `<P>_*` variables
+into typed values, and turns bad values into one clear message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from enrichment_pipeline.lib.providers.base import Provider
+
+Mode = Literal["sandbox", "live"]
+
+# Sandbox providers answer in microseconds; a high default keeps `make run`
+# quick while still sending every call through the limiter.
+SANDBOX_DEFAULT_RPS = 200.0
+
+
+class SettingsError(ValueError):
+    """A bad environment value; the message names the variable."""
+
+
+def enrichment_mode(environ: Mapping[str, str] | None = None) -> Mode:
+    env = os.environ if environ is None else environ
+    mode = env.get("ENRICHMENT_MODE", "sandbox").strip().lower() or "sandbox"
+    if mode not in ("sandbox", "live"):
+        raise SettingsError(f"ENRICHMENT_MODE must be 'sandbox' or 'live', not {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
+def warehouse_url(environ: Mapping[str, str] | None = None, base_dir: Path | None = None) -> str:
+    """`WAREHOUSE_URL`, else a DuckDB file per mode so sandbox rows never mix with live ones."""
+    env = os.environ if environ is None else environ
+    url = env.get("WAREHOUSE_URL", "").strip()
+    if url:
+        return url
+    name = "sandbox.duckdb" if enrichment_mode(env) == "sandbox" else "warehouse.duckdb"
+    return f"duckdb:///{(base_dir or Path.cwd()) / 'data' / name}"
+
+
+def _number(env: Mapping[str, str], key: str, default: float | None, *, integer: bool = False):
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise SettingsError(f"{key} must be {kind}, not {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{key} must not be negative, not {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """How the shared HTTP policy treats one provider in one run."""
+
+    name: str
+    base_url: str
+    api_key: str | None = field(default=None, repr=False)
+    rps: float | None = None  # None or 0: no limit
+    daily_quota: int | None = None
+    cost_per_call: float = 0.0
+    concurrency: int = 16
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 20.0
+    max_attempts: int = 4
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 20.0
+    max_retry_after_s: float = 60.0
+    max_response_bytes: int = 5_000_000
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 60.0
+
+    @classmethod
+    def from_env(
+        cls, provider: Provider, mode: Mode, environ: Mapping[str, str] | None = None
+    ) -> ProviderSettings:
+        env = os.environ if environ is None else environ
+        p = provider.name.upper()
+        default_rps = SANDBOX_DEFAULT_RPS if mode == "sandbox" else provider.default_rps
+        key = env.get(f"{p}_API_KEY", "").strip() or None
+        if mode == "sandbox" and key is None:
+            # The simulator checks that a key is sent, like the real APIs do.
+            key = f"sandbox-{provider.name}-key"
+        rps = _number(env, f"{p}_RPS", default_rps)
+        return cls(
+            name=provider.name,
+            base_url=(env.get(f"{p}_BASE_URL", "").strip() or provider.default_base_url).rstrip("/"),
+            api_key=key,
+            rps=rps or None,
+            daily_quota=_number(env, f"{p}_DAILY_QUOTA", provider.default_daily_quota, integer=True),
+            cost_per_call=_number(env, f"{p}_COST_PER_CALL", provider.default_cost_per_call),
+            concurrency=max(1, _number(env, f"{p}_CONCURRENCY", 16, integer=True)),
+            max_attempts=max(1, _number(env, f"{p}_MAX_ATTEMPTS", 4, integer=True)),
+        )

@@ -1,0 +1,91 @@
+"""Raw provider payloads -> typed staging frames (pure functions)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import polars as pl
+
+from enrichment_pipeline.lib.providers.builtwith import groups_from_free_api, technologies_from_domain_api
+from enrichment_pipeline.lib.providers.similarweb import traffic_from_payloads
+
+TECH_SCHEMA = {
+    "domain": pl.String,
+    "technology": pl.String,
+    "tag": pl.String,
+    "categories": pl.List(pl.String),
+    "first_detected": pl.Datetime("us", "UTC"),
+    "last_detected": pl.Datetime("us", "UTC"),
+    "is_premium": pl.Boolean,
+    "path": pl.String,
+    "provider": pl.String,
+    "observed_at": pl.Datetime("us", "UTC"),
+}
+GROUP_SCHEMA = {
+    "domain": pl.String,
+    "tech_group": pl.String,
+    "live": pl.Int64,
+    "dead": pl.Int64,
+    "latest": pl.Datetime("us", "UTC"),
+    "oldest": pl.Datetime("us", "UTC"),
+    "observed_at": pl.Datetime("us", "UTC"),
+}
+TRAFFIC_SCHEMA = {
+    "domain": pl.String,
+    "monthly_visits": pl.Float64,
+    "visits_growth": pl.Float64,
+    "bounce_rate": pl.Float64,
+    "pages_per_visit": pl.Float64,
+    "avg_visit_duration_s": pl.Float64,
+    "global_rank": pl.Int64,
+    "search_share": pl.Float64,
+    "direct_share": pl.Float64,
+    "referral_share": pl.Float64,
+    "social_share": pl.Float64,
+    "period_start": pl.Date,
+    "period_end": pl.Date,
+    "provider": pl.String,
+    "observed_at": pl.Datetime("us", "UTC"),
+}
+
+
+def _ok(responses: pl.DataFrame, provider: str, endpoint: str | None = None) -> pl.DataFrame:
+    frame = responses.filter((pl.col("provider") == provider) & (pl.col("status") == "ok"))
+    if endpoint:
+        frame = frame.filter(pl.col("endpoint") == endpoint)
+    return frame
+
+
+def builtwith_technologies(responses: pl.DataFrame) -> pl.DataFrame:
+    records = []
+    for row in _ok(responses, "builtwith", "domain_api").iter_rows(named=True):
+        for tech in technologies_from_domain_api(row["domain"], json.loads(row["payload"])):
+            records.append({**tech, "provider": "builtwith", "observed_at": row["fetched_at"]})
+    return pl.DataFrame(records, schema=TECH_SCHEMA) if records else pl.DataFrame(schema=TECH_SCHEMA)
+
+
+def builtwith_groups(responses: pl.DataFrame) -> pl.DataFrame:
+    records = []
+    for row in _ok(responses, "builtwith", "free_api").iter_rows(named=True):
+        for group in groups_from_free_api(row["domain"], json.loads(row["payload"])):
+            group["tech_group"] = group.pop("group")
+            records.append({**group, "observed_at": row["fetched_at"]})
+    return pl.DataFrame(records, schema=GROUP_SCHEMA) if records else pl.DataFrame(schema=GROUP_SCHEMA)
+
+
+def similarweb_traffic(responses: pl.DataFrame) -> pl.DataFrame:
+    payloads: dict[str, dict[str, dict]] = defaultdict(dict)
+    observed: dict[str, object] = {}
+    for row in _ok(responses, "similarweb").iter_rows(named=True):
+        payloads[row["domain"]][row["endpoint"]] = json.loads(row["payload"])
+        observed[row["domain"]] = max(observed.get(row["domain"], row["fetched_at"]), row["fetched_at"])
+    records = [
+        {**traffic_from_payloads(domain, by_endpoint), "provider": "similarweb", "observed_at": observed[domain]}
+        for domain, by_endpoint in payloads.items()
+    ]
+    if not records:
+        return pl.DataFrame(schema=TRAFFIC_SCHEMA)
+    return pl.DataFrame(records).select(
+        *(pl.col(c).cast(t) if c in records[0] else pl.lit(None, dtype=t).alias(c) for c, t in TRAFFIC_SCHEMA.items())
+    )
