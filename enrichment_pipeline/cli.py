@@ -104,10 +104,10 @@ def enrich(args: argparse.Namespace) -> int:
     _dagster_home()
     import dagster as dg
 
+    from enrichment_pipeline.definitions import defs
     from enrichment_pipeline.defs.operations.jobs import ENRICH_JOB_NAME
     from enrichment_pipeline.defs.partitions import domains_partitions
     from enrichment_pipeline.defs.raw.assets import RAW_KEY
-    from enrichment_pipeline.definitions import defs
 
     started = time.perf_counter()
     instance = dg.DagsterInstance.get()
@@ -124,8 +124,13 @@ def enrich(args: argparse.Namespace) -> int:
     }
     metadata: list[dict] = []
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err, transient=True, disable=not err.is_terminal,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
     )
     with progress:
         reporter = _progress_reporter(progress)
@@ -167,7 +172,9 @@ def enrich(args: argparse.Namespace) -> int:
             valid,
         )
     counts = {s: int(n) for s, n in statuses.iter_rows()}
-    totals = {k: sum(m.get(k, 0) or 0 for m in metadata) for k in ("calls", "cache_hits", "retries", "cost_usd")}
+    totals = {
+        k: sum(m.get(k, 0) or 0 for m in metadata) for k in ("calls", "cache_hits", "retries", "cost_usd")
+    }
     _print_summary(mode, counts, rejected, totals, seconds, metadata)
     return 0
 
@@ -230,8 +237,14 @@ def scores(args: argparse.Namespace) -> int:
         for i, r in enumerate(rows, 1):
             visits = f"{r['monthly_visits']:,.0f}" if r["monthly_visits"] is not None else "-"
             table.add_row(
-                str(i), r["domain"], f"{r['icp_score']:.1f}", r["icp_tier"], r["status"], visits,
-                r["search_vendor"] or "-", "; ".join(r["score_reasons"][:2]),
+                str(i),
+                r["domain"],
+                f"{r['icp_score']:.1f}",
+                r["icp_tier"],
+                r["status"],
+                visits,
+                r["search_vendor"] or "-",
+                "; ".join(r["score_reasons"][:2]),
             )
         console.print(table)
     return 0
@@ -243,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_enrich = sub.add_parser("enrich", help="normalize, register and enrich domains in one Dagster run")
     p_enrich.add_argument("domains", nargs="*", metavar="DOMAIN")
     p_enrich.add_argument("--file", help="a .txt (one domain per line) or .csv file of domains")
-    p_enrich.add_argument("--force", action="store_true", help="ignore cached answers and call providers again")
+    p_enrich.add_argument(
+        "--force", action="store_true", help="ignore cached answers and call providers again"
+    )
     p_enrich.set_defaults(func=enrich)
     p_scores = sub.add_parser("scores", help="print the ICP leaderboard")
     p_scores.add_argument("--top", type=int, default=25)

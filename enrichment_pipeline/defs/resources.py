@@ -1,6 +1,5 @@
 """Resources: one per outside system (the warehouse, the providers)."""
 
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,14 +42,14 @@ class ProvidersResource(dg.ConfigurableResource):
     """Which providers a run calls and how. Keys come from `<P>_API_KEY` at run time."""
 
     mode: str | None = None  # None: ENRICHMENT_MODE
-    providers: list[str] | None = None  # None: all known providers
+    providers: list[str] | None = None  # None: ENRICHMENT_PROVIDERS, else every known provider
     sandbox_epoch: int = 1  # the simulator's "clock": a later epoch changes some stacks
 
     def setup(self, transport: httpx.AsyncBaseTransport | None = None) -> ProviderSetup:
         mode = settings.enrichment_mode({"ENRICHMENT_MODE": self.mode} if self.mode else None)
         active: list[tuple[Provider, ProviderSettings]] = []
         skipped: dict[str, str] = {}
-        for name in self.providers or PROVIDER_NAMES:
+        for name in self.providers or settings.enabled_providers(PROVIDER_NAMES):
             provider = build_provider(name)
             provider_settings = ProviderSettings.from_env(provider, mode)
             if mode == "live" and not provider_settings.api_key:

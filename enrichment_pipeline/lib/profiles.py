@@ -18,13 +18,27 @@ from enrichment_pipeline.lib.frames import first_present, json_list
 WATERFALL: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "technologies": (
         ("builtwith",),
-        ("technologies", "technology_count", "technology_categories", "search_vendor",
-         "ecommerce_platform", "cms"),
+        (
+            "technologies",
+            "technology_count",
+            "technology_categories",
+            "search_vendor",
+            "ecommerce_platform",
+            "cms",
+        ),
     ),
     "traffic": (
         ("similarweb",),
-        ("monthly_visits", "visits_growth", "bounce_rate", "pages_per_visit",
-         "avg_visit_duration_s", "global_rank", "search_share", "direct_share"),
+        (
+            "monthly_visits",
+            "visits_growth",
+            "bounce_rate",
+            "pages_per_visit",
+            "avg_visit_duration_s",
+            "global_rank",
+            "search_share",
+            "direct_share",
+        ),
     ),
 }
 
@@ -32,16 +46,44 @@ ANSWERED = ("ok", "not_found")
 
 # Vendors a site-search ICP cares about; BuiltWith tags are too coarse to tell them apart.
 SEARCH_VENDORS = (
-    "Algolia", "Coveo", "Bloomreach", "Constructor.io", "Lucidworks", "Klevu", "Searchspring",
-    "Elasticsearch", "Elastic", "Yext", "SearchStax", "Swiftype", "Doofinder", "Attraqt",
+    "Algolia",
+    "Coveo",
+    "Bloomreach",
+    "Constructor.io",
+    "Lucidworks",
+    "Klevu",
+    "Searchspring",
+    "Elasticsearch",
+    "Elastic",
+    "Yext",
+    "SearchStax",
+    "Swiftype",
+    "Doofinder",
+    "Attraqt",
 )
 ECOMMERCE_PLATFORMS = (
-    "Shopify Plus", "Shopify", "Salesforce Commerce Cloud", "Magento", "Adobe Commerce",
-    "BigCommerce", "WooCommerce", "commercetools", "SAP Commerce Cloud", "VTEX",
+    "Shopify Plus",
+    "Shopify",
+    "Salesforce Commerce Cloud",
+    "Magento",
+    "Adobe Commerce",
+    "BigCommerce",
+    "WooCommerce",
+    "commercetools",
+    "SAP Commerce Cloud",
+    "VTEX",
 )
 CMS_PLATFORMS = (
-    "Adobe Experience Manager", "Sitecore", "Contentful", "Drupal", "WordPress", "Contentstack",
-    "Optimizely", "Webflow", "Squarespace", "Wix",
+    "Adobe Experience Manager",
+    "Sitecore",
+    "Contentful",
+    "Drupal",
+    "WordPress",
+    "Contentstack",
+    "Optimizely",
+    "Webflow",
+    "Squarespace",
+    "Wix",
 )
 
 PROFILE_SCHEMA: dict[str, pl.DataType] = {
@@ -73,15 +115,31 @@ PROFILE_SCHEMA: dict[str, pl.DataType] = {
 def technology_summary(techs: pl.DataFrame) -> pl.DataFrame:
     """One row per domain from staging.builtwith_technologies."""
     if techs.is_empty():
-        return pl.DataFrame(schema={
-            "domain": pl.String, "technologies": pl.String, "technology_count": pl.Int32,
-            "technology_categories": pl.String, "search_vendor": pl.String,
-            "ecommerce_platform": pl.String, "cms": pl.String, "technologies_observed_at": pl.Datetime("us", "UTC"),
-        })
-    grouped = techs.sort("domain", "technology").group_by("domain", maintain_order=True).agg(
-        pl.col("technology").unique(maintain_order=True).alias("names"),
-        pl.col("categories").list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort().alias("cats"),
-        pl.col("last_detected").max().alias("technologies_observed_at"),
+        return pl.DataFrame(
+            schema={
+                "domain": pl.String,
+                "technologies": pl.String,
+                "technology_count": pl.Int32,
+                "technology_categories": pl.String,
+                "search_vendor": pl.String,
+                "ecommerce_platform": pl.String,
+                "cms": pl.String,
+                "technologies_observed_at": pl.Datetime("us", "UTC"),
+            }
+        )
+    grouped = (
+        techs.sort("domain", "technology")
+        .group_by("domain", maintain_order=True)
+        .agg(
+            pl.col("technology").unique(maintain_order=True).alias("names"),
+            pl.col("categories")
+            .list.explode(keep_nulls=False, empty_as_null=False)
+            .drop_nulls()
+            .unique()
+            .sort()
+            .alias("cats"),
+            pl.col("last_detected").max().alias("technologies_observed_at"),
+        )
     )
     names = pl.col("names")
     return grouped.select(
@@ -141,27 +199,33 @@ def build_profiles(
         )
 
     per_provider = (
-        statuses.group_by("domain")
-        .agg(
+        statuses.group_by("domain").agg(
             pl.struct("provider", "status").alias("s"),
             pl.col("status").is_in(["ok"]).any().alias("_any_ok"),
             (~pl.col("status").is_in(list(ANSWERED))).any().alias("_any_failed"),
         )
         if not statuses.is_empty()
-        else pl.DataFrame(schema={"domain": pl.String, "s": pl.List(pl.Struct({"provider": pl.String, "status": pl.String})),
-                                  "_any_ok": pl.Boolean, "_any_failed": pl.Boolean})
+        else pl.DataFrame(
+            schema={
+                "domain": pl.String,
+                "s": pl.List(pl.Struct({"provider": pl.String, "status": pl.String})),
+                "_any_ok": pl.Boolean,
+                "_any_failed": pl.Boolean,
+            }
+        )
     )
     base = base.join(per_provider, on="domain", how="left")
     field_sources = pl.struct(
-        *(
-            sources[group].alias(column)
-            for group, (_, columns) in WATERFALL.items()
-            for column in columns
-        )
+        *(sources[group].alias(column) for group, (_, columns) in WATERFALL.items() for column in columns)
     ).struct.json_encode()
     return base.select(
-        *(pl.col(c).cast(PROFILE_SCHEMA[c]) for c in PROFILE_SCHEMA if c in base.columns and not c.startswith("_")
-          and c not in ("field_sources", "provider_statuses", "status", "mode", "enriched_at")),
+        *(
+            pl.col(c).cast(PROFILE_SCHEMA[c])
+            for c in PROFILE_SCHEMA
+            if c in base.columns
+            and not c.startswith("_")
+            and c not in ("field_sources", "provider_statuses", "status", "mode", "enriched_at")
+        ),
         field_sources.alias("field_sources"),
         json_list(pl.col("s")).fill_null("[]").alias("provider_statuses"),
         pl.when(pl.col("_any_failed").fill_null(True) & ~pl.col("_any_ok").fill_null(False))
@@ -182,9 +246,12 @@ def provider_status_per_domain(responses: pl.DataFrame) -> pl.DataFrame:
     # Severity: a failure beats an answer; "ok" on any endpoint beats "not found".
     return (
         responses.with_columns(
-            pl.when(pl.col("status") == "ok").then(1)
-            .when(pl.col("status") == "not_found").then(0)
-            .otherwise(2).alias("_severity")
+            pl.when(pl.col("status") == "ok")
+            .then(1)
+            .when(pl.col("status") == "not_found")
+            .then(0)
+            .otherwise(2)
+            .alias("_severity")
         )
         .sort("_severity", descending=True)
         .unique(["provider", "domain"], keep="first")

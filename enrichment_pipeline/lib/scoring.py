@@ -8,6 +8,7 @@ changing the model and re-scoring never calls a provider.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from datetime import datetime
 from functools import reduce
@@ -24,8 +25,15 @@ from enrichment_pipeline.lib.frames import json_list
 Family = Literal["budget", "pain", "timing", "fit"]
 ValueFormat = Literal["int", "pct", "signed_pct", "float1", "raw"]
 NUMERIC_FIELDS = (
-    "monthly_visits", "visits_growth", "bounce_rate", "pages_per_visit", "avg_visit_duration_s",
-    "global_rank", "search_share", "direct_share", "technology_count",
+    "monthly_visits",
+    "visits_growth",
+    "bounce_rate",
+    "pages_per_visit",
+    "avg_visit_duration_s",
+    "global_rank",
+    "search_share",
+    "direct_share",
+    "technology_count",
 )
 TIERS = ("hot", "warm", "cool", "cold")
 SCORE_SCHEMA: dict[str, pl.DataType] = {
@@ -83,7 +91,7 @@ class Criterion(_Strict):
             if self.field not in NUMERIC_FIELDS:
                 raise ValueError(f"unknown field {self.field!r}; known: {', '.join(NUMERIC_FIELDS)}")
             ordered = sorted(self.bands, key=lambda b: float("-inf") if b.min is None else b.min)
-            for low, high in zip(ordered, ordered[1:], strict=False):
+            for low, high in itertools.pairwise(ordered):
                 low_max = float("inf") if low.max is None else low.max
                 if high.min is None or high.min < low_max:
                     raise ValueError(f"bands of {self.id!r} overlap")
@@ -185,10 +193,10 @@ def _template(text: str, value: pl.Expr | None, matched: pl.Expr | None) -> pl.E
         parts.append(pl.lit(rest[:cut]))
         if rest.startswith("{value}", cut):
             parts.append(value if value is not None else pl.lit(""))
-            rest = rest[cut + len("{value}"):]
+            rest = rest[cut + len("{value}") :]
         else:
             parts.append(matched if matched is not None else pl.lit(""))
-            rest = rest[cut + len("{matched}"):]
+            rest = rest[cut + len("{matched}") :]
     return pl.concat_str(parts)
 
 
@@ -256,9 +264,12 @@ def score_profiles(profiles: pl.DataFrame, model: IcpModel, scored_at: datetime)
     raw_score = (total / model.max_points * 100).clip(0, 100).round(1)
     score = pl.when(disqualified).then(pl.lit(0.0)).otherwise(raw_score)
     tier = (
-        pl.when(score >= model.tiers.hot).then(pl.lit("hot"))
-        .when(score >= model.tiers.warm).then(pl.lit("warm"))
-        .when(score >= model.tiers.cool).then(pl.lit("cool"))
+        pl.when(score >= model.tiers.hot)
+        .then(pl.lit("hot"))
+        .when(score >= model.tiers.warm)
+        .then(pl.lit("warm"))
+        .when(score >= model.tiers.cool)
+        .then(pl.lit("cool"))
         .otherwise(pl.lit("cold"))
     )
 
@@ -275,19 +286,24 @@ def score_profiles(profiles: pl.DataFrame, model: IcpModel, scored_at: datetime)
         *(pl.col(f"_dq_{d.id}") for d in model.disqualifiers),
         *(pl.col(f"_r_{c.id}") for c in model.criteria),
     ).list.drop_nulls()
-    return frame.select(
-        "domain",
-        score.alias("icp_score"),
-        tier.alias("icp_tier"),
-        breakdown.alias("score_breakdown"),
-        reasons_list.alias("_reasons"),
-        disqualified.alias("disqualified"),
-        family("budget").alias("budget_signal"),
-        family("pain").alias("pain_signal"),
-        family("timing").alias("timing_signal"),
-        pl.lit(model.version).alias("model_version"),
-        pl.lit(model.file_hash).alias("model_hash"),
-        pl.lit(scored_at, dtype=pl.Datetime("us", "UTC")).alias("scored_at"),
-    ).with_columns(
-        json_list(pl.col("_reasons")).alias("score_reasons"),
-    ).drop("_reasons").collect()
+    return (
+        frame.select(
+            "domain",
+            score.alias("icp_score"),
+            tier.alias("icp_tier"),
+            breakdown.alias("score_breakdown"),
+            reasons_list.alias("_reasons"),
+            disqualified.alias("disqualified"),
+            family("budget").alias("budget_signal"),
+            family("pain").alias("pain_signal"),
+            family("timing").alias("timing_signal"),
+            pl.lit(model.version).alias("model_version"),
+            pl.lit(model.file_hash).alias("model_hash"),
+            pl.lit(scored_at, dtype=pl.Datetime("us", "UTC")).alias("scored_at"),
+        )
+        .with_columns(
+            json_list(pl.col("_reasons")).alias("score_reasons"),
+        )
+        .drop("_reasons")
+        .collect()
+    )

@@ -33,6 +33,21 @@ def enrichment_mode(environ: Mapping[str, str] | None = None) -> Mode:
     return mode  # type: ignore[return-value]
 
 
+def enabled_providers(known: tuple[str, ...], environ: Mapping[str, str] | None = None) -> list[str]:
+    """`ENRICHMENT_PROVIDERS` (comma-separated) narrows the providers a run calls."""
+    env = os.environ if environ is None else environ
+    raw = env.get("ENRICHMENT_PROVIDERS", "").strip()
+    if not raw:
+        return list(known)
+    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SettingsError(
+            f"ENRICHMENT_PROVIDERS names unknown provider(s) {', '.join(unknown)}; known: {', '.join(known)}"
+        )
+    return names
+
+
 def warehouse_url(environ: Mapping[str, str] | None = None, base_dir: Path | None = None) -> str:
     """`WAREHOUSE_URL`, else a DuckDB file per mode so sandbox rows never mix with live ones."""
     env = os.environ if environ is None else environ

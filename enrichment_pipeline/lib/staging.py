@@ -81,11 +81,18 @@ def similarweb_traffic(responses: pl.DataFrame) -> pl.DataFrame:
         payloads[row["domain"]][row["endpoint"]] = json.loads(row["payload"])
         observed[row["domain"]] = max(observed.get(row["domain"], row["fetched_at"]), row["fetched_at"])
     records = [
-        {**traffic_from_payloads(domain, by_endpoint), "provider": "similarweb", "observed_at": observed[domain]}
+        {
+            **traffic_from_payloads(domain, by_endpoint),
+            "provider": "similarweb",
+            "observed_at": observed[domain],
+        }
         for domain, by_endpoint in payloads.items()
     ]
     if not records:
         return pl.DataFrame(schema=TRAFFIC_SCHEMA)
     return pl.DataFrame(records).select(
-        *(pl.col(c).cast(t) if c in records[0] else pl.lit(None, dtype=t).alias(c) for c, t in TRAFFIC_SCHEMA.items())
+        *(
+            pl.col(c).cast(t) if c in records[0] else pl.lit(None, dtype=t).alias(c)
+            for c, t in TRAFFIC_SCHEMA.items()
+        )
     )

@@ -63,20 +63,30 @@ def split_valid(
         schema.validate(frame, lazy=True)
     reasons = (
         cases.group_by("index")
-        .agg((pl.col("column") + pl.lit(": ") + pl.col("check") + pl.lit(" (got ")
-              + pl.col("failure_case").cast(pl.String) + pl.lit(")")).alias("why"))
+        .agg(
+            (
+                pl.col("column")
+                + pl.lit(": ")
+                + pl.col("check")
+                + pl.lit(" (got ")
+                + pl.col("failure_case").cast(pl.String)
+                + pl.lit(")")
+            ).alias("why")
+        )
         .with_columns(pl.col("why").list.join("; "))
     )
     indexed = frame.with_row_index("index").with_columns(pl.col("index").cast(pl.Int32))
     bad = indexed.join(reasons.with_columns(pl.col("index").cast(pl.Int32)), on="index", how="inner")
-    good = indexed.join(reasons.with_columns(pl.col("index").cast(pl.Int32)), on="index", how="anti").drop("index")
+    good = indexed.join(reasons.with_columns(pl.col("index").cast(pl.Int32)), on="index", how="anti").drop(
+        "index"
+    )
     quarantined = bad.select(
         pl.lit(source).alias("source"),
         pl.col("domain"),
         pl.col("why").alias("reason"),
-        pl.struct(pl.exclude("index", "why")).map_elements(
-            lambda r: json.dumps(r, default=str), return_dtype=pl.String
-        ).alias("row"),
+        pl.struct(pl.exclude("index", "why"))
+        .map_elements(lambda r: json.dumps(r, default=str), return_dtype=pl.String)
+        .alias("row"),
         pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("quarantined_at"),
     )
     return good, quarantined

@@ -233,9 +233,7 @@ class Warehouse:
     def reserve_quota(self, provider: str, day: date, want: int, limit: int) -> int:
         """Atomically take up to `want` calls of today's quota; returns how many."""
         with self.transaction() as tx:
-            tx.execute(
-                f"INSERT INTO {QUOTA} VALUES (?, ?, 0) ON CONFLICT DO NOTHING", [provider, day]
-            )
+            tx.execute(f"INSERT INTO {QUOTA} VALUES (?, ?, 0) ON CONFLICT DO NOTHING", [provider, day])
             (used,) = tx.execute(
                 f"SELECT calls FROM {QUOTA} WHERE provider = ? AND day = ?", [provider, day]
             ).fetchall()[0]

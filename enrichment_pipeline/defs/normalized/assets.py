@@ -1,6 +1,5 @@
 """Typed, validated staging tables computed from the raw provider answers."""
 
-
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -10,7 +9,12 @@ import polars as pl
 from enrichment_pipeline.defs.raw.assets import RAW_KEY
 from enrichment_pipeline.defs.resources import ProvidersResource, WarehouseResource
 from enrichment_pipeline.lib import staging
-from enrichment_pipeline.lib.validation import QUARANTINE_SCHEMA, BuiltWithTechnology, SimilarWebTraffic, split_valid
+from enrichment_pipeline.lib.validation import (
+    QUARANTINE_SCHEMA,
+    BuiltWithTechnology,
+    SimilarWebTraffic,
+    split_valid,
+)
 
 QUARANTINE = "staging.quarantine"
 
@@ -60,9 +64,14 @@ def builtwith_technologies(
 ) -> dg.MaterializeResult:
     """One row per (domain, technology) from BuiltWith's domain API, pandera-checked."""
     return _materialize(
-        context, warehouse, providers,
-        table="staging.builtwith_technologies", build=staging.builtwith_technologies,
-        schema=staging.TECH_SCHEMA, primary_key=("domain", "technology"), contract=BuiltWithTechnology,
+        context,
+        warehouse,
+        providers,
+        table="staging.builtwith_technologies",
+        build=staging.builtwith_technologies,
+        schema=staging.TECH_SCHEMA,
+        primary_key=("domain", "technology"),
+        contract=BuiltWithTechnology,
     )
 
 
@@ -77,9 +86,14 @@ def builtwith_groups(
 ) -> dg.MaterializeResult:
     """Technology group counts from BuiltWith's free API (when that API is configured)."""
     return _materialize(
-        context, warehouse, providers,
-        table="staging.builtwith_groups", build=staging.builtwith_groups,
-        schema=staging.GROUP_SCHEMA, primary_key=("domain", "tech_group"), contract=None,
+        context,
+        warehouse,
+        providers,
+        table="staging.builtwith_groups",
+        build=staging.builtwith_groups,
+        schema=staging.GROUP_SCHEMA,
+        primary_key=("domain", "tech_group"),
+        contract=None,
     )
 
 
@@ -94,16 +108,25 @@ def similarweb_traffic(
 ) -> dg.MaterializeResult:
     """One row per domain of SimilarWeb engagement and traffic-source shares, pandera-checked."""
     return _materialize(
-        context, warehouse, providers,
-        table="staging.similarweb_traffic", build=staging.similarweb_traffic,
-        schema=staging.TRAFFIC_SCHEMA, primary_key=("domain",), contract=SimilarWebTraffic,
+        context,
+        warehouse,
+        providers,
+        table="staging.similarweb_traffic",
+        build=staging.similarweb_traffic,
+        schema=staging.TRAFFIC_SCHEMA,
+        primary_key=("domain",),
+        contract=SimilarWebTraffic,
     )
 
 
-def _contract_check(table: str, contract: type[pa.DataFrameModel], warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def _contract_check(
+    table: str, contract: type[pa.DataFrameModel], warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
     with warehouse.open() as wh:
         frame = wh.table(table) if wh.has_table(table) else pl.DataFrame()
-        quarantine = wh.table(QUARANTINE).filter(pl.col("source") == table) if wh.has_table(QUARANTINE) else None
+        quarantine = (
+            wh.table(QUARANTINE).filter(pl.col("source") == table) if wh.has_table(QUARANTINE) else None
+        )
     _, failed = split_valid(frame, contract, table, datetime.now(UTC))
     return dg.AssetCheckResult(
         passed=failed.is_empty(),
@@ -115,11 +138,15 @@ def _contract_check(table: str, contract: type[pa.DataFrameModel], warehouse: Wa
     )
 
 
-@dg.asset_check(asset=builtwith_technologies, blocking=True, description="Stored rows satisfy the pandera contract.")
+@dg.asset_check(
+    asset=builtwith_technologies, blocking=True, description="Stored rows satisfy the pandera contract."
+)
 def builtwith_technologies_contract(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return _contract_check("staging.builtwith_technologies", BuiltWithTechnology, warehouse)
 
 
-@dg.asset_check(asset=similarweb_traffic, blocking=True, description="Stored rows satisfy the pandera contract.")
+@dg.asset_check(
+    asset=similarweb_traffic, blocking=True, description="Stored rows satisfy the pandera contract."
+)
 def similarweb_traffic_contract(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return _contract_check("staging.similarweb_traffic", SimilarWebTraffic, warehouse)

@@ -1,6 +1,5 @@
 """One merged company profile per domain, with the source of every field."""
 
-
 from datetime import UTC, datetime
 
 import dagster as dg

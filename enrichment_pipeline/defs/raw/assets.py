@@ -5,7 +5,6 @@ partition per asset, so the per-domain status lives here and everything
 downstream is computed as whole tables from `raw.provider_responses`.
 """
 
-
 import asyncio
 from datetime import UTC, datetime
 
@@ -55,7 +54,22 @@ def provider_responses(
         if not config.force:
             plan.fresh = {p.name: wh.fresh_keys(p.name, domains, setup.mode, now) for p, _ in setup.active}
         skipped_rows = [
-            ResponseRow(name, "*", d, "skipped", None, None, reason, now, now, 0, None, 0.0, setup.mode, context.run_id)
+            ResponseRow(
+                name,
+                "*",
+                d,
+                "skipped",
+                None,
+                None,
+                reason,
+                now,
+                now,
+                0,
+                None,
+                0.0,
+                setup.mode,
+                context.run_id,
+            )
             for name, reason in setup.skipped.items()
             for d in domains
         ]

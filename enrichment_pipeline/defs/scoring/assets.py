@@ -1,6 +1,5 @@
 """ICP scores computed from the profiles table alone: re-scoring never calls a provider."""
 
-
 from datetime import UTC, datetime
 
 import dagster as dg
