@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from enrichment_pipeline.defs.history import assets as history
 from enrichment_pipeline.defs.normalized import assets as normalized
 from enrichment_pipeline.defs.operations.jobs import enrich_job
 from enrichment_pipeline.defs.profiles import assets as profiles
@@ -11,7 +12,7 @@ from enrichment_pipeline.defs.raw import assets as raw
 from enrichment_pipeline.defs.resources import ProgressReporter, ProvidersResource, WarehouseResource
 from enrichment_pipeline.defs.scoring import assets as scoring
 
-_modules = (raw, normalized, profiles, scoring)
+_modules = (raw, normalized, profiles, scoring, history)
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(_modules),

@@ -43,7 +43,8 @@ class ProvidersResource(dg.ConfigurableResource):
 
     mode: str | None = None  # None: ENRICHMENT_MODE
     providers: list[str] | None = None  # None: ENRICHMENT_PROVIDERS, else every known provider
-    sandbox_epoch: int = 1  # the simulator's "clock": a later epoch changes some stacks
+    # The simulator's "clock" (None: SANDBOX_EPOCH, else 1): a later epoch changes some stacks.
+    sandbox_epoch: int | None = None
 
     def setup(self, transport: httpx.AsyncBaseTransport | None = None) -> ProviderSetup:
         mode = settings.enrichment_mode({"ENRICHMENT_MODE": self.mode} if self.mode else None)
@@ -57,7 +58,7 @@ class ProvidersResource(dg.ConfigurableResource):
                 continue
             active.append((provider, provider_settings))
         if transport is None and mode == "sandbox":
-            transport = sandbox_transport(epoch=self.sandbox_epoch)
+            transport = sandbox_transport(epoch=self.sandbox_epoch or settings.sandbox_epoch())
         return ProviderSetup(mode=mode, active=active, skipped=skipped, transport=transport)
 
 

@@ -33,6 +33,14 @@ def enrichment_mode(environ: Mapping[str, str] | None = None) -> Mode:
     return mode  # type: ignore[return-value]
 
 
+def sandbox_epoch(environ: Mapping[str, str] | None = None) -> int:
+    env = os.environ if environ is None else environ
+    epoch = _number(env, "SANDBOX_EPOCH", 1, integer=True)
+    if epoch < 1:
+        raise SettingsError("SANDBOX_EPOCH must be 1 or more")
+    return epoch
+
+
 def enabled_providers(known: tuple[str, ...], environ: Mapping[str, str] | None = None) -> list[str]:
     """`ENRICHMENT_PROVIDERS` (comma-separated) narrows the providers a run calls."""
     env = os.environ if environ is None else environ

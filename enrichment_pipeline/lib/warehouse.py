@@ -107,6 +107,7 @@ class Warehouse:
     def __init__(self, conn: duckdb.DuckDBPyConnection, url: str) -> None:
         self._conn = conn
         self.url = url
+        self._depth = 0
 
     @classmethod
     def open(cls, url: str, *, read_only: bool = False, lock_wait_s: float = 600.0) -> Warehouse:
@@ -144,12 +145,23 @@ class Warehouse:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction; nested uses join the outer one (DuckDB has no savepoints)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self._conn
+            finally:
+                self._depth -= 1
+            return
         self._conn.execute("BEGIN TRANSACTION")
+        self._depth = 1
         try:
             yield self._conn
         except BaseException:
+            self._depth = 0
             self._conn.execute("ROLLBACK")
             raise
+        self._depth = 0
         self._conn.execute("COMMIT")
 
     # -- schema ---------------------------------------------------------------

@@ -8,7 +8,7 @@ ENRICH_JOB_NAME = "enrich_domains"
 
 enrich_job = dg.define_asset_job(
     ENRICH_JOB_NAME,
-    selection=dg.AssetSelection.groups("raw", "normalized", "profiles", "scoring"),
+    selection=dg.AssetSelection.groups("raw", "normalized", "profiles", "scoring", "history"),
     partitions_def=domains_partitions,
     description="Fetch, validate, merge and score the run's domains (one run for any number of domains).",
 )
