@@ -109,6 +109,7 @@ async def fetch_domains(
     flush_every: int = 200,
 ) -> FetchReport:
     started = time.perf_counter()
+    plan.domains = list(dict.fromkeys(plan.domains))  # each domain once, whatever the caller passed
     redactor = redactor or Redactor(s.api_key for _, s in providers)
     assembler = _Assembler(plan.domains, len(providers), write, flush_every)
     total = len(plan.domains)
@@ -165,12 +166,19 @@ async def fetch_domains(
                         )
                     unit_done(domain, rows)
 
-            await asyncio.gather(*(worker() for _ in range(settings.concurrency)))
+            # A TaskGroup cancels the siblings when one task fails: nothing keeps writing after a crash.
+            async with asyncio.TaskGroup() as workers:
+                for _ in range(settings.concurrency):
+                    workers.create_task(worker())
             if client.disabled_reason:
                 disabled[provider.name] = client.disabled_reason
 
     try:
-        await asyncio.gather(*(run_provider(p, s) for p, s in providers))
+        async with asyncio.TaskGroup() as group:
+            for provider, provider_settings in providers:
+                group.create_task(run_provider(provider, provider_settings))
+    except BaseExceptionGroup as group_error:
+        raise _first_error(group_error) from None
     finally:
         # Whatever finished is kept, even when the run is cancelled or crashes.
         assembler.flush()
@@ -181,3 +189,10 @@ async def fetch_domains(
         seconds=time.perf_counter() - started,
         disabled=disabled,
     )
+
+
+def _first_error(error: BaseException) -> BaseException:
+    """The exception that started it, out of (nested) task groups, so callers see the real error."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

@@ -13,6 +13,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -65,7 +66,8 @@ class ProviderStats:
         if not self.latencies_ms:
             return None
         ordered = sorted(self.latencies_ms)
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+        rank = math.ceil(round(q * len(ordered), 9))  # nearest rank, 1-based
+        return round(ordered[min(len(ordered), max(1, rank)) - 1], 1)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -94,7 +96,9 @@ class CallResult:
 
 
 class _Retryable(Exception):
-    def __init__(self, kind: str, detail: str, http_status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self, kind: str, detail: str, http_status: int | None = None, retry_after: float | None = None
+    ):
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
@@ -169,6 +173,10 @@ class CircuitBreaker:
             self._opened_at = self._clock()
         self._probe_in_flight = False
 
+    def release(self) -> None:
+        """The probe ended without a verdict (no call made, or cancelled): let the next call probe."""
+        self._probe_in_flight = False
+
 
 class _QuotaGate:
     """Takes quota from the shared ledger in small blocks, so the ledger is not
@@ -234,7 +242,7 @@ class ProviderClient:
         self._breaker_reported = False
 
     async def __aenter__(self) -> ProviderClient:
-        silence_http_loggers()
+        silence_http_loggers(self.redactor)
         timeout = httpx.Timeout(
             self.settings.read_timeout_s, connect=self.settings.connect_timeout_s, pool=None
         )
@@ -267,6 +275,7 @@ class ProviderClient:
     async def fetch(self, request: ProviderRequest, *, _fallback: bool = False) -> CallResult:
         if self._auth_failed:
             return self._result("auth_failed", None, None, self._auth_failed, 0, 0.0)
+        probing = self._breaker.state == "half_open"
         if not self._breaker.allow():
             if not self._breaker_reported:
                 self._breaker_reported = True
@@ -290,12 +299,17 @@ class ProviderClient:
             )
             async for attempt in retrying:
                 with attempt:
-                    attempts += 1
+                    if not self._quota.take():
+                        raise _Final(
+                            "quota_exhausted", f"daily quota of {self.settings.daily_quota} calls reached"
+                        )
+                    attempts += 1  # calls actually sent: these are what cost and count
                     http_status, body = await self._attempt(request)
         except _Retryable as exc:
             latency = (time.perf_counter() - started) * 1000
             self.stats.errors[exc.kind] += 1
             if exc.kind == "rate_limited":
+                self._breaker.success()  # the provider answered; it is throttling, not down
                 return self._result("rate_limited", exc.http_status, None, exc.detail, attempts, latency)
             self._breaker.failure()
             detail = f"{exc.detail} after {attempts} attempt(s)"
@@ -305,7 +319,13 @@ class ProviderClient:
             self.stats.errors[exc.status] += 1
             if exc.status != "quota_exhausted":
                 self._breaker.success()  # the provider answered
+            elif probing:
+                self._breaker.release()  # no call was made, so no verdict on the provider
             return self._result(exc.status, exc.http_status, None, exc.detail, attempts, latency)
+        except BaseException:
+            if probing:
+                self._breaker.release()  # cancelled or crashed mid-probe: never wedge the breaker
+            raise
 
         self._breaker.success()
         latency = (time.perf_counter() - started) * 1000
@@ -328,9 +348,7 @@ class ProviderClient:
 
     def _disable(self, http_status: int | None) -> None:
         if self._auth_failed is None:
-            self._auth_failed = (
-                f"HTTP {http_status}: key rejected or plan exhausted; no more calls this run"
-            )
+            self._auth_failed = f"HTTP {http_status}: key rejected or plan exhausted; no more calls this run"
             self._log.error(
                 "%s answered HTTP %s: the API key was rejected or the plan is exhausted. "
                 "No more calls to %s in this run; check %s_API_KEY.",
@@ -371,7 +389,8 @@ class ProviderClient:
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Retryable) and exc.retry_after is not None:
-            return exc.retry_after
+            # A 429 beyond the cap never gets here; a 5xx asking for longer is capped.
+            return min(exc.retry_after, self.settings.max_retry_after_s)
         backoff = wait_random_exponential(
             multiplier=self.settings.backoff_base_s, max=self.settings.backoff_max_s
         )
@@ -382,17 +401,14 @@ class ProviderClient:
         return self._clients[self._next_client]
 
     async def _attempt(self, request: ProviderRequest) -> tuple[int, Any]:
-        """One HTTP exchange: quota, pacing, streaming with a size cap, status triage."""
-        if not self._quota.take():
-            raise _Final(
-                "quota_exhausted", f"daily quota of {self.settings.daily_quota} calls reached"
-            )
+        """One HTTP exchange: pacing, streaming with a size cap, status triage."""
         if self._limiter is not None:
             await self._limiter.acquire()
         self.stats.calls += 1
         self.stats.cost += self.settings.cost_per_call
         params = {**request.params, **self._auth.params}
         cap = self.settings.max_response_bytes
+        status: int | None = None
         try:
             async with self._client().stream(
                 request.method, request.path, params=params, json=request.json
@@ -400,18 +416,25 @@ class ProviderClient:
                 status = response.status_code
                 if status == 429 or status >= 500:
                     retry_after = parse_retry_after(response.headers.get("retry-after"))
-                    if status == 429 and retry_after is not None and retry_after > self.settings.max_retry_after_s:
+                    if (
+                        status == 429
+                        and retry_after is not None
+                        and retry_after > self.settings.max_retry_after_s
+                    ):
                         # Waiting that long would stall the run: record it and move on.
                         raise _Final(
                             "rate_limited",
-                            f"HTTP 429 with Retry-After {retry_after:.0f} s (cap {self.settings.max_retry_after_s:.0f} s)",
+                            f"HTTP 429 with Retry-After {retry_after:.0f} s "
+                            f"(cap {self.settings.max_retry_after_s:.0f} s)",
                             status,
                         )
                     kind = "rate_limited" if status == 429 else "server_error"
                     raise _Retryable(kind, f"HTTP {status}", status, retry_after)
                 declared = response.headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > cap:
-                    raise _Final("parse_error", f"response of {declared} bytes exceeds the {cap}-byte cap", status)
+                    raise _Final(
+                        "parse_error", f"response of {declared} bytes exceeds the {cap}-byte cap", status
+                    )
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in response.aiter_bytes():
@@ -420,6 +443,9 @@ class ProviderClient:
                         raise _Final("parse_error", f"response exceeds the {cap}-byte cap", status)
                     chunks.append(chunk)
                 content_type = response.headers.get("content-type", "")
+        except httpx.DecodingError:
+            # A body that claims a Content-Encoding it does not have: an answer, but unusable.
+            raise _Final("parse_error", "undecodable body (bad Content-Encoding)", status) from None
         except httpx.TimeoutException as exc:
             raise _Retryable("timeout", f"timeout ({type(exc).__name__})") from None
         except httpx.TransportError as exc:

@@ -211,9 +211,11 @@ class Warehouse:
         return {(e, d) for e, d in rows}
 
     def write_responses(self, rows: Iterable[ResponseRow]) -> int:
-        """Upsert in one transaction. A non-answer (error, quota, ...) never
-        overwrites a stored answer: the last good data stays usable."""
-        frame = _responses_frame(rows)
+        """Upsert in one transaction. Only an answer (ok, not_found) replaces a
+        stored answer: after an error, a quota stop or a "queued" (pending)
+        reply the last good data stays usable."""
+        # One row per key (the last wins): DuckDB applies only the first of several in one INSERT.
+        frame = _responses_frame(rows).unique(list(_RESPONSE_KEY), keep="last", maintain_order=True)
         if frame.is_empty():
             return 0
         columns = ", ".join(frame.columns)
@@ -223,7 +225,7 @@ class Warehouse:
             tx.execute(
                 f"""INSERT INTO {RESPONSES} ({columns}) SELECT {columns} FROM incoming
                     ON CONFLICT (provider, endpoint, domain) DO UPDATE SET {updates}
-                    WHERE excluded.status IN ('ok', 'not_found', 'pending')
+                    WHERE excluded.status IN ('ok', 'not_found')
                        OR provider_responses.status NOT IN ('ok', 'not_found')"""
             )
             tx.unregister("incoming")
