@@ -1,42 +1,54 @@
 """Fetch many domains from many providers concurrently, within each provider's limits.
 
 Every provider gets its own workers, rate limit and circuit breaker, so a slow
-or failing provider never holds back the others. A domain's rows are handed to
-the writer only once every provider has finished with it, so a crash leaves
-each domain either fully written or untouched, and everything finished before
-the crash is kept (and served from cache on the re-run).
+or failing provider never holds back the others. With a waterfall, providers
+are called level by level and a lower provider only for the domains whose
+field groups are still empty (see `lib/waterfall.py`).
+
+A domain's rows are handed to the writer only once no provider will be called
+for it any more, so a crash leaves each domain either fully written or
+untouched, and everything finished before the crash is kept (and served from
+cache on the re-run).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 
-from enrichment_pipeline.lib.http_policy import ProviderClient, ProviderStats, QuotaLedger
+from enrichment_pipeline.lib.fields import filled_groups
+from enrichment_pipeline.lib.http_policy import CallResult, ProviderClient, ProviderStats, QuotaLedger
 from enrichment_pipeline.lib.providers.base import Provider
 from enrichment_pipeline.lib.redaction import Redactor
 from enrichment_pipeline.lib.settings import ProviderSettings
 from enrichment_pipeline.lib.warehouse import ResponseRow
+from enrichment_pipeline.lib.waterfall import Waterfall
 
 log = logging.getLogger(__name__)
 
-# Answers worth keeping until the provider's TTL; anything else is retried next run.
+# A "queued" answer (Clearbit 202) is asked again soon, not after the full TTL.
 _PENDING_RECHECK = timedelta(minutes=10)
 
 
 @dataclass
 class FetchPlan:
-    """Which (provider, endpoint, domain) calls a run needs, after the cache."""
+    """The run's domains and what the cache already answers."""
 
     domains: list[str]
-    fresh: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # provider -> fresh keys
+    fresh: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # provider -> {(endpoint, domain)}
+    # provider -> domain -> endpoint -> payload of fresh `ok` answers (the waterfall reads them)
+    cached: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,6 +64,32 @@ WriteRows = Callable[[list[ResponseRow]], None]
 Progress = Callable[[int, int], None]
 
 
+def fresh_answers(
+    query: Callable[[str, Sequence[Any]], Any],
+    provider: str,
+    domains: Sequence[str],
+    mode: str,
+    now: datetime,
+) -> tuple[set[tuple[str, str]], dict[str, dict[str, Any]]]:
+    """Cached answers still within their TTL: the fresh (endpoint, domain) keys and the
+    `ok` payloads by domain and endpoint. `query` is the warehouse's `query` method."""
+    frame = query(
+        "SELECT endpoint, domain, status, payload FROM raw.provider_responses "
+        "WHERE provider = ? AND mode = ? AND expires_at > ? AND status IN ('ok', 'not_found')",
+        [provider, mode, now],
+    )
+    wanted = set(domains)
+    keys: set[tuple[str, str]] = set()
+    payloads: dict[str, dict[str, Any]] = defaultdict(dict)
+    for endpoint, domain, status, payload in frame.iter_rows():
+        if domain not in wanted:
+            continue
+        keys.add((endpoint, domain))
+        if status == "ok" and payload is not None:
+            payloads[domain][endpoint] = json.loads(payload)
+    return keys, dict(payloads)
+
+
 def expires_at(provider: Provider, status: str, fetched_at: datetime) -> datetime:
     if status == "ok":
         return fetched_at + provider.ttl
@@ -63,28 +101,32 @@ def expires_at(provider: Provider, status: str, fetched_at: datetime) -> datetim
 
 
 class _Assembler:
-    """Holds each domain's rows until every provider is done with it."""
+    """Holds each domain's rows until no provider will be called for it any more."""
 
-    def __init__(self, domains: Sequence[str], n_providers: int, write: WriteRows, flush_every: int) -> None:
-        self._remaining = dict.fromkeys(domains, n_providers)
+    def __init__(self, write: WriteRows, flush_every: int, progress: Progress | None, total: int) -> None:
         self._rows: dict[str, list[ResponseRow]] = defaultdict(list)
         self._ready: list[ResponseRow] = []
         self._ready_domains = 0
         self._write = write
         self._flush_every = flush_every
+        self._progress = progress
+        self._step = max(1, total // 100)
+        self.total = total
         self.rows_written = 0
         self.domains_written = 0
         self.done = 0
 
     def add(self, domain: str, rows: list[ResponseRow]) -> None:
         self._rows[domain].extend(rows)
-        self._remaining[domain] -= 1
-        if self._remaining[domain] == 0:
-            self.done += 1
-            self._ready.extend(self._rows.pop(domain, []))
-            self._ready_domains += 1
-            if self._ready_domains >= self._flush_every:
-                self.flush()
+
+    def finish(self, domain: str) -> None:
+        self.done += 1
+        self._ready.extend(self._rows.pop(domain, []))
+        self._ready_domains += 1
+        if self._ready_domains >= self._flush_every:
+            self.flush()
+        if self._progress and (self.done % self._step == 0 or self.done == self.total):
+            self._progress(self.done, self.total)
 
     def flush(self) -> None:
         if self._ready:
@@ -94,12 +136,77 @@ class _Assembler:
         self._ready, self._ready_domains = [], 0
 
 
+def _row(provider: Provider, endpoint: str, domain: str, result: CallResult, mode: str, run_id: str | None):
+    now = datetime.now(UTC)
+    return ResponseRow(
+        provider=provider.name,
+        endpoint=endpoint,
+        domain=domain,
+        status=result.status,
+        http_status=result.http_status,
+        payload=result.payload,
+        detail=result.detail,
+        fetched_at=now,
+        expires_at=expires_at(provider, result.status, now),
+        attempts=result.attempts,
+        latency_ms=result.latency_ms,
+        cost_usd=result.cost,
+        mode=mode,
+        run_id=run_id,
+    )
+
+
+async def _run_provider_level(
+    client: ProviderClient,
+    domains: list[str],
+    fresh: set[tuple[str, str]],
+    on_done: Callable[[str, dict[str, Any], list[ResponseRow]], None],
+    mode: str,
+    run_id: str | None,
+) -> None:
+    """Workers pull domains (in batches for bulk providers) and fetch what the cache lacks."""
+    provider = client.provider
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for domain in domains:
+        queue.put_nowait(domain)
+
+    def missing(endpoint: str, domain: str) -> bool:
+        return (endpoint, domain) not in fresh
+
+    async def worker() -> None:
+        while not queue.empty():
+            batch = [queue.get_nowait() for _ in range(min(provider.batch_size, queue.qsize()))]
+            to_fetch = []
+            for domain in batch:
+                needed = [e for e in provider.endpoints(domain) if missing(e, domain)]
+                client.stats.cache_hits += len(provider.endpoints(domain)) - len(needed)
+                if needed:
+                    to_fetch.append(domain)
+                else:
+                    on_done(domain, {}, [])
+            if not to_fetch:
+                continue
+            fetched = await provider.fetch_domains(client, to_fetch, missing)
+            for domain in to_fetch:
+                results = fetched.get(domain, [])
+                rows = [_row(provider, endpoint, domain, r, mode, run_id) for endpoint, r in results]
+                payloads = {endpoint: r.payload for endpoint, r in results if r.status == "ok"}
+                on_done(domain, payloads, rows)
+
+    workers = max(1, min(client.settings.concurrency, math.ceil(len(domains) / provider.batch_size)))
+    # A TaskGroup cancels the siblings when one task fails: nothing keeps writing after a crash.
+    async with asyncio.TaskGroup() as group:
+        for _ in range(workers):
+            group.create_task(worker())
+
+
 async def fetch_domains(
     providers: Sequence[tuple[Provider, ProviderSettings]],
     plan: FetchPlan,
     *,
     write: WriteRows,
     mode: str,
+    waterfall: Waterfall | None = None,
     run_id: str | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     ledger: QuotaLedger | None = None,
@@ -108,80 +215,113 @@ async def fetch_domains(
     logger: logging.Logger | None = None,
     flush_every: int = 200,
 ) -> FetchReport:
+    """Enrich `plan.domains`; without a waterfall every provider is called for every domain."""
     started = time.perf_counter()
-    plan.domains = list(dict.fromkeys(plan.domains))  # each domain once, whatever the caller passed
+    domains = list(dict.fromkeys(plan.domains))  # each domain once, whatever the caller passed
+    by_name = {p.name: (p, s) for p, s in providers}
+    active = set(by_name)
     redactor = redactor or Redactor(s.api_key for _, s in providers)
-    assembler = _Assembler(plan.domains, len(providers), write, flush_every)
-    total = len(plan.domains)
-    step = max(1, total // 100)
-
-    def unit_done(domain: str, rows: list[ResponseRow]) -> None:
-        assembler.add(domain, rows)
-        if progress and (assembler.done % step == 0 or assembler.done == total):
-            progress(assembler.done, total)
-
-    stats: dict[str, ProviderStats] = {}
+    assembler = _Assembler(write, flush_every, progress, len(domains))
+    stats: dict[str, ProviderStats] = {name: ProviderStats() for name in by_name}
     disabled: dict[str, str] = {}
 
-    async def run_provider(provider: Provider, settings: ProviderSettings) -> None:
-        fresh = plan.fresh.get(provider.name, set())
-        async with ProviderClient(
-            provider, settings, transport=transport, ledger=ledger, redactor=redactor, logger=logger
-        ) as client:
-            stats[provider.name] = client.stats
-            queue: asyncio.Queue[str] = asyncio.Queue()
-            for domain in plan.domains:
-                queue.put_nowait(domain)
+    # What each domain already has: providers answered from cache and the groups they fill.
+    called: dict[str, set[str]] = {d: set() for d in domains}
+    filled: dict[str, set[str]] = {d: set() for d in domains}
+    for name, (provider, _) in by_name.items():
+        fresh = plan.fresh.get(name, set())
+        cached = plan.cached.get(name, {})
+        for domain in domains:
+            endpoints = provider.endpoints(domain)
+            if all((e, domain) in fresh for e in endpoints):
+                called[domain].add(name)
+                stats[name].cache_hits += len(endpoints)
+                filled[domain] |= filled_groups(provider.extract(domain, cached.get(domain, {})))
 
-            async def worker() -> None:
-                while True:
-                    try:
-                        domain = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        return
-                    rows: list[ResponseRow] = []
-                    for request in provider.requests_for(domain):
-                        if (request.endpoint, domain) in fresh:
-                            client.stats.cache_hits += 1
-                            continue
-                        result = await client.fetch(request)
-                        now = datetime.now(UTC)
-                        rows.append(
-                            ResponseRow(
-                                provider=provider.name,
-                                endpoint=request.endpoint,
-                                domain=domain,
-                                status=result.status,
-                                http_status=result.http_status,
-                                payload=result.payload,
-                                detail=result.detail,
-                                fetched_at=now,
-                                expires_at=expires_at(provider, result.status, now),
-                                attempts=result.attempts,
-                                latency_ms=result.latency_ms,
-                                cost_usd=result.cost,
-                                mode=mode,
-                                run_id=run_id,
+    outstanding: dict[str, int] = {}  # providers still working on a domain at the current level
+    carried: list[str] = []  # domains that may need a later level
+    level_now = 0
+
+    def settle(domain: str) -> None:
+        """All of this level's providers are done with the domain: write it, or keep it for later."""
+        if waterfall is not None and waterfall.may_want_more(
+            level_now, filled[domain], called[domain], active
+        ):
+            carried.append(domain)
+        else:
+            assembler.finish(domain)
+
+    def on_done(name: str):
+        provider = by_name[name][0]
+
+        def done(domain: str, payloads: dict[str, Any], rows: list[ResponseRow]) -> None:
+            called[domain].add(name)
+            if payloads:
+                filled[domain] |= filled_groups(provider.extract(domain, payloads))
+            assembler.add(domain, rows)
+            outstanding[domain] -= 1
+            if outstanding[domain] == 0:
+                settle(domain)
+
+        return done
+
+    levels = waterfall.depth if waterfall else 1
+    try:
+        async with AsyncExitStack() as stack:
+            clients: dict[str, ProviderClient] = {}
+            for name, (provider, provider_settings) in by_name.items():
+                clients[name] = await stack.enter_async_context(
+                    ProviderClient(
+                        provider,
+                        provider_settings,
+                        transport=transport,
+                        ledger=ledger,
+                        redactor=redactor,
+                        stats=stats[name],
+                        logger=logger,
+                    )
+                )
+            remaining = list(domains)
+            for level in range(levels):
+                level_now = level
+                carried.clear()
+                work: dict[str, list[str]] = defaultdict(list)
+                for domain in remaining:
+                    if waterfall is None:
+                        wanted = active - called[domain]
+                    else:
+                        wanted = waterfall.wanted(level, filled[domain], called[domain], active)
+                    outstanding[domain] = len(wanted)
+                    for name in wanted:
+                        work[name].append(domain)
+                for domain in remaining:
+                    if outstanding[domain] == 0:
+                        settle(domain)
+                async with asyncio.TaskGroup() as group:
+                    for name, names_domains in work.items():
+                        group.create_task(
+                            _run_provider_level(
+                                clients[name],
+                                names_domains,
+                                plan.fresh.get(name, set()),
+                                on_done(name),
+                                mode,
+                                run_id,
                             )
                         )
-                    unit_done(domain, rows)
-
-            # A TaskGroup cancels the siblings when one task fails: nothing keeps writing after a crash.
-            async with asyncio.TaskGroup() as workers:
-                for _ in range(settings.concurrency):
-                    workers.create_task(worker())
-            if client.disabled_reason:
-                disabled[provider.name] = client.disabled_reason
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            for provider, provider_settings in providers:
-                group.create_task(run_provider(provider, provider_settings))
+                remaining = list(carried)
+            for domain in remaining:
+                assembler.finish(domain)
+            for name, client in clients.items():
+                if client.disabled_reason:
+                    disabled[name] = client.disabled_reason
     except BaseExceptionGroup as group_error:
         raise _first_error(group_error) from None
     finally:
         # Whatever finished is kept, even when the run is cancelled or crashes.
         assembler.flush()
+
+    _count_savings(by_name, domains, called, stats)
     return FetchReport(
         stats=stats,
         rows_written=assembler.rows_written,
@@ -189,6 +329,22 @@ async def fetch_domains(
         seconds=time.perf_counter() - started,
         disabled=disabled,
     )
+
+
+def _count_savings(
+    by_name: Mapping[str, tuple[Provider, ProviderSettings]],
+    domains: Sequence[str],
+    called: Mapping[str, set[str]],
+    stats: Mapping[str, ProviderStats],
+) -> None:
+    """Domains a provider was spared by the waterfall, and the calls that saved."""
+    for name, (provider, _) in by_name.items():
+        skipped = [d for d in domains if name not in called[d]]
+        stats[name].waterfall_skipped = len(skipped)
+        if provider.batch_size > 1:
+            stats[name].calls_saved = math.ceil(len(skipped) / provider.batch_size)
+        else:
+            stats[name].calls_saved = sum(len(provider.endpoints(d)) for d in skipped)
 
 
 def _first_error(error: BaseException) -> BaseException:

@@ -31,6 +31,7 @@ from enrichment_pipeline.lib.providers.base import (
     Provider,
     ProviderRequest,
     Status,
+    Transient,
 )
 from enrichment_pipeline.lib.redaction import Redactor, silence_http_loggers
 from enrichment_pipeline.lib.settings import ProviderSettings
@@ -57,6 +58,10 @@ class ProviderStats:
     calls: int = 0
     cache_hits: int = 0
     retries: int = 0
+    # Domains the waterfall did not send to this provider (their field groups were
+    # already filled higher up) and the paid calls that saved.
+    waterfall_skipped: int = 0
+    calls_saved: int = 0
     cost: float = 0.0
     statuses: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
@@ -74,6 +79,8 @@ class ProviderStats:
             "calls": self.calls,
             "cache_hits": self.cache_hits,
             "retries": self.retries,
+            "waterfall_skipped_domains": self.waterfall_skipped,
+            "calls_saved": self.calls_saved,
             "cost_usd": round(self.cost, 4),
             "statuses": dict(self.statuses),
             "errors": dict(self.errors),
@@ -240,6 +247,7 @@ class ProviderClient:
         self._next_client = 0
         self._auth_failed: str | None = None
         self._breaker_reported = False
+        self._not_before = 0.0  # monotonic time before which no call starts (rate-limit headers)
 
     async def __aenter__(self) -> ProviderClient:
         silence_http_loggers(self.redactor)
@@ -304,7 +312,10 @@ class ProviderClient:
                             "quota_exhausted", f"daily quota of {self.settings.daily_quota} calls reached"
                         )
                     attempts += 1  # calls actually sent: these are what cost and count
-                    http_status, body = await self._attempt(request)
+                    if request.call is not None:
+                        http_status, body = await self._call_attempt(request)
+                    else:
+                        http_status, body = await self._attempt(request)
         except _Retryable as exc:
             latency = (time.perf_counter() - started) * 1000
             self.stats.errors[exc.kind] += 1
@@ -400,12 +411,36 @@ class ProviderClient:
         self._next_client = (self._next_client + 1) % len(self._clients)
         return self._clients[self._next_client]
 
-    async def _attempt(self, request: ProviderRequest) -> tuple[int, Any]:
-        """One HTTP exchange: pacing, streaming with a size cap, status triage."""
+    async def _pace(self) -> None:
+        """Wait for the provider's pause (rate-limit headers) and the rate limiter; count the call."""
+        delay = self._not_before - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
         if self._limiter is not None:
             await self._limiter.acquire()
         self.stats.calls += 1
         self.stats.cost += self.settings.cost_per_call
+
+    async def _call_attempt(self, request: ProviderRequest) -> tuple[int, Any]:
+        """One library call (no HTTP) under the same pacing and retry rules."""
+        await self._pace()
+        assert request.call is not None
+        try:
+            return 200, await asyncio.to_thread(request.call)
+        except Transient as exc:
+            raise _Retryable("transient", self.redactor.text(str(exc) or type(exc).__name__)) from None
+        except Exception as exc:
+            status = self.provider.classify_exception(exc)
+            raise _Final(status, self.redactor.text(f"{type(exc).__name__}: {exc}")) from None
+
+    def _hold(self, headers: httpx.Headers) -> None:
+        pause = self.provider.pause_after(headers)
+        if pause and pause > 0:
+            self._not_before = max(self._not_before, time.monotonic() + min(pause, self.settings.max_retry_after_s))
+
+    async def _attempt(self, request: ProviderRequest) -> tuple[int, Any]:
+        """One HTTP exchange: pacing, streaming with a size cap, status triage."""
+        await self._pace()
         params = {**request.params, **self._auth.params}
         cap = self.settings.max_response_bytes
         status: int | None = None
@@ -414,6 +449,7 @@ class ProviderClient:
                 request.method, request.path, params=params, json=request.json
             ) as response:
                 status = response.status_code
+                self._hold(response.headers)
                 if status == 429 or status >= 500:
                     retry_after = parse_retry_after(response.headers.get("retry-after"))
                     if (

@@ -818,7 +818,9 @@ def test_stats_summary_shape() -> None:
     assert stats.summary() == {
         "calls": 3,
         "cache_hits": 2,
-        "retries": 1,
+        "waterfall_skipped_domains": 0,
+            "calls_saved": 0,
+            "retries": 1,
         "cost_usd": 0.1235,
         "statuses": {"ok": 2},
         "errors": {"timeout": 1},

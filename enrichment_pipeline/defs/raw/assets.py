@@ -14,8 +14,10 @@ import httpx
 from enrichment_pipeline.defs.partitions import domains_partitions
 from enrichment_pipeline.defs.resources import ProgressReporter, ProvidersResource, WarehouseResource
 from enrichment_pipeline.lib.domains import normalize_domains
-from enrichment_pipeline.lib.fetching import FetchPlan, fetch_domains
+from enrichment_pipeline.lib.fetching import FetchPlan, fetch_domains, fresh_answers
+from enrichment_pipeline.lib.providers.registry import PROVIDER_NAMES
 from enrichment_pipeline.lib.warehouse import ResponseRow
+from enrichment_pipeline.lib.waterfall import load_waterfall
 
 RAW_KEY = dg.AssetKey(["raw", "provider_responses"])
 
@@ -46,13 +48,18 @@ def provider_responses(
         # Partitions can be added by hand in the UI; junk is never sent to a provider.
         context.log.warning(f"not fetching {bad.raw!r}: {bad.reason}")
     setup = providers.setup(http_transport)
+    waterfall = load_waterfall()
+    waterfall.check_providers(PROVIDER_NAMES)
     for name, reason in setup.skipped.items():
         context.log.warning(f"{name} skipped: {reason}")
     now = datetime.now(UTC)
     with warehouse.open() as wh:
         plan = FetchPlan(domains=domains)
         if not config.force:
-            plan.fresh = {p.name: wh.fresh_keys(p.name, domains, setup.mode, now) for p, _ in setup.active}
+            for provider, _ in setup.active:
+                plan.fresh[provider.name], plan.cached[provider.name] = fresh_answers(
+                    wh.query, provider.name, domains, setup.mode, now
+                )
         skipped_rows = [
             ResponseRow(
                 name,
@@ -86,6 +93,7 @@ def provider_responses(
                 plan,
                 write=wh.write_responses,
                 mode=setup.mode,
+                waterfall=waterfall,
                 run_id=context.run_id,
                 transport=setup.transport,
                 ledger=wh,
@@ -97,6 +105,7 @@ def provider_responses(
         "calls": sum(s.calls for s in report_.stats.values()),
         "cache_hits": sum(s.cache_hits for s in report_.stats.values()),
         "retries": sum(s.retries for s in report_.stats.values()),
+        "calls_saved_by_waterfall": sum(s.calls_saved for s in report_.stats.values()),
         "cost_usd": round(sum(s.cost for s in report_.stats.values()), 4),
     }
     metadata: dict[str, object] = {

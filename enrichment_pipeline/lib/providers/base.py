@@ -9,10 +9,13 @@ rate limits, quota, circuit breaker, cache, redaction, accounting — lives in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from enrichment_pipeline.lib.http_policy import CallResult, ProviderClient
 
 Status = Literal[
     "ok",
@@ -49,6 +52,18 @@ class ProviderRequest:
     path: str  # appended to the provider's base URL
     params: Mapping[str, str] = field(default_factory=dict)
     json: Any = None
+    # A library call instead of HTTP (yfinance): run in a thread under the same
+    # policy (pacing, quota, retries, breaker, accounting); its return value is
+    # read like a JSON body. Raise `Transient` for a failure worth retrying.
+    call: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
+
+
+class Transient(Exception):
+    """A library call failed in a way worth retrying (rate limited, empty answer, bad crumb)."""
+
+
+# What a provider's fetch gives back: per domain, (endpoint, result) pairs.
+Fetched = dict[str, list[tuple[str, "CallResult"]]]
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,9 @@ class Provider(ABC):
     default_cost_per_call: ClassVar[float] = 0.0
     ttl: ClassVar[timedelta] = timedelta(days=30)
     not_found_ttl: ClassVar[timedelta] = timedelta(days=7)
+    # Domains per call for providers with bulk endpoints; >1 makes the fetcher
+    # hand `fetch_domains` that many domains at a time.
+    batch_size: ClassVar[int] = 1
 
     @abstractmethod
     def requests_for(self, domain: str) -> list[ProviderRequest]:
@@ -97,3 +115,41 @@ class Provider(ABC):
         JSON (or None when the body was empty or not JSON on an error status).
         """
         return None
+
+    def endpoints(self, domain: str) -> list[str]:
+        """The stored answers (raw.provider_responses rows) one domain needs."""
+        return [r.endpoint for r in self.requests_for(domain)]
+
+    async def fetch_domains(
+        self, client: ProviderClient, domains: list[str], missing: Callable[[str, str], bool]
+    ) -> Fetched:
+        """Fetch what `missing(endpoint, domain)` says is not cached.
+
+        The default makes one call per request; bulk providers override this to
+        put many domains in one call (each call still goes through `client`).
+        """
+        fetched: Fetched = {}
+        for domain in domains:
+            fetched[domain] = [
+                (request.endpoint, await client.fetch(request))
+                for request in self.requests_for(domain)
+                if missing(request.endpoint, domain)
+            ]
+        return fetched
+
+    def extract(self, domain: str, payloads: Mapping[str, Any]) -> dict[str, Any]:
+        """Standard profile fields (see `lib/fields.py`) from this provider's answers.
+
+        `payloads` maps endpoint -> stored payload of the `ok` answers. Fields
+        the provider does not know are left out. Used for the waterfall (which
+        field groups are filled) and for the merged profile.
+        """
+        return {}
+
+    def pause_after(self, headers: Mapping[str, str]) -> float | None:
+        """Seconds to hold all calls after an answer, from rate-limit headers (None: no hint)."""
+        return None
+
+    def classify_exception(self, error: Exception) -> Status:
+        """Final status for an exception a library call raised (`Transient` is retried instead)."""
+        return "error"

@@ -97,6 +97,14 @@ class BuiltWith(Provider):
         return Interpretation("ok", payload=body)
 
 
+    def extract(self, domain: str, payloads: Mapping[str, Any]) -> dict[str, Any]:
+        payload = payloads.get(DOMAIN_API_ENDPOINT)
+        if not payload:
+            return {}
+        names = [t["technology"] for t in technologies_from_domain_api(domain, payload)]
+        return {"technologies": names} if names else {}
+
+
 def _interpret_errors(errors: list[Mapping[str, Any]], body: Mapping[str, Any]) -> Interpretation:
     """Classify the first in-body error: no data, key, credits, or anything else (`error`)."""
     first = errors[0]

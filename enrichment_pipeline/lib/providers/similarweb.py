@@ -91,6 +91,9 @@ class SimilarWeb(Provider):
         """SimilarWeb v1 takes the key as the api_key query parameter."""
         return Auth(params={"api_key": api_key})
 
+    def extract(self, domain: str, payloads: Mapping[str, Any]) -> dict[str, Any]:
+        return _extract(domain, payloads)
+
     def interpret(self, request: ProviderRequest, http_status: int, body: Any) -> Interpretation | None:
         """Country fallback on 403, SimilarWeb's "Data not found" shape, and meta.status on 2xx.
 
@@ -130,6 +133,19 @@ class SimilarWeb(Provider):
 
 
 # --------------------------------------------------------------------------- parsing
+
+
+_TRAFFIC_FIELDS = (
+    "monthly_visits", "visits_growth", "bounce_rate", "pages_per_visit",
+    "avg_visit_duration_s", "global_rank", "search_share", "direct_share",
+)
+
+
+def _extract(domain: str, payloads: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    if not payloads:
+        return {}
+    traffic = traffic_from_payloads(domain, payloads)
+    return {k: traffic[k] for k in _TRAFFIC_FIELDS if traffic.get(k) is not None}
 
 
 def traffic_from_payloads(domain: str, payloads: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
