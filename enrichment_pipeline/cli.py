@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -26,7 +27,7 @@ EXIT_RUN_FAILED = 1
 
 # Piped output (CI logs, `| less`) gets a fixed wide layout instead of 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 class UsageError(Exception):
@@ -93,10 +94,17 @@ def _progress_reporter(progress: Progress):
 
 
 def enrich(args: argparse.Namespace) -> int:
+    from enrichment_pipeline.lib.providers.registry import PROVIDER_NAMES
+    from enrichment_pipeline.lib.waterfall import load_waterfall
+
+    # Every configuration problem is a usage error before anything runs.
     mode = settings.enrichment_mode()
+    settings.enabled_providers(PROVIDER_NAMES)
+    settings.sandbox_epoch()
+    load_waterfall().check_providers(PROVIDER_NAMES)
     valid, rejected = _collect(args.domains, args.file)
     for bad in rejected:
-        err.print(f"[yellow]invalid[/] {bad.raw!r}: {bad.reason}")
+        err.print(f"[yellow]invalid[/] {escape(repr(bad.raw))}: {escape(bad.reason)}")
     if not valid:
         raise UsageError("no valid domain to enrich")
     url = settings.warehouse_url()
@@ -136,7 +144,9 @@ def enrich(args: argparse.Namespace) -> int:
         reporter = _progress_reporter(progress)
         for i, (start, end) in enumerate(ranges):
             last = i == len(ranges) - 1
-            result = job.execute_in_process(
+            # Downstream tables are whole-table rebuilds: build them once, after the last range.
+            run_job = job if last else job.get_subset(asset_selection={RAW_KEY})
+            result = run_job.execute_in_process(
                 run_config=run_config,
                 instance=instance,
                 tags={
@@ -144,8 +154,6 @@ def enrich(args: argparse.Namespace) -> int:
                     "dagster/asset_partition_range_end": end,
                     "enrichment/source": "cli",
                 },
-                # Downstream tables are whole-table rebuilds: build them once, after the last range.
-                asset_selection=None if last else [RAW_KEY],
                 resources={"progress": reporter},
                 raise_on_error=False,
             )
@@ -192,13 +200,13 @@ def _print_summary(mode, counts, rejected, totals, seconds, metadata) -> None:
     console.print(table)
     for m in metadata:
         for name, reason in (m.get("skipped_providers") or {}).items():
-            console.print(f"[yellow]{name} skipped[/]: {reason}")
+            console.print(f"[yellow]{name} skipped[/]: {escape(str(reason))}")
         for name, reason in (m.get("disabled_providers") or {}).items():
-            console.print(f"[red]{name} stopped[/]: {reason}")
+            console.print(f"[red]{name} stopped[/]: {escape(str(reason))}")
     if counts.get("partial") or counts.get("failed"):
         console.print("Some providers did not answer for some domains; see raw.provider_responses.")
     for bad in rejected:
-        console.print(f"invalid {bad.raw!r}: {bad.reason}")
+        console.print(f"invalid {escape(repr(bad.raw))}: {escape(bad.reason)}")
 
 
 LEADERBOARD_SQL = """
@@ -274,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (UsageError, settings.SettingsError, WarehouseError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         err.print("interrupted: completed domains are saved; run again to continue")

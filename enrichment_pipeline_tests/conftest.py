@@ -186,3 +186,51 @@ def warehouse(warehouse_url: str):
         yield wh
     finally:
         wh.close()
+
+
+# --- PostgreSQL warehouse (TEST_DATABASE_URL) ----------------------------------------------------------
+
+POSTGRES_SKIP_REASON = "TEST_DATABASE_URL not set: PostgreSQL warehouse tests need a server"
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    """The server named by TEST_DATABASE_URL (only its host, port and user are used); else skip."""
+    import os
+
+    url = os.environ.get("TEST_DATABASE_URL", "").strip()
+    if not url:
+        pytest.skip(POSTGRES_SKIP_REASON)
+    return url
+
+
+def postgres_admin(server_url: str):
+    """An autocommit psycopg connection to the TEST_DATABASE_URL database, for CREATE/DROP DATABASE."""
+    import psycopg
+
+    from enrichment_pipeline.lib.warehouse.postgres_backend import PostgresTarget
+
+    return psycopg.connect(PostgresTarget(server_url).conninfo, autocommit=True)
+
+
+def with_database(server_url: str, name: str) -> str:
+    """The same server URL naming another database."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterable[str]:
+    """A fresh, empty database `ep_test_<random>` of its own; dropped (WITH FORCE) afterwards."""
+    import secrets
+
+    name = f"ep_test_{secrets.token_hex(6)}"
+    with postgres_admin(postgres_server_url) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield with_database(postgres_server_url, name)
+    finally:
+        with postgres_admin(postgres_server_url) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -248,6 +248,9 @@ class ProviderClient:
         self._auth_failed: str | None = None
         self._breaker_reported = False
         self._not_before = 0.0  # monotonic time before which no call starts (rate-limit headers)
+        # The run's first call goes alone: a rejected key then costs one call, not one per worker.
+        self._first_answer = asyncio.Event()
+        self._first_call_sent = False
 
     async def __aenter__(self) -> ProviderClient:
         silence_http_loggers(self.redactor)
@@ -311,11 +314,16 @@ class ProviderClient:
                         raise _Final(
                             "quota_exhausted", f"daily quota of {self.settings.daily_quota} calls reached"
                         )
+                    first = await self._pace()
                     attempts += 1  # calls actually sent: these are what cost and count
-                    if request.call is not None:
-                        http_status, body = await self._call_attempt(request)
-                    else:
-                        http_status, body = await self._attempt(request)
+                    try:
+                        if request.call is not None:
+                            http_status, body = await self._call_attempt(request)
+                        else:
+                            http_status, body = await self._attempt(request)
+                    finally:
+                        if first:
+                            self._first_answer.set()
         except _Retryable as exc:
             latency = (time.perf_counter() - started) * 1000
             self.stats.errors[exc.kind] += 1
@@ -411,19 +419,33 @@ class ProviderClient:
         self._next_client = (self._next_client + 1) % len(self._clients)
         return self._clients[self._next_client]
 
-    async def _pace(self) -> None:
-        """Wait for the provider's pause (rate-limit headers) and the rate limiter; count the call."""
-        delay = self._not_before - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if self._limiter is not None:
-            await self._limiter.acquire()
+    async def _pace(self) -> bool:
+        """Wait for the first call's answer, the provider's pause (rate-limit headers) and the
+        rate limiter; count the call. True for the run's first call."""
+        first = not self._first_call_sent
+        if first:
+            self._first_call_sent = True
+        else:
+            await self._first_answer.wait()
+        try:
+            delay = self._not_before - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._limiter is not None:
+                await self._limiter.acquire()
+        except BaseException:
+            if first:
+                self._first_answer.set()  # cancelled before sending: never leave the others waiting
+            raise
+        if self._auth_failed:
+            # The key was rejected while this call waited its turn: don't send it.
+            raise _Final("auth_failed", self._auth_failed)
         self.stats.calls += 1
         self.stats.cost += self.settings.cost_per_call
+        return first
 
     async def _call_attempt(self, request: ProviderRequest) -> tuple[int, Any]:
         """One library call (no HTTP) under the same pacing and retry rules."""
-        await self._pace()
         assert request.call is not None
         try:
             return 200, await asyncio.to_thread(request.call)
@@ -436,11 +458,12 @@ class ProviderClient:
     def _hold(self, headers: httpx.Headers) -> None:
         pause = self.provider.pause_after(headers)
         if pause and pause > 0:
-            self._not_before = max(self._not_before, time.monotonic() + min(pause, self.settings.max_retry_after_s))
+            self._not_before = max(
+                self._not_before, time.monotonic() + min(pause, self.settings.max_retry_after_s)
+            )
 
     async def _attempt(self, request: ProviderRequest) -> tuple[int, Any]:
-        """One HTTP exchange: pacing, streaming with a size cap, status triage."""
-        await self._pace()
+        """One HTTP exchange: streaming with a size cap, status triage."""
         params = {**request.params, **self._auth.params}
         cap = self.settings.max_response_bytes
         status: int | None = None

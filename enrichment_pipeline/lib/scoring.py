@@ -105,12 +105,24 @@ class Criterion(_Strict):
 
 
 class Disqualifier(_Strict):
+    """Disqualifies a company whose `field` lies in [min, max) (the same rule as bands)."""
+
     id: str
     field: str
     format: ValueFormat = "raw"
     min: float | None = None
     max: float | None = None
     reason: str
+
+    @model_validator(mode="after")
+    def _checked(self) -> Disqualifier:
+        if self.field not in NUMERIC_FIELDS:
+            raise ValueError(f"unknown field {self.field!r}; known: {', '.join(NUMERIC_FIELDS)}")
+        if self.min is None and self.max is None:
+            raise ValueError(f"disqualifier {self.id!r} needs `min`, `max` or both")
+        if self.min is not None and self.max is not None and self.min >= self.max:
+            raise ValueError(f"disqualifier {self.id!r}: min {self.min} must be below max {self.max}")
+        return self
 
 
 class Tiers(_Strict):
@@ -132,6 +144,14 @@ class IcpModel(_Strict):
     criteria: list[Criterion] = Field(min_length=1)
     disqualifiers: list[Disqualifier] = []
     file_hash: str = ""
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> IcpModel:
+        ids = [c.id for c in self.criteria] + [d.id for d in self.disqualifiers]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate criterion id(s): {', '.join(duplicates)}")
+        return self
 
     @property
     def max_points(self) -> float:
@@ -247,7 +267,7 @@ def score_profiles(profiles: pl.DataFrame, model: IcpModel, scored_at: datetime)
         col = pl.col(d.field).cast(pl.Float64)
         hit = col.is_not_null()
         if d.min is not None:
-            hit = hit & (col < d.min)
+            hit = hit & (col >= d.min)
         if d.max is not None:
             hit = hit & (col < d.max)
         dq_reasons.append(

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
 
 import polars as pl
 
+from enrichment_pipeline.lib.fields import FIELD_TYPES
+from enrichment_pipeline.lib.providers.base import Provider
 from enrichment_pipeline.lib.providers.builtwith import groups_from_free_api, technologies_from_domain_api
 from enrichment_pipeline.lib.providers.similarweb import traffic_from_payloads
 
@@ -96,3 +100,39 @@ def similarweb_traffic(responses: pl.DataFrame) -> pl.DataFrame:
             for c, t in TRAFFIC_SCHEMA.items()
         )
     )
+
+
+def provider_fields_schema() -> dict[str, pl.DataType]:
+    return {
+        "provider": pl.String(),
+        "domain": pl.String(),
+        "observed_at": pl.Datetime("us", "UTC"),
+        **FIELD_TYPES,
+    }
+
+
+def provider_fields(responses: pl.DataFrame, providers: Mapping[str, Provider]) -> pl.DataFrame:
+    """One row per (provider, domain): each provider's answers mapped onto the standard fields."""
+    schema = provider_fields_schema()
+    ok = responses.filter((pl.col("status") == "ok") & pl.col("provider").is_in(list(providers)))
+    payloads: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
+    observed: dict[tuple[str, str], Any] = {}
+    for provider, domain, endpoint, payload, fetched_at in ok.select(
+        "provider", "domain", "endpoint", "payload", "fetched_at"
+    ).iter_rows():
+        key = (provider, domain)
+        payloads[key][endpoint] = json.loads(payload) if payload else None
+        observed[key] = max(observed.get(key, fetched_at), fetched_at)
+    records = []
+    for (provider, domain), by_endpoint in payloads.items():
+        values = providers[provider].extract(domain, by_endpoint)
+        if values:
+            records.append(
+                {
+                    "provider": provider,
+                    "domain": domain,
+                    "observed_at": observed[(provider, domain)],
+                    **{f: values.get(f) for f in FIELD_TYPES},
+                }
+            )
+    return pl.DataFrame(records, schema=schema) if records else pl.DataFrame(schema=schema)

@@ -1,13 +1,20 @@
-"""The DuckDB warehouse: migrations, the upsert rule, the cache query, the quota ledger, table swaps."""
+"""The warehouse on both backends: migrations, the upsert rule, the cache query, the quota ledger,
+table swaps, type round-trips.
+
+Every test taking `warehouse_url` or `warehouse` runs on DuckDB and on PostgreSQL (a fresh database per
+test; skipped without TEST_DATABASE_URL). PostgreSQL-only behaviour lives in test_warehouse_postgres.py.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import polars as pl
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,6 +24,15 @@ from enrichment_pipeline_tests.conftest import response_row
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 DAY = date(2025, 1, 1)
+DATABASE_ERRORS = (duckdb.Error, psycopg.Error)
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """This module's tests run once per backend (overrides the DuckDB-only conftest fixture)."""
+    if request.param == "duckdb":
+        return f"duckdb:///{tmp_path / 'w.duckdb'}"
+    return request.getfixturevalue("postgres_url")
 
 
 def stored(wh: Warehouse) -> dict[tuple[str, str, str], tuple[str, str | None]]:
@@ -41,14 +57,14 @@ def test_migrate_is_idempotent(warehouse_url: str) -> None:
     with Warehouse.open(warehouse_url) as wh:  # reopening migrates again: a no-op that keeps the data
         assert wh.schema_version() == 1
         assert wh.migrate() == []
-        assert wh.query("SELECT count(*) AS n FROM main.schema_migrations")["n"][0] == 1
+        assert wh.query("SELECT count(*) AS n FROM schema_migrations")["n"][0] == 1
         assert wh.responses().height == 1
 
 
 def test_migrate_applies_only_new_versions(warehouse_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     with Warehouse.open(warehouse_url) as wh:
         extra = (2, "test table", ["CREATE TABLE IF NOT EXISTS raw.extra (x INTEGER)"])
-        monkeypatch.setattr("enrichment_pipeline.lib.warehouse.MIGRATIONS", [*MIGRATIONS, extra])
+        monkeypatch.setattr("enrichment_pipeline.lib.warehouse.schema.MIGRATIONS", [*MIGRATIONS, extra])
         assert wh.migrate() == [2]
         assert wh.migrate() == []
         assert wh.schema_version() == 2
@@ -60,9 +76,36 @@ def test_read_only_open_of_missing_file_is_a_clear_error(tmp_path: Path) -> None
         Warehouse.open(f"duckdb:///{tmp_path / 'missing.duckdb'}", read_only=True)
 
 
-def test_unsupported_url_is_rejected() -> None:
-    with pytest.raises(WarehouseError, match="unsupported WAREHOUSE_URL postgresql://"):
-        Warehouse.open("postgresql://user:secret@host/db")
+def test_duckdb_file_of_the_previous_release_still_opens(tmp_path: Path) -> None:
+    """Files made before PostgreSQL support keep their version table as `main.schema_migrations`."""
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS main.schema_migrations "
+            "(version INTEGER PRIMARY KEY, description VARCHAR, applied_at TIMESTAMPTZ)"
+        )
+        for statement in MIGRATIONS[0][2]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO main.schema_migrations VALUES (1, 'old', now())")
+        conn.execute(f"INSERT INTO {QUOTA} VALUES ('p', DATE '2025-01-01', 3)")
+    with Warehouse.open(f"duckdb:///{path}") as wh:
+        assert wh.schema_version() == 1
+        assert wh.migrate() == []
+        assert wh.quota_used("p", DAY) == 3
+        assert wh.query("SELECT count(*) AS n FROM main.schema_migrations")["n"][0] == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://user:SENTINEL-PW-91@host/db", "sqlite:///tmp/x.db", "user:SENTINEL-PW-91@host/db", ""],
+)
+def test_unsupported_url_is_rejected_naming_the_accepted_forms(url: str) -> None:
+    with pytest.raises(WarehouseError, match="unsupported WAREHOUSE_URL") as caught:
+        Warehouse.open(url)
+    message = str(caught.value)
+    for form in ("duckdb:///", "postgresql://", "postgres://", "postgresql+psycopg2://"):
+        assert form in message
+    assert "SENTINEL-PW-91" not in message
 
 
 # --- write_responses ----------------------------------------------------------------------------------
@@ -309,7 +352,7 @@ def test_replace_table_swaps_contents(warehouse: Warehouse) -> None:
 )
 def test_failed_replace_leaves_old_contents(warehouse: Warehouse, bad: pl.DataFrame) -> None:
     warehouse.replace_table("marts.scores", frame([("a", 1), ("b", 2)]), SCHEMA, ["domain"])
-    with pytest.raises(duckdb.Error):
+    with pytest.raises(DATABASE_ERRORS):
         warehouse.replace_table("marts.scores", bad, SCHEMA, ["domain"])
     assert contents(warehouse) == [("a", 1), ("b", 2)]
     # The connection is usable again: no transaction left open.
@@ -325,3 +368,132 @@ def test_failed_response_write_changes_nothing(warehouse: Warehouse) -> None:
     with pytest.raises(TypeError):
         warehouse.write_responses([response_row(status="ok", payload={"v": 2}), bad])
     assert stored(warehouse) == {KEY: ("ok", '{"v":1}')}
+
+
+# --- transactions -------------------------------------------------------------------------------------
+
+
+def test_nested_transaction_joins_the_outer_one(warehouse: Warehouse) -> None:
+    with pytest.raises(RuntimeError, match="boom"), warehouse.transaction():
+        warehouse.write_responses([response_row("a.example")])
+        with warehouse.transaction():  # joins: its "commit" is the outer one's
+            warehouse.write_responses([response_row("b.example")])
+            warehouse.replace_table("marts.scores", frame([("a", 1)]), SCHEMA, ["domain"])
+        warehouse.replace_table("marts.scores", frame([("b", 2)]), SCHEMA, ["domain"])
+        raise RuntimeError("boom")
+    assert warehouse.responses().is_empty()
+    assert not warehouse.has_table("marts.scores")
+    with warehouse.transaction():
+        warehouse.write_responses([response_row("a.example")])
+        with warehouse.transaction():
+            warehouse.write_responses([response_row("b.example")])
+        warehouse.replace_table("marts.scores", frame([("a", 1)]), SCHEMA, ["domain"])
+        warehouse.replace_table("marts.scores", frame([("b", 2)]), SCHEMA, ["domain"])
+    assert sorted(warehouse.responses()["domain"]) == ["a.example", "b.example"]
+    assert contents(warehouse) == [("b", 2)]
+
+
+# --- types and queries --------------------------------------------------------------------------------
+
+ALL_TYPES = {
+    "s": pl.String,
+    "i32": pl.Int32,
+    "i64": pl.Int64,
+    "f": pl.Float64,
+    "b": pl.Boolean,
+    "d": pl.Date,
+    "ts": pl.Datetime("us", "UTC"),
+    "tags": pl.List(pl.String),
+}
+AWKWARD_TEXT = ['{"k":"v, \\"q\\""}', "", "NULL", 'comma, quote " back\\slash', "line\nbreak", "ünïcødé ✓"]
+
+
+def all_types_frame() -> pl.DataFrame:
+    n = len(AWKWARD_TEXT)
+    return pl.DataFrame(
+        {
+            "s": AWKWARD_TEXT,
+            "i32": [2**31 - 1, -(2**31), 0, None, 7, 8],
+            "i64": [2**62, -(2**62), None, 0, 1, 2],
+            "f": [0.1, -1e300, None, 1 / 3, float("inf"), 2.5],
+            "b": [True, False, None, True, False, True],
+            "d": [date(1999, 12, 31), date(2025, 1, 1), None, date(1970, 1, 1), date(2100, 2, 28), DAY],
+            "ts": [T0 + timedelta(microseconds=123_456 * i, days=i) for i in range(n - 1)] + [None],
+            "tags": [["a", "b,c"], [], None, ['q"x', "back\\slash", "", "NULL"], [None, "z"], ["ünï"]],
+        },
+        schema=ALL_TYPES,
+    )
+
+
+def test_every_column_type_round_trips(warehouse: Warehouse) -> None:
+    written = all_types_frame()
+    assert warehouse.replace_table("marts.types", written, ALL_TYPES) == written.height
+    read = warehouse.table("marts.types")
+    assert read.schema == pl.Schema(ALL_TYPES)
+    assert read.sort("i64", nulls_last=True).equals(written.sort("i64", nulls_last=True))
+
+
+def test_empty_results_keep_their_column_types(warehouse: Warehouse) -> None:
+    warehouse.replace_table("marts.types", all_types_frame().clear(), ALL_TYPES)
+    assert warehouse.table("marts.types").schema == pl.Schema(ALL_TYPES)
+    responses = warehouse.responses()
+    assert responses.is_empty()
+    assert responses.schema["fetched_at"] == pl.Datetime("us", "UTC")
+    assert responses.schema["http_status"] == pl.Int32
+    assert responses.schema["payload"] == pl.String
+    empty = warehouse.query(
+        f"SELECT domain, count(*) AS n FROM {RESPONSES} WHERE domain = ? GROUP BY 1", ["x"]
+    )
+    assert empty.schema == pl.Schema({"domain": pl.String, "n": pl.Int64})
+
+
+def test_response_payloads_and_timestamps_round_trip(warehouse: Warehouse) -> None:
+    payload = {
+        "tech": ["nginx", "Ünïcode ✓"],
+        "quote": 'say "hi", ok?',
+        "nested": {"n": None, "x": [1.5, True]},
+    }
+    fetched = datetime(2025, 3, 4, 5, 6, 7, 891_011, tzinfo=UTC)
+    row = replace(response_row(payload=payload, fetched_at=fetched), run_id="run-1")
+    warehouse.write_responses([row, replace(response_row("none.example"), http_status=None, latency_ms=None)])
+    stored_rows = {r["domain"]: r for r in warehouse.responses().iter_rows(named=True)}
+    got = stored_rows["a.example"]
+    assert json.loads(got["payload"]) == payload
+    assert got["payload"] == json.dumps(payload, separators=(",", ":"))
+    assert got["fetched_at"] == fetched and got["fetched_at"].tzinfo is not None
+    assert got["run_id"] == "run-1"
+    none = stored_rows["none.example"]
+    assert (none["payload"], none["http_status"], none["latency_ms"], none["run_id"]) == (
+        None,
+        None,
+        None,
+        None,
+    )
+
+
+def test_query_placeholders_and_literals(warehouse: Warehouse) -> None:
+    warehouse.write_responses([response_row("a.example"), response_row("b.example", provider="p%q")])
+    result = warehouse.query(
+        f"SELECT domain, 'what?' AS q, '100%' AS pct FROM {RESPONSES} "
+        "WHERE provider LIKE ? AND domain <> ? -- a comment? with 50% \n ORDER BY domain",
+        ["p%", "x?"],
+    )
+    assert result.rows() == [("b.example", "what?", "100%")]
+    assert warehouse.query("SELECT '50%' AS pct, ? AS n", [3]).rows() == [("50%", 3)]
+    assert warehouse.query("SELECT '50%' AS pct").rows() == [("50%",)]
+    assert warehouse.query(f"SELECT domain FROM {RESPONSES} ORDER BY domain LIMIT ?", [1]).rows() == [
+        ("a.example",)
+    ]
+    assert warehouse.query(f"DELETE FROM {RESPONSES} WHERE domain = ?", ["a.example"]) is not None
+    assert warehouse.responses()["domain"].to_list() == ["b.example"]
+
+
+def test_read_only_open_reads_but_does_not_write(warehouse_url: str) -> None:
+    with Warehouse.open(warehouse_url) as wh:
+        wh.write_responses([response_row()])
+    with Warehouse.open(warehouse_url, read_only=True) as ro:
+        assert ro.responses().height == 1
+        assert ro.schema_version() == MIGRATIONS[-1][0]
+        with pytest.raises(DATABASE_ERRORS):
+            ro.write_responses([response_row("b.example")])
+        assert ro.responses().height == 1

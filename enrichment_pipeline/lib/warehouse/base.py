@@ -1,0 +1,284 @@
+"""`Warehouse`: every rule of the warehouse, in SQL that DuckDB and PostgreSQL share.
+
+A dialect subclass (`duckdb_backend`, `postgres_backend`) supplies only what
+differs: how to connect, how to run a statement (placeholders), how to read a
+result into polars, how to load a frame in bulk, and how to lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
+
+import polars as pl
+
+from enrichment_pipeline.lib.warehouse import schema
+from enrichment_pipeline.lib.warehouse.schema import (
+    ANSWERED,
+    QUOTA,
+    RESPONSE_KEY,
+    RESPONSE_SCHEMA,
+    RESPONSES,
+    SCHEMA_MIGRATIONS,
+    ResponseRow,
+    WarehouseError,
+    create_table_sql,
+    quoted_columns,
+    responses_frame,
+)
+
+ACCEPTED_URLS = (
+    "duckdb:///path/file.duckdb or postgresql://user:pass@host:port/db "
+    "(also postgres://, postgresql+psycopg://, postgresql+psycopg2://)"
+)
+_ANSWERED_SQL = ", ".join(f"'{s}'" for s in ANSWERED)
+
+
+class Warehouse:
+    """One connection to the warehouse; open with `Warehouse.open(url)`.
+
+    Every write that touches a set of domains deletes and inserts their rows in
+    one transaction, so a run killed at any point leaves each domain either as
+    it was or fully replaced. Statements use `?` placeholders; the dialect
+    translates them.
+    """
+
+    schemes: ClassVar[tuple[str, ...]] = ()
+    # Appended to the quota ledger's SELECT so concurrent reservations queue up.
+    row_lock: ClassVar[str] = ""
+
+    def __init__(self, conn: Any, url: str) -> None:
+        self._conn = conn
+        self.url = url  # never holds a password: dialects pass a display form
+        self._depth = 0
+
+    # -- dialect hooks ----------------------------------------------------------------------------------
+
+    @classmethod
+    def _connect(cls, url: str, *, read_only: bool, lock_wait_s: float) -> Warehouse:
+        raise NotImplementedError
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement with `?` placeholders; returns something with `fetchall()`."""
+        raise NotImplementedError
+
+    def _frame(self, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def _staged(self, name: str, frame: pl.DataFrame, types: dict[str, pl.DataType]) -> Iterator[str]:
+        """The frame as a relation that SQL in this transaction can select from; yields its name."""
+        raise NotImplementedError
+        yield name  # pragma: no cover
+
+    def _bulk_insert(self, table: str, frame: pl.DataFrame, types: dict[str, pl.DataType]) -> None:
+        with self._staged("_wh_incoming", frame, types) as incoming:
+            names = quoted_columns(frame.columns)
+            self._execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {incoming}")
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """Held while migrating, so two processes never apply the same version."""
+        yield
+
+    # -- connection -------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, *, read_only: bool = False, lock_wait_s: float = 600.0) -> Warehouse:
+        """Connect (DuckDB file or PostgreSQL database, by URL scheme) and, unless read-only, migrate.
+
+        `lock_wait_s`: how long to wait for another writer (DuckDB: the file's
+        single-writer lock; PostgreSQL: any table or row lock, as `lock_timeout`).
+        """
+        warehouse = backend_for(url)._connect(url, read_only=read_only, lock_wait_s=lock_wait_s)
+        if not read_only:
+            try:
+                warehouse.migrate()
+            except BaseException:
+                warehouse.close()
+                raise
+        return warehouse
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """One transaction (yields the driver's connection); nested uses join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self._conn
+            finally:
+                self._depth -= 1
+            return
+        self._execute("BEGIN TRANSACTION")
+        self._depth = 1
+        try:
+            yield self._conn
+        except BaseException:
+            self._depth = 0
+            # A failed ROLLBACK (connection lost) must not hide the error that caused it.
+            with contextlib.suppress(Exception):
+                self._execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self._execute("COMMIT")
+
+    def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._execute(sql, params).fetchall()
+
+    # -- schema -----------------------------------------------------------------------------------------
+
+    def migrate(self) -> list[int]:
+        with self._migration_lock():
+            self._execute(
+                f"CREATE TABLE IF NOT EXISTS {SCHEMA_MIGRATIONS} "
+                "(version INTEGER PRIMARY KEY, description VARCHAR, applied_at TIMESTAMPTZ)"
+            )
+            done = {v for (v,) in self._fetchall(f"SELECT version FROM {SCHEMA_MIGRATIONS}")}
+            applied = []
+            for version, description, statements in schema.MIGRATIONS:
+                if version in done:
+                    continue
+                with self.transaction():
+                    for statement in statements:
+                        self._execute(statement)
+                    self._execute(
+                        f"INSERT INTO {SCHEMA_MIGRATIONS} VALUES (?, ?, ?)",
+                        [version, description, datetime.now(UTC)],
+                    )
+                applied.append(version)
+        return applied
+
+    def schema_version(self) -> int:
+        row = self._fetchall(f"SELECT max(version) FROM {SCHEMA_MIGRATIONS}")[0]
+        return int(row[0] or 0)
+
+    # -- raw responses ----------------------------------------------------------------------------------
+
+    def fresh_keys(
+        self, provider: str, domains: Sequence[str], mode: str, now: datetime
+    ) -> set[tuple[str, str]]:
+        """(endpoint, domain) pairs whose stored answer is still within its TTL."""
+        if not domains:
+            return set()
+        rows = self._fetchall(
+            f"""SELECT r.endpoint, r.domain
+                FROM {RESPONSES} r JOIN unnest(?::VARCHAR[]) AS wanted(domain) USING (domain)
+                WHERE r.provider = ? AND r.mode = ? AND r.expires_at > ? AND r.status IN ({_ANSWERED_SQL})""",
+            [list(domains), provider, mode, now],
+        )
+        return {(e, d) for e, d in rows}
+
+    def write_responses(self, rows: Iterable[ResponseRow]) -> int:
+        """Upsert in one transaction. Only an answer (ok, not_found) replaces a
+        stored answer: after an error, a quota stop or a "queued" (pending)
+        reply the last good data stays usable."""
+        # One row per key (the last wins): one INSERT may not touch a key twice.
+        frame = responses_frame(rows).unique(list(RESPONSE_KEY), keep="last", maintain_order=True)
+        if frame.is_empty():
+            return 0
+        columns = ", ".join(frame.columns)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in frame.columns if c not in RESPONSE_KEY)
+        with self.transaction(), self._staged("_wh_responses", frame, RESPONSE_SCHEMA) as incoming:
+            self._execute(
+                f"""INSERT INTO {RESPONSES} ({columns}) SELECT {columns} FROM {incoming}
+                    ON CONFLICT (provider, endpoint, domain) DO UPDATE SET {updates}
+                    WHERE excluded.status IN ({_ANSWERED_SQL})
+                       OR provider_responses.status NOT IN ({_ANSWERED_SQL})"""
+            )
+        return frame.height
+
+    def responses(self, providers: Sequence[str] | None = None, mode: str | None = None) -> pl.DataFrame:
+        where, args = [], []
+        if providers:
+            where.append(f"provider IN ({', '.join('?' for _ in providers)})")
+            args.extend(providers)
+        if mode:
+            where.append("mode = ?")
+            args.append(mode)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return self._frame(f"SELECT * FROM {RESPONSES} {clause}", args)
+
+    # -- quota ledger -----------------------------------------------------------------------------------
+
+    def reserve_quota(self, provider: str, day: date, want: int, limit: int) -> int:
+        """Atomically take up to `want` calls of the day's quota; returns how many."""
+        with self.transaction():
+            self._execute(f"INSERT INTO {QUOTA} VALUES (?, ?, 0) ON CONFLICT DO NOTHING", [provider, day])
+            (used,) = self._fetchall(
+                f"SELECT calls FROM {QUOTA} WHERE provider = ? AND day = ?{self.row_lock}", [provider, day]
+            )[0]
+            granted = max(0, min(want, limit - used))
+            if granted:
+                self._execute(
+                    f"UPDATE {QUOTA} SET calls = calls + ? WHERE provider = ? AND day = ?",
+                    [granted, provider, day],
+                )
+        return granted
+
+    def release_quota(self, provider: str, day: date, count: int) -> None:
+        with self.transaction():
+            self._execute(
+                f"UPDATE {QUOTA} SET calls = greatest(0, calls - ?) WHERE provider = ? AND day = ?",
+                [count, provider, day],
+            )
+
+    def quota_used(self, provider: str, day: date) -> int:
+        rows = self._fetchall(f"SELECT calls FROM {QUOTA} WHERE provider = ? AND day = ?", [provider, day])
+        return int(rows[0][0]) if rows else 0
+
+    # -- derived tables ---------------------------------------------------------------------------------
+
+    def replace_table(
+        self, table: str, frame: pl.DataFrame, schema: dict[str, pl.DataType], primary_key: Sequence[str] = ()
+    ) -> int:
+        """Swap a whole derived table's contents in one transaction."""
+        frame = frame.select(list(schema))
+        with self.transaction():
+            self._execute(create_table_sql(table, schema, primary_key))
+            self._execute(f"DELETE FROM {table}")
+            if frame.height:
+                self._bulk_insert(table, frame, schema)
+        return frame.height
+
+    def table(self, table: str) -> pl.DataFrame:
+        return self._frame(f"SELECT * FROM {table}")
+
+    def has_table(self, table: str) -> bool:
+        schema_name, name = table.split(".")
+        row = self._fetchall(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [schema_name, name],
+        )[0]
+        return bool(row and row[0])
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame:
+        """Any SQL, `?` placeholders; the result as a polars frame (empty frame for statements)."""
+        return self._frame(sql, params)
+
+
+def backend_for(url: str) -> type[Warehouse]:
+    from enrichment_pipeline.lib.warehouse.duckdb_backend import DuckDBWarehouse
+    from enrichment_pipeline.lib.warehouse.postgres_backend import PostgresWarehouse
+
+    scheme = url.split("://", 1)[0].strip().lower() if "://" in url else ""
+    for backend in (DuckDBWarehouse, PostgresWarehouse):
+        if scheme in backend.schemes:
+            return backend
+    # Only the scheme is echoed: the rest of a URL may hold a password.
+    shown = f"{scheme}://…" if re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme) else "without a valid scheme://"
+    raise WarehouseError(f"unsupported WAREHOUSE_URL {shown}: use {ACCEPTED_URLS}")

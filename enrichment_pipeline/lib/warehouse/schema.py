@@ -1,0 +1,153 @@
+"""What the warehouse holds, whatever the database: tables, migrations, rows, column types."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+RESPONSES = "raw.provider_responses"
+QUOTA = "raw.provider_quota"
+ANSWERED = ("ok", "not_found")
+# Unqualified: DuckDB resolves it to `main` (where earlier versions created it), PostgreSQL to `public`.
+SCHEMA_MIGRATIONS = "schema_migrations"
+
+# Each migration runs once, in order, inside one transaction; never edit a
+# released one — add the next version instead. Use SQL both DuckDB and
+# PostgreSQL accept (the types `sql_type` returns, `IF NOT EXISTS`).
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "raw responses, quota ledger, staging and marts",
+        [
+            "CREATE SCHEMA IF NOT EXISTS raw",
+            "CREATE SCHEMA IF NOT EXISTS staging",
+            "CREATE SCHEMA IF NOT EXISTS marts",
+            f"""CREATE TABLE IF NOT EXISTS {RESPONSES} (
+                provider VARCHAR NOT NULL,
+                endpoint VARCHAR NOT NULL,
+                domain VARCHAR NOT NULL,
+                status VARCHAR NOT NULL,
+                http_status INTEGER,
+                payload VARCHAR,
+                detail VARCHAR,
+                fetched_at TIMESTAMPTZ NOT NULL,
+                expires_at TIMESTAMPTZ NOT NULL,
+                attempts INTEGER NOT NULL,
+                latency_ms DOUBLE PRECISION,
+                cost_usd DOUBLE PRECISION NOT NULL,
+                mode VARCHAR NOT NULL,
+                run_id VARCHAR,
+                PRIMARY KEY (provider, endpoint, domain)
+            )""",
+            f"""CREATE TABLE IF NOT EXISTS {QUOTA} (
+                provider VARCHAR NOT NULL,
+                day DATE NOT NULL,
+                calls INTEGER NOT NULL,
+                PRIMARY KEY (provider, day)
+            )""",
+            """CREATE TABLE IF NOT EXISTS marts.tech_changes (
+                domain VARCHAR NOT NULL,
+                technology VARCHAR NOT NULL,
+                change VARCHAR NOT NULL,
+                seen_at TIMESTAMPTZ NOT NULL,
+                provider VARCHAR NOT NULL
+            )""",
+        ],
+    ),
+]
+
+
+@dataclass(frozen=True)
+class ResponseRow:
+    """One current answer of one provider endpoint for one domain."""
+
+    provider: str
+    endpoint: str
+    domain: str
+    status: str
+    http_status: int | None
+    payload: Any
+    detail: str | None
+    fetched_at: datetime
+    expires_at: datetime
+    attempts: int
+    latency_ms: float | None
+    cost_usd: float
+    mode: str
+    run_id: str | None = None
+
+
+class WarehouseError(RuntimeError):
+    """A warehouse problem worth one line to the user (bad URL, server down, nothing there yet)."""
+
+
+RESPONSE_KEY = ("provider", "endpoint", "domain")
+RESPONSE_SCHEMA: dict[str, pl.DataType] = {
+    "provider": pl.String(),
+    "endpoint": pl.String(),
+    "domain": pl.String(),
+    "status": pl.String(),
+    "http_status": pl.Int32(),
+    "payload": pl.String(),
+    "detail": pl.String(),
+    "fetched_at": pl.Datetime("us", "UTC"),
+    "expires_at": pl.Datetime("us", "UTC"),
+    "attempts": pl.Int32(),
+    "latency_ms": pl.Float64(),
+    "cost_usd": pl.Float64(),
+    "mode": pl.String(),
+    "run_id": pl.String(),
+}
+
+
+def responses_frame(rows: Iterable[ResponseRow]) -> pl.DataFrame:
+    """Rows as a typed frame, payloads as compact JSON text (TypeError if not JSON-able)."""
+    records = [
+        {
+            **row.__dict__,
+            "payload": None if row.payload is None else json.dumps(row.payload, separators=(",", ":")),
+        }
+        for row in rows
+    ]
+    return pl.DataFrame(records, schema=RESPONSE_SCHEMA)
+
+
+def sql_type(dtype: pl.DataType) -> str:
+    """The column type, in SQL that DuckDB and PostgreSQL both read the same way."""
+    if dtype == pl.String:
+        return "VARCHAR"
+    if dtype == pl.Int32:
+        return "INTEGER"
+    if dtype == pl.Int64:
+        return "BIGINT"
+    if dtype == pl.Float64:
+        return "DOUBLE PRECISION"
+    if dtype == pl.Boolean:
+        return "BOOLEAN"
+    if dtype == pl.Date:
+        return "DATE"
+    if isinstance(dtype, pl.Datetime):
+        return "TIMESTAMPTZ"
+    if isinstance(dtype, pl.List) and dtype.inner == pl.String:
+        return "VARCHAR[]"
+    raise WarehouseError(f"no SQL type for {dtype}")
+
+
+def column_definitions(schema: dict[str, pl.DataType], primary_key: Sequence[str] = ()) -> str:
+    columns = [f'"{name}" {sql_type(dtype)}' for name, dtype in schema.items()]
+    if primary_key:
+        columns.append(f"PRIMARY KEY ({', '.join(primary_key)})")
+    return "(\n    " + ",\n    ".join(columns) + "\n)"
+
+
+def create_table_sql(table: str, schema: dict[str, pl.DataType], primary_key: Sequence[str] = ()) -> str:
+    return f"CREATE TABLE IF NOT EXISTS {table} {column_definitions(schema, primary_key)}"
+
+
+def quoted_columns(columns: Iterable[str]) -> str:
+    return ", ".join(f'"{c}"' for c in columns)

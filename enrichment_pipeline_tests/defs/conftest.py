@@ -1,0 +1,26 @@
+"""Fixtures for the end-to-end pipeline tests (helpers live in `helpers.py`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import dagster as dg
+import pytest
+
+ENV_PREFIXES = ("BUILTWITH_", "SIMILARWEB_", "ENRICHMENT_", "SANDBOX_")
+ENV_NAMES = ("WAREHOUSE_URL", "ICP_MODEL")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No provider, mode or warehouse setting leaks in from the developer's shell."""
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIXES) or name in ENV_NAMES:
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.DagsterInstance.ephemeral() as inst:
+        yield inst

@@ -1,0 +1,237 @@
+"""Staging builders on real sandbox answers, and pandera quarantine of exactly the bad rows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+from pandera.errors import SchemaError, SchemaErrors
+
+from enrichment_pipeline.lib import staging
+from enrichment_pipeline.lib.fetching import FetchPlan, fetch_domains
+from enrichment_pipeline.lib.providers.builtwith import BuiltWith
+from enrichment_pipeline.lib.providers.similarweb import SimilarWeb
+from enrichment_pipeline.lib.sandbox import builtwith as bw
+from enrichment_pipeline.lib.sandbox import similarweb as sw
+from enrichment_pipeline.lib.sandbox.transport import sandbox_transport
+from enrichment_pipeline.lib.settings import ProviderSettings
+from enrichment_pipeline.lib.validation import (
+    QUARANTINE_SCHEMA,
+    BuiltWithTechnology,
+    SimilarWebTraffic,
+    split_valid,
+)
+from enrichment_pipeline.lib.warehouse import Warehouse
+
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+CANDIDATES = [f"company{i}.com" for i in range(200)]
+KNOWN = [d for d in CANDIDATES if bw.is_known(d) and sw.has_data(d)][:5]
+NO_BUILTWITH = next(d for d in CANDIDATES if not bw.is_known(d) and sw.has_data(d))
+NO_SIMILARWEB = next(d for d in CANDIDATES if bw.is_known(d) and not sw.has_data(d))
+DOMAINS = [*KNOWN, NO_BUILTWITH, NO_SIMILARWEB]
+
+
+@pytest.fixture(scope="module")
+def answers(tmp_path_factory) -> pl.DataFrame:
+    """raw.provider_responses for DOMAINS from both BuiltWith APIs and SimilarWeb, via the real policy."""
+    url = f"duckdb:///{tmp_path_factory.mktemp('staging') / 'w.duckdb'}"
+    with Warehouse.open(url) as wh:
+        # Both BuiltWith APIs share the provider name, so they are fetched in separate passes.
+        for providers in ([BuiltWith("domain"), SimilarWeb()], [BuiltWith("free")]):
+            active = [(p, ProviderSettings.from_env(p, "sandbox", environ={})) for p in providers]
+            asyncio.run(
+                fetch_domains(
+                    active,
+                    FetchPlan(domains=DOMAINS),
+                    write=wh.write_responses,
+                    mode="sandbox",
+                    transport=sandbox_transport(),
+                )
+            )
+        return wh.responses()
+
+
+def test_sandbox_answers_cover_every_endpoint(answers):
+    assert answers.height == len(DOMAINS) * (1 + 1 + 6)
+    assert set(answers["status"]) <= {"ok", "not_found"}
+
+
+def test_builtwith_technologies(answers):
+    frame = staging.builtwith_technologies(answers)
+    assert dict(frame.schema) == staging.TECH_SCHEMA
+    assert set(frame["domain"]) == {d for d in DOMAINS if bw.is_known(d)}
+    assert frame.select("domain", "technology").is_unique().all()
+    assert set(frame["provider"]) == {"builtwith"}
+    fetched = dict(
+        answers.filter(pl.col("endpoint") == "domain_api").select("domain", "fetched_at").iter_rows()
+    )
+    assert all(fetched[r["domain"]] == r["observed_at"] for r in frame.iter_rows(named=True))
+    assert frame["technology"].str.len_chars().min() > 0
+    valid, quarantined = split_valid(frame, BuiltWithTechnology, "staging.builtwith_technologies", NOW)
+    assert quarantined.is_empty()
+    assert valid.equals(frame)
+
+
+def test_builtwith_groups_from_the_free_api(answers):
+    frame = staging.builtwith_groups(answers)
+    assert dict(frame.schema) == staging.GROUP_SCHEMA
+    assert set(frame["domain"]) == {d for d in DOMAINS if bw.is_known(d)}
+    assert frame.select("domain", "tech_group").is_unique().all()
+    assert (frame["live"] >= 0).all()
+    assert frame["tech_group"].str.contains("/").any(), "no group/category rows"
+
+
+def test_similarweb_traffic(answers):
+    frame = staging.similarweb_traffic(answers)
+    assert dict(frame.schema) == staging.TRAFFIC_SCHEMA
+    assert sorted(frame["domain"]) == sorted(d for d in DOMAINS if sw.has_data(d))
+    assert frame["monthly_visits"].min() > 0
+    assert frame["bounce_rate"].is_between(0, 1).all()
+    assert frame["search_share"].is_between(0, 1).all()
+    assert frame["global_rank"].min() >= 1
+    assert (frame["period_start"] <= frame["period_end"]).all()
+    assert frame["visits_growth"].is_not_null().all()
+    valid, quarantined = split_valid(frame, SimilarWebTraffic, "staging.similarweb_traffic", NOW)
+    assert quarantined.is_empty()
+    assert valid.equals(frame)
+
+
+def test_builders_ignore_answers_that_are_not_ok(answers):
+    target = KNOWN[0]
+    broken = answers.with_columns(
+        pl.when(pl.col("domain") == target).then(pl.lit("error")).otherwise(pl.col("status")).alias("status")
+    )
+    assert target not in set(staging.builtwith_technologies(broken)["domain"])
+    assert target not in set(staging.builtwith_groups(broken)["domain"])
+    assert target not in set(staging.similarweb_traffic(broken)["domain"])
+
+
+def test_one_failed_similarweb_endpoint_leaves_nulls_not_a_crash(answers):
+    target = KNOWN[0]
+    dropped = answers.filter(~((pl.col("domain") == target) & (pl.col("endpoint") == "bounce_rate")))
+    row = staging.similarweb_traffic(dropped).filter(pl.col("domain") == target).row(0, named=True)
+    assert row["bounce_rate"] is None
+    assert row["monthly_visits"] is not None
+
+
+@pytest.mark.parametrize(
+    "build", [staging.builtwith_technologies, staging.builtwith_groups, staging.similarweb_traffic]
+)
+def test_builders_on_no_answers(answers, build):
+    frame = build(answers.clear())
+    assert frame.is_empty()
+    assert frame.columns
+
+
+# --------------------------------------------------------------------------- split_valid
+
+
+@pytest.fixture
+def traffic(answers) -> pl.DataFrame:
+    return staging.similarweb_traffic(answers).sort("domain")
+
+
+def test_split_valid_quarantines_exactly_the_failing_rows(traffic):
+    bad = {
+        KNOWN[0]: ("bounce_rate", 1.7),
+        KNOWN[1]: ("monthly_visits", -5.0),
+        KNOWN[2]: ("global_rank", 0),
+    }
+    frame = traffic.with_columns(
+        *(
+            pl.when(pl.col("domain") == d)
+            .then(pl.lit(v, dtype=traffic.schema[c]))
+            .otherwise(pl.col(c))
+            .alias(c)
+            for d, (c, v) in bad.items()
+        )
+    )
+    good, quarantined = split_valid(frame, SimilarWebTraffic, "staging.similarweb_traffic", NOW)
+
+    assert dict(quarantined.schema) == QUARANTINE_SCHEMA
+    assert sorted(quarantined["domain"]) == sorted(bad)
+    assert set(quarantined["source"]) == {"staging.similarweb_traffic"}
+    assert set(quarantined["quarantined_at"]) == {NOW}
+    for row in quarantined.iter_rows(named=True):
+        column, value = bad[row["domain"]]
+        assert row["reason"].startswith(f"{column}: ")
+        assert str(value) in row["reason"]
+        stored = json.loads(row["row"])
+        assert stored["domain"] == row["domain"]
+        assert stored[column] == value
+    assert sorted(good["domain"]) == sorted(set(traffic["domain"]) - set(bad))
+    assert good.columns == traffic.columns
+    assert good.equals(traffic.filter(~pl.col("domain").is_in(list(bad))))
+
+
+def test_all_failed_checks_of_a_row_are_in_its_reason(traffic):
+    target = traffic["domain"][0]
+    frame = traffic.with_columns(
+        pl.when(pl.col("domain") == target)
+        .then(pl.lit(1.5))
+        .otherwise(pl.col("search_share"))
+        .alias("search_share"),
+        pl.when(pl.col("domain") == target)
+        .then(pl.lit(-1.0))
+        .otherwise(pl.col("direct_share"))
+        .alias("direct_share"),
+    )
+    _, quarantined = split_valid(frame, SimilarWebTraffic, "t", NOW)
+    assert quarantined.height == 1
+    reason = quarantined["reason"][0]
+    assert "search_share" in reason
+    assert "direct_share" in reason
+
+
+def test_duplicate_and_malformed_keys_are_quarantined(traffic):
+    first = traffic.head(1)
+    frame = pl.concat([traffic, first, first.with_columns(pl.lit("Bad Domain.COM").alias("domain"))])
+    good, quarantined = split_valid(frame, SimilarWebTraffic, "t", NOW)
+    dupe = first["domain"][0]
+    assert sorted(quarantined["domain"]) == sorted([dupe, dupe, "Bad Domain.COM"])
+    assert dupe not in set(good["domain"])
+    assert good.height == traffic.height - 1
+    assert all("domain" in r for r in quarantined["reason"])
+
+
+def test_builtwith_contract_catches_duplicates_and_empty_names(answers):
+    techs = staging.builtwith_technologies(answers)
+    first = techs.head(1)
+    frame = pl.concat([techs, first, first.with_columns(pl.lit("").alias("technology"))])
+    good, quarantined = split_valid(frame, BuiltWithTechnology, "staging.builtwith_technologies", NOW)
+    assert quarantined.height == 3
+    assert set(quarantined["domain"]) == {first["domain"][0]}
+    assert any("technology" in r for r in quarantined["reason"])
+    assert good.height == techs.height - 1
+    # Lists and datetimes survive into the quarantined row's JSON.
+    assert isinstance(json.loads(quarantined["row"][0])["categories"], list)
+
+
+def test_nulls_are_allowed_where_the_contract_says_so(traffic):
+    frame = traffic.with_columns(pl.lit(None, dtype=pl.Float64).alias("bounce_rate"))
+    good, quarantined = split_valid(frame, SimilarWebTraffic, "t", NOW)
+    assert quarantined.is_empty()
+    assert good.height == traffic.height
+
+
+def test_empty_frame_is_valid():
+    frame = pl.DataFrame(schema=staging.TRAFFIC_SCHEMA)
+    good, quarantined = split_valid(frame, SimilarWebTraffic, "t", NOW)
+    assert good.is_empty()
+    assert quarantined.is_empty()
+    assert dict(quarantined.schema) == QUARANTINE_SCHEMA
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        pytest.param(lambda f: f.drop("bounce_rate"), id="missing-column"),
+        pytest.param(lambda f: f.with_columns(pl.col("global_rank").cast(pl.Float64)), id="wrong-dtype"),
+    ],
+)
+def test_whole_frame_problems_fail_loudly(traffic, breakage):
+    with pytest.raises((SchemaErrors, SchemaError)):
+        split_valid(breakage(traffic), SimilarWebTraffic, "t", NOW)

@@ -1,0 +1,281 @@
+"""`enrichment-pipeline`: exit codes, messages and output, in-process and as the installed script."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from enrichment_pipeline.cli import contiguous_ranges, main
+from enrichment_pipeline.lib.sandbox import builtwith as bw
+from enrichment_pipeline.lib.sandbox import similarweb as sw
+
+ENV_PREFIXES = ("BUILTWITH_", "SIMILARWEB_", "ENRICHMENT_", "SANDBOX_")
+ENV_NAMES = ("WAREHOUSE_URL", "ICP_MODEL", "DAGSTER_HOME")
+DOMAINS = [d for d in (f"company{i}.com" for i in range(200)) if bw.is_known(d) and sw.has_data(d)][:3]
+CALLS_PER_DOMAIN = 7  # BuiltWith domain API + six SimilarWeb endpoints
+
+
+def _clean(mp: pytest.MonkeyPatch, home: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIXES) or name in ENV_NAMES:
+            mp.delenv(name)
+    mp.setenv("DAGSTER_HOME", str(home / "dagster"))
+    mp.chdir(home)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory with its own DAGSTER_HOME, and no settings from the shell."""
+    _clean(monkeypatch, tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def enriched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """One `enrich` of DOMAINS (two from a CSV file with a junk line) shared by the tests below.
+
+    Yields (directory, stdout, stderr).
+    """
+    directory = tmp_path_factory.mktemp("enriched")
+    with pytest.MonkeyPatch.context() as mp:
+        _clean(mp, directory)
+        (directory / "domains.csv").write_text(
+            f"website,name\nhttps://www.{DOMAINS[0]}/about,A\nlocalhost,B\n{DOMAINS[1].upper()},C\n"
+        )
+        out, err = io.StringIO(), io.StringIO()
+        mp.setattr(sys, "stdout", out)
+        mp.setattr(sys, "stderr", err)
+        assert main(["enrich", "--file", "domains.csv", DOMAINS[2]]) == 0
+    yield directory, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def in_enriched(enriched: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch) -> Path:
+    _clean(monkeypatch, enriched[0])
+    return enriched[0]
+
+
+def _summary_value(out: str, label: str) -> str:
+    match = re.search(rf"{re.escape(label)}\s*│\s*([\d.]+)", out)
+    assert match, f"no {label!r} row in:\n{out}"
+    return match.group(1)
+
+
+# --------------------------------------------------------------------------- enrich
+
+
+def test_enrich_prints_the_summary(enriched):
+    directory, out, err = enriched
+    assert "enrichment summary" in out
+    assert "sandbox mode" in out
+    assert _summary_value(out, "enriched") == str(len(DOMAINS))
+    assert _summary_value(out, "partial") == "0"
+    assert _summary_value(out, "failed") == "0"
+    assert _summary_value(out, "invalid") == "1"
+    assert "localhost" in err
+    assert "Traceback" not in err
+    assert _summary_value(out, "provider calls") == str(CALLS_PER_DOMAIN * len(DOMAINS))
+    assert _summary_value(out, "cache hits") == "0"
+    assert float(_summary_value(out, "cost (USD)")) > 0
+    # Default places: the sandbox warehouse and the Dagster home given.
+    assert (directory / "data" / "sandbox.duckdb").is_file()
+    assert (directory / "dagster" / "dagster.yaml").is_file()
+
+
+def test_second_enrich_makes_no_provider_calls(in_enriched, capsys):
+    assert main(["enrich", *DOMAINS]) == 0
+    out = capsys.readouterr().out
+    assert _summary_value(out, "provider calls") == "0"
+    assert _summary_value(out, "cache hits") == str(CALLS_PER_DOMAIN * len(DOMAINS))
+    assert _summary_value(out, "enriched") == str(len(DOMAINS))
+
+
+def test_missing_file_is_a_usage_error(home, capsys):
+    assert main(["enrich", "--file", "nope.txt"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "nope.txt" in lines[0]
+    assert not (home / "data").exists(), "nothing should be created for a failed command"
+
+
+def test_missing_file_with_a_long_path_is_still_one_line(home, capsys):
+    missing = home / ("very-long-directory-name-" * 3) / "domains-that-do-not-exist.txt"
+    assert main(["enrich", "--file", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert str(missing) in err
+
+
+@pytest.mark.parametrize("argv", [["enrich", "--file", "x[/]y.txt"], ["enrich", "[/]"]])
+def test_user_text_is_not_rich_markup(home, capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "[/]" in err
+
+
+def test_file_name_is_shown_verbatim(home, capsys):
+    assert main(["enrich", "--file", "[bold]x.txt"]) == 2
+    assert "[bold]x.txt" in capsys.readouterr().err
+
+
+def test_only_invalid_domains_is_a_usage_error(home, capsys):
+    assert main(["enrich", "localhost", "not a domain", "http://127.0.0.1/"]) == 2
+    err = capsys.readouterr().err
+    assert "no valid domain" in err
+    assert "localhost" in err
+    assert "Traceback" not in err
+    assert not (home / "data").exists()
+
+
+def test_no_domains_at_all_is_a_usage_error(home, capsys):
+    assert main(["enrich"]) == 2
+    assert "--file" in capsys.readouterr().err
+
+
+def test_bad_mode_names_the_variable(home, monkeypatch, capsys):
+    monkeypatch.setenv("ENRICHMENT_MODE", "bogus")
+    assert main(["enrich", DOMAINS[0]]) == 2
+    err = capsys.readouterr().err
+    assert "ENRICHMENT_MODE" in err
+    assert "bogus" in err
+    assert "Traceback" not in err
+
+
+def test_bad_provider_list_names_the_variable(home, monkeypatch, capsys):
+    monkeypatch.setenv("ENRICHMENT_PROVIDERS", "builtwith,bogus")
+    assert main(["enrich", DOMAINS[0]]) == 2
+    assert "ENRICHMENT_PROVIDERS" in capsys.readouterr().err
+
+
+def test_enrich_of_non_contiguous_partitions(in_enriched, capsys):
+    with dg.DagsterInstance.get() as instance:
+        keys = instance.get_dynamic_partitions("domains")
+    assert len(keys) == 3
+    # The first and the last partition are not neighbours: two ranges, so two runs.
+    assert main(["enrich", keys[0], keys[-1]]) == 0
+    out = capsys.readouterr().out
+    assert _summary_value(out, "provider calls") == "0"
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def test_scores_json(in_enriched, capsys):
+    assert main(["scores", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert sorted(r["domain"] for r in rows) == sorted(DOMAINS)
+    scores = [r["icp_score"] for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    for r in rows:
+        assert 0 <= r["icp_score"] <= 100
+        assert r["icp_tier"] in ("hot", "warm", "cool", "cold")
+        assert r["status"] == "enriched"
+        assert isinstance(r["score_reasons"], list)
+
+
+def test_scores_csv(in_enriched, capsys):
+    assert main(["scores", "--format", "csv", "--top", "2"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 2
+    assert {"domain", "icp_score", "icp_tier", "status", "score_reasons"} <= set(rows[0])
+    assert all(r["domain"] in DOMAINS for r in rows)
+
+
+def test_scores_table(in_enriched, capsys):
+    assert main(["scores"]) == 0
+    out = capsys.readouterr().out
+    assert "ICP leaderboard" in out
+    for d in DOMAINS:
+        assert d in out
+
+
+def test_scores_top_must_be_positive(in_enriched, capsys):
+    assert main(["scores", "--top", "0"]) == 2
+    assert "--top" in capsys.readouterr().err
+
+
+def test_scores_before_any_enrich(home, capsys):
+    assert main(["scores"]) == 2
+    err = capsys.readouterr().err
+    assert "enrich" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_format_is_rejected_by_argparse(home, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["scores", "--format", "xml"])
+    assert exc.value.code == 2
+
+
+# --------------------------------------------------------------------------- the installed script
+
+
+def test_console_script_runs(tmp_path):
+    script = Path(sys.executable).with_name("enrichment-pipeline")
+    assert script.is_file(), "the package is not installed in this virtualenv"
+    env = {k: v for k, v in os.environ.items() if not (k.startswith(ENV_PREFIXES) or k in ENV_NAMES)}
+    env["DAGSTER_HOME"] = str(tmp_path / "dagster")
+    enrich = subprocess.run(
+        [str(script), "enrich", *DOMAINS[:2]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert enrich.returncode == 0, enrich.stderr
+    assert "enrichment summary" in enrich.stdout
+    assert "Traceback" not in enrich.stderr
+    scores = subprocess.run(
+        [str(script), "scores", "--format", "json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert scores.returncode == 0, scores.stderr
+    assert sorted(r["domain"] for r in json.loads(scores.stdout)) == sorted(DOMAINS[:2])
+
+
+# --------------------------------------------------------------------------- contiguous_ranges
+
+KEYS = ["a.com", "b.com", "c.com", "d.com", "e.com"]
+
+
+@pytest.mark.parametrize(
+    ("wanted", "expected"),
+    [
+        (["a.com", "b.com", "c.com"], [("a.com", "c.com")]),
+        (KEYS, [("a.com", "e.com")]),
+        (["c.com"], [("c.com", "c.com")]),
+        (["a.com", "c.com", "d.com"], [("a.com", "a.com"), ("c.com", "d.com")]),
+        (["e.com", "a.com", "c.com"], [("a.com", "a.com"), ("c.com", "c.com"), ("e.com", "e.com")]),
+        (["d.com", "b.com", "c.com", "b.com"], [("b.com", "d.com")]),
+        ([], []),
+    ],
+)
+def test_contiguous_ranges(wanted, expected):
+    assert contiguous_ranges(KEYS, wanted) == expected
+
+
+def test_contiguous_ranges_cover_exactly_the_wanted_keys():
+    wanted = ["b.com", "e.com", "d.com"]
+    covered = [
+        k
+        for start, end in contiguous_ranges(KEYS, wanted)
+        for k in KEYS[KEYS.index(start) : KEYS.index(end) + 1]
+    ]
+    assert sorted(covered) == sorted(wanted)
