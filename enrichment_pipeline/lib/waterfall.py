@@ -121,4 +121,3 @@ def load_waterfall(path: str | Path | None = None, environ: Mapping[str, str] | 
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise SettingsError(f"{path}: {where}: {first['msg']}") from None
-

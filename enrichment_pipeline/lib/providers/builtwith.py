@@ -96,7 +96,6 @@ class BuiltWith(Provider):
             return Interpretation("not_found", payload=body, detail="BuiltWith returned no technologies")
         return Interpretation("ok", payload=body)
 
-
     def extract(self, domain: str, payloads: Mapping[str, Any]) -> dict[str, Any]:
         payload = payloads.get(DOMAIN_API_ENDPOINT)
         if not payload:

@@ -136,8 +136,14 @@ class SimilarWeb(Provider):
 
 
 _TRAFFIC_FIELDS = (
-    "monthly_visits", "visits_growth", "bounce_rate", "pages_per_visit",
-    "avg_visit_duration_s", "global_rank", "search_share", "direct_share",
+    "monthly_visits",
+    "visits_growth",
+    "bounce_rate",
+    "pages_per_visit",
+    "avg_visit_duration_s",
+    "global_rank",
+    "search_share",
+    "direct_share",
 )
 
 
