@@ -19,10 +19,10 @@ from enrichment_pipeline.cli import contiguous_ranges, main
 from enrichment_pipeline.lib.sandbox import builtwith as bw
 from enrichment_pipeline.lib.sandbox import similarweb as sw
 
-ENV_PREFIXES = ("BUILTWITH_", "SIMILARWEB_", "ENRICHMENT_", "SANDBOX_")
-ENV_NAMES = ("WAREHOUSE_URL", "ICP_MODEL", "DAGSTER_HOME")
+ENV_PREFIXES = ("BUILTWITH_", "SIMILARWEB_", "CLEARBIT_", "APOLLO_", "EXPLORIUM_", "ENRICHMENT_", "SANDBOX_")
+ENV_NAMES = ("WAREHOUSE_URL", "ICP_MODEL", "DAGSTER_HOME", "WATERFALL_CONFIG")
 DOMAINS = [d for d in (f"company{i}.com" for i in range(200)) if bw.is_known(d) and sw.has_data(d)][:3]
-CALLS_PER_DOMAIN = 7  # BuiltWith domain API + six SimilarWeb endpoints
+CALLS_PER_DOMAIN = 7  # BuiltWith domain API + six SimilarWeb endpoints (the two providers these tests enable)
 
 
 def _clean(mp: pytest.MonkeyPatch, home: Path) -> None:
@@ -30,6 +30,8 @@ def _clean(mp: pytest.MonkeyPatch, home: Path) -> None:
         if name.startswith(ENV_PREFIXES) or name in ENV_NAMES:
             mp.delenv(name)
     mp.setenv("DAGSTER_HOME", str(home / "dagster"))
+    # Two providers keep the call counts simple; the waterfall over all providers is tested elsewhere.
+    mp.setenv("ENRICHMENT_PROVIDERS", "builtwith,similarweb")
     mp.chdir(home)
 
 

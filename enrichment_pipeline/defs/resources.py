@@ -53,7 +53,7 @@ class ProvidersResource(dg.ConfigurableResource):
         for name in self.providers or settings.enabled_providers(PROVIDER_NAMES):
             provider = build_provider(name)
             provider_settings = ProviderSettings.from_env(provider, mode)
-            if mode == "live" and not provider_settings.api_key:
+            if mode == "live" and provider.needs_key and not provider_settings.api_key:
                 skipped[name] = f"no {name.upper()}_API_KEY set"
                 continue
             active.append((provider, provider_settings))

@@ -18,7 +18,7 @@ GROUPS: dict[str, dict[str, pl.DataType]] = {
         "employees": pl.Int64(),
         "employees_range": pl.String(),
         "country": pl.String(),
-        "founded_year": pl.Int32(),
+        "founded_year": pl.Int64(),
     },
     "financials": {
         "revenue_usd": pl.Float64(),

@@ -1,248 +1,95 @@
 """Merge what each provider said into one company profile per domain.
 
-Each field group has an ordered list of providers (the waterfall); the first
-provider with a value wins and is recorded as the field's source, with the
-time it was observed. A provider that failed for a domain makes the profile
-`partial`; it never fails the run.
+Each field group (firmographics, financials, technologies, traffic) takes the
+values of the first provider in its waterfall order that has any value for the
+group; the provider and the time it was observed are recorded for every field.
+Where several providers answered the same field, their agreement gives a
+confidence (`lib/agreement.py`). A provider that failed for a domain makes the
+profile `partial`; it never fails the run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from datetime import datetime
 
 import polars as pl
 
+from enrichment_pipeline.lib.agreement import CONFIDENCE_SCHEMA, field_agreement
+from enrichment_pipeline.lib.fields import FIELD_TYPES, GROUPS
 from enrichment_pipeline.lib.frames import first_present, json_list
-
-# Field group -> (providers in order of preference, columns the group fills).
-WATERFALL: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "technologies": (
-        ("builtwith",),
-        (
-            "technologies",
-            "technology_count",
-            "technology_categories",
-            "search_vendor",
-            "ecommerce_platform",
-            "cms",
-        ),
-    ),
-    "traffic": (
-        ("similarweb",),
-        (
-            "monthly_visits",
-            "visits_growth",
-            "bounce_rate",
-            "pages_per_visit",
-            "avg_visit_duration_s",
-            "global_rank",
-            "search_share",
-            "direct_share",
-        ),
-    ),
-}
+from enrichment_pipeline.lib.waterfall import Waterfall
 
 ANSWERED = ("ok", "not_found")
 
-# Vendors a site-search ICP cares about; BuiltWith tags are too coarse to tell them apart.
+# Vendors a site-search ICP cares about, in order of preference when a site runs several.
 SEARCH_VENDORS = (
-    "Algolia",
-    "Coveo",
-    "Bloomreach",
-    "Constructor.io",
-    "Lucidworks",
-    "Klevu",
-    "Searchspring",
-    "Elasticsearch",
-    "Elastic",
-    "Yext",
-    "SearchStax",
-    "Swiftype",
-    "Doofinder",
-    "Attraqt",
-)
+    "Algolia", "Coveo", "Bloomreach", "Constructor.io", "Lucidworks", "Klevu", "Searchspring",
+    "Elasticsearch", "Elastic", "Yext", "SearchStax", "Swiftype", "Doofinder", "Attraqt",
+)  # fmt: skip
 ECOMMERCE_PLATFORMS = (
-    "Shopify Plus",
-    "Shopify",
-    "Salesforce Commerce Cloud",
-    "Magento",
-    "Adobe Commerce",
-    "BigCommerce",
-    "WooCommerce",
-    "commercetools",
-    "SAP Commerce Cloud",
-    "VTEX",
-)
+    "Shopify Plus", "Shopify", "Salesforce Commerce Cloud", "Magento", "Adobe Commerce",
+    "BigCommerce", "WooCommerce", "commercetools", "SAP Commerce Cloud", "VTEX",
+)  # fmt: skip
 CMS_PLATFORMS = (
-    "Adobe Experience Manager",
-    "Sitecore",
-    "Contentful",
-    "Drupal",
-    "WordPress",
-    "Contentstack",
-    "Optimizely",
-    "Webflow",
-    "Squarespace",
-    "Wix",
-)
+    "Adobe Experience Manager", "Sitecore", "Contentful", "Drupal", "WordPress", "Contentstack",
+    "Optimizely", "Webflow", "Squarespace", "Wix",
+)  # fmt: skip
+
+UTC_TS = pl.Datetime("us", "UTC")
 
 PROFILE_SCHEMA: dict[str, pl.DataType] = {
     "domain": pl.String(),
-    "technologies": pl.String(),
+    **{f: (pl.String() if f == "technologies" else t) for f, t in FIELD_TYPES.items()},
     "technology_count": pl.Int32(),
-    "technology_categories": pl.String(),
     "search_vendor": pl.String(),
     "ecommerce_platform": pl.String(),
     "cms": pl.String(),
-    "monthly_visits": pl.Float64(),
-    "visits_growth": pl.Float64(),
-    "bounce_rate": pl.Float64(),
-    "pages_per_visit": pl.Float64(),
-    "avg_visit_duration_s": pl.Float64(),
-    "global_rank": pl.Int64(),
-    "search_share": pl.Float64(),
-    "direct_share": pl.Float64(),
-    "technologies_source": pl.String(),
-    "traffic_source": pl.String(),
+    **{f"{g}_source": pl.String() for g in GROUPS},
     "field_sources": pl.String(),
+    **{k: v for k, v in CONFIDENCE_SCHEMA.items() if k != "domain"},
     "provider_statuses": pl.String(),
     "status": pl.String(),
     "mode": pl.String(),
-    "enriched_at": pl.Datetime("us", "UTC"),
+    "enriched_at": UTC_TS,
 }
+STATUS_SCHEMA = {"provider": pl.String, "domain": pl.String, "status": pl.String}
 
 
-def technology_summary(techs: pl.DataFrame) -> pl.DataFrame:
-    """One row per domain from staging.builtwith_technologies."""
-    if techs.is_empty():
-        return pl.DataFrame(
-            schema={
-                "domain": pl.String,
-                "technologies": pl.String,
-                "technology_count": pl.Int32,
-                "technology_categories": pl.String,
-                "search_vendor": pl.String,
-                "ecommerce_platform": pl.String,
-                "cms": pl.String,
-                "technologies_observed_at": pl.Datetime("us", "UTC"),
-            }
-        )
-    grouped = (
-        techs.sort("domain", "technology")
-        .group_by("domain", maintain_order=True)
-        .agg(
-            pl.col("technology").unique(maintain_order=True).alias("names"),
-            pl.col("categories")
-            .list.explode(keep_nulls=False, empty_as_null=False)
-            .drop_nulls()
-            .unique()
-            .sort()
-            .alias("cats"),
-            pl.col("last_detected").max().alias("technologies_observed_at"),
-        )
-    )
-    names = pl.col("names")
-    return grouped.select(
-        "domain",
-        json_list(names).alias("technologies"),
-        names.list.len().cast(pl.Int32).alias("technology_count"),
-        json_list(pl.col("cats")).alias("technology_categories"),
-        first_present(names, SEARCH_VENDORS).alias("search_vendor"),
-        first_present(names, ECOMMERCE_PLATFORMS).alias("ecommerce_platform"),
-        first_present(names, CMS_PLATFORMS).alias("cms"),
-        pl.col("technologies_observed_at").cast(pl.Datetime("us", "UTC")),
-    )
+def _has_value(group: str) -> pl.Expr:
+    checks = []
+    for field in GROUPS[group]:
+        col = pl.col(field)
+        checks.append(col.list.len() > 0 if field == "technologies" else col.is_not_null())
+    return pl.any_horizontal(*checks).fill_null(False)
 
 
-def build_profiles(
-    domains: Sequence[str],
-    statuses: pl.DataFrame,
-    groups: Mapping[str, pl.DataFrame],
-    *,
-    mode: str,
-    enriched_at,
-) -> pl.DataFrame:
-    """Merge field groups into one row per domain.
-
-    `statuses` has one row per (provider, domain) with the worst endpoint
-    status for that provider; `groups` maps a field group to a frame with
-    `domain`, `provider`, `observed_at` and the group's columns.
-    """
-    base = pl.DataFrame({"domain": list(dict.fromkeys(domains))}, schema={"domain": pl.String})
-    sources: dict[str, pl.Expr] = {}
-    for group, (order, columns) in WATERFALL.items():
-        frame = groups.get(group)
-        if frame is None or frame.is_empty():
-            base = base.with_columns(
-                *(pl.lit(None, dtype=PROFILE_SCHEMA[c]).alias(c) for c in columns),
-                pl.lit(None, dtype=pl.String).alias(f"{group}_source"),
-                pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias(f"_{group}_at"),
+def pick_groups(domains: pl.DataFrame, fields: pl.DataFrame, waterfall: Waterfall) -> pl.DataFrame:
+    """Per group, the first provider (waterfall order) with a value; its values, name and time."""
+    base = domains
+    for group, columns in GROUPS.items():
+        order = waterfall.order(group)
+        rank = {p: i for i, p in enumerate(order)}
+        chosen = (
+            fields.filter(pl.col("provider").is_in(order) & _has_value(group))
+            .with_columns(pl.col("provider").replace_strict(rank, return_dtype=pl.Int32).alias("_rank"))
+            .sort("domain", "_rank")
+            .unique("domain", keep="first", maintain_order=True)
+            .select(
+                "domain",
+                *columns,
+                pl.col("provider").alias(f"{group}_source"),
+                pl.col("observed_at").cast(UTC_TS).alias(f"_{group}_at"),
             )
-        else:
-            rank = {p: i for i, p in enumerate(order)}
-            best = (
-                frame.filter(pl.col("provider").is_in(list(order)))
-                .with_columns(pl.col("provider").replace_strict(rank, return_dtype=pl.Int32).alias("_rank"))
-                .sort("domain", "_rank")
-                .unique("domain", keep="first", maintain_order=True)
-                .select(
-                    "domain",
-                    *columns,
-                    pl.col("provider").alias(f"{group}_source"),
-                    pl.col("observed_at").cast(pl.Datetime("us", "UTC")).alias(f"_{group}_at"),
-                )
-            )
-            base = base.join(best, on="domain", how="left")
-        sources[group] = pl.struct(
-            pl.col(f"{group}_source").alias("provider"),
-            pl.col(f"_{group}_at").dt.to_string("%Y-%m-%dT%H:%M:%SZ").alias("observed_at"),
         )
-
-    per_provider = (
-        statuses.group_by("domain").agg(
-            pl.struct("provider", "status").alias("s"),
-            pl.col("status").is_in(["ok"]).any().alias("_any_ok"),
-            (~pl.col("status").is_in(list(ANSWERED))).any().alias("_any_failed"),
-        )
-        if not statuses.is_empty()
-        else pl.DataFrame(
-            schema={
-                "domain": pl.String,
-                "s": pl.List(pl.Struct({"provider": pl.String, "status": pl.String})),
-                "_any_ok": pl.Boolean,
-                "_any_failed": pl.Boolean,
-            }
-        )
-    )
-    base = base.join(per_provider, on="domain", how="left")
-    field_sources = pl.struct(
-        *(sources[group].alias(column) for group, (_, columns) in WATERFALL.items() for column in columns)
-    ).struct.json_encode()
-    return base.select(
-        *(
-            pl.col(c).cast(PROFILE_SCHEMA[c])
-            for c in PROFILE_SCHEMA
-            if c in base.columns
-            and not c.startswith("_")
-            and c not in ("field_sources", "provider_statuses", "status", "mode", "enriched_at")
-        ),
-        field_sources.alias("field_sources"),
-        json_list(pl.col("s")).fill_null("[]").alias("provider_statuses"),
-        pl.when(pl.col("_any_failed").fill_null(True) & ~pl.col("_any_ok").fill_null(False))
-        .then(pl.lit("failed"))
-        .when(pl.col("_any_failed").fill_null(False))
-        .then(pl.lit("partial"))
-        .otherwise(pl.lit("enriched"))
-        .alias("status"),
-        pl.lit(mode).alias("mode"),
-        pl.lit(enriched_at, dtype=pl.Datetime("us", "UTC")).alias("enriched_at"),
-    ).select(list(PROFILE_SCHEMA))
+        base = base.join(chosen, on="domain", how="left")
+    return base
 
 
 def provider_status_per_domain(responses: pl.DataFrame) -> pl.DataFrame:
     """Worst endpoint status per (provider, domain): one failed endpoint makes the provider failed."""
     if responses.is_empty():
-        return pl.DataFrame(schema={"provider": pl.String, "domain": pl.String, "status": pl.String})
+        return pl.DataFrame(schema=STATUS_SCHEMA)
     # Severity: a failure beats an answer; "ok" on any endpoint beats "not found".
     return (
         responses.with_columns(
@@ -253,7 +100,98 @@ def provider_status_per_domain(responses: pl.DataFrame) -> pl.DataFrame:
             .otherwise(2)
             .alias("_severity")
         )
-        .sort("_severity", descending=True)
-        .unique(["provider", "domain"], keep="first")
+        .sort("_severity", "provider", "domain", "status", descending=[True, False, False, False])
+        .unique(["provider", "domain"], keep="first", maintain_order=True)
         .select("provider", "domain", "status")
+        .sort("domain", "provider")
     )
+
+
+def _status(statuses: pl.DataFrame) -> pl.DataFrame:
+    """enriched: some provider had data and none failed; partial: data, but some provider
+    failed; not_found: every provider answered that it does not know the domain; failed:
+    no data and some provider failed (or nobody answered)."""
+    if statuses.is_empty():
+        return pl.DataFrame(schema={"domain": pl.String, "provider_statuses": pl.String, "status": pl.String})
+    return (
+        statuses.sort("domain", "provider")
+        .group_by("domain", maintain_order=True)
+        .agg(
+            pl.struct("provider", "status").alias("_s"),
+            (pl.col("status") == "ok").any().alias("_ok"),
+            (~pl.col("status").is_in(list(ANSWERED))).any().alias("_failed"),
+        )
+        .select(
+            "domain",
+            json_list(pl.col("_s")).alias("provider_statuses"),
+            pl.when(pl.col("_ok") & ~pl.col("_failed"))
+            .then(pl.lit("enriched"))
+            .when(pl.col("_ok"))
+            .then(pl.lit("partial"))
+            .when(~pl.col("_failed"))
+            .then(pl.lit("not_found"))
+            .otherwise(pl.lit("failed"))
+            .alias("status"),
+        )
+    )
+
+
+def build_profiles(
+    domains: Sequence[str],
+    statuses: pl.DataFrame,
+    fields: pl.DataFrame,
+    waterfall: Waterfall,
+    *,
+    mode: str,
+    enriched_at: datetime,
+) -> pl.DataFrame:
+    """One row per domain from `staging.provider_fields` and the per-provider statuses."""
+    base = pl.DataFrame({"domain": list(dict.fromkeys(domains))}, schema={"domain": pl.String})
+    fields = fields.cast({k: v for k, v in FIELD_TYPES.items() if k in fields.columns})
+    picked = pick_groups(base, fields, waterfall)
+    techs = pl.col("technologies")
+    picked = picked.with_columns(
+        techs.list.len().cast(pl.Int32).alias("technology_count"),
+        first_present(techs, SEARCH_VENDORS).alias("search_vendor"),
+        first_present(techs, ECOMMERCE_PLATFORMS).alias("ecommerce_platform"),
+        first_present(techs, CMS_PLATFORMS).alias("cms"),
+    )
+    confidence = field_agreement(picked, fields)
+    field_sources = pl.struct(
+        *(
+            pl.struct(
+                pl.when(pl.col(field).is_not_null()).then(pl.col(f"{group}_source")).alias("provider"),
+                pl.when(pl.col(field).is_not_null())
+                .then(pl.col(f"_{group}_at").dt.to_string("%Y-%m-%dT%H:%M:%SZ"))
+                .alias("observed_at"),
+            ).alias(field)
+            for group, columns in GROUPS.items()
+            for field in columns
+        )
+    ).struct.json_encode()
+    merged = (
+        picked.with_columns(field_sources.alias("field_sources"))
+        .with_columns(
+            pl.when(techs.is_not_null()).then(json_list(techs)).alias("technologies"),
+        )
+        .join(confidence, on="domain", how="left")
+        .join(_status(statuses), on="domain", how="left")
+        .with_columns(
+            pl.col("provider_statuses").fill_null("[]"),
+            pl.col("status").fill_null("failed"),
+            pl.lit(mode).alias("mode"),
+            pl.lit(enriched_at, dtype=UTC_TS).alias("enriched_at"),
+        )
+    )
+    return merged.select(pl.col(c).cast(t) for c, t in PROFILE_SCHEMA.items())
+
+
+def coverage(profiles: pl.DataFrame) -> dict[str, dict[str, float]]:
+    """Per provider, the share of profiles for which it supplied each field group."""
+    total = max(1, profiles.height)
+    out: dict[str, dict[str, float]] = {}
+    for group in GROUPS:
+        counts = profiles[f"{group}_source"].drop_nulls().value_counts()
+        for provider, n in counts.iter_rows():
+            out.setdefault(provider, {})[group] = round(n / total, 3)
+    return out

@@ -90,3 +90,33 @@ def split_valid(
         pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("quarantined_at"),
     )
     return good, quarantined
+
+
+_NAICS = ["11", "21", "22", "23", "31-33", "42", "44-45", "48-49", "51", "52", "53", "54", "55", "56", "61",
+          "62", "71", "72", "81", "92"]  # fmt: skip
+
+
+class ProviderFields(pa.DataFrameModel):
+    """Every provider's answers in the standard units (lib/fields.py)."""
+
+    provider: str
+    domain: str = pa.Field(str_matches=r"^[a-z0-9.-]+$")
+    employees: int = pa.Field(ge=0, le=5_000_000, nullable=True)
+    industry_naics: str = pa.Field(isin=_NAICS, nullable=True)
+    country: str = pa.Field(str_matches=r"^[A-Z]{2}$", nullable=True)
+    founded_year: int = pa.Field(ge=1600, le=2100, nullable=True)
+    revenue_usd: float = pa.Field(ge=0, nullable=True)
+    revenue_low_usd: float = pa.Field(ge=0, nullable=True)
+    revenue_high_usd: float = pa.Field(ge=0, nullable=True)
+    gross_margin: float = pa.Field(ge=-10, le=1, nullable=True)
+    operating_margin: float = pa.Field(ge=-100, le=1, nullable=True)
+    market_cap_usd: float = pa.Field(ge=0, nullable=True)
+    total_funding_usd: float = pa.Field(ge=0, nullable=True)
+    monthly_visits: float = pa.Field(ge=0, nullable=True)
+    bounce_rate: float = pa.Field(ge=0, le=1, nullable=True)
+    search_share: float = pa.Field(ge=0, le=1, nullable=True)
+    direct_share: float = pa.Field(ge=0, le=1, nullable=True)
+
+    class Config:
+        strict = False
+        unique = ["provider", "domain"]

@@ -59,15 +59,19 @@ def run_pipeline(
     force: bool = False,
     raise_on_error: bool = True,
     extra_resources: dict[str, Any] | None = None,
+    providers: Sequence[str] | None = ("builtwith", "similarweb"),
 ) -> dg.ExecuteInProcessResult:
-    """One run of the whole job for `domains` (registered as partitions in this order)."""
+    """One run of the whole job for `domains` (registered as partitions in this order).
+
+    By default only BuiltWith and SimilarWeb are called, so call counts are simple
+    (1 + 6 per domain); `providers=None` runs every provider through the waterfall."""
     known = set(instance.get_dynamic_partitions(domains_partitions.name))
     new = [d for d in domains if d not in known]
     if new:
         instance.add_dynamic_partitions(domains_partitions.name, new)
     resources: dict[str, Any] = {
         "warehouse": WarehouseResource(url=warehouse_url),
-        "providers": ProvidersResource(mode="sandbox"),
+        "providers": ProvidersResource(mode="sandbox", providers=list(providers) if providers else None),
         **(extra_resources or {}),
     }
     if transport is not None:

@@ -9,6 +9,7 @@ import httpx
 import polars as pl
 
 from enrichment_pipeline.lib import staging
+from enrichment_pipeline.lib.providers import similarweb
 from enrichment_pipeline.lib.providers.similarweb import ENDPOINTS as SIMILARWEB_ENDPOINTS
 from enrichment_pipeline.lib.scoring import TIERS, load_model
 from enrichment_pipeline_tests.defs.helpers import (
@@ -77,8 +78,9 @@ def test_whole_graph_one_run(instance, warehouse_url):
         assert row["traffic_source"] == ("similarweb" if has_traffic else None), d
         assert (row["technology_count"] or 0) > 0 if has_techs else row["technologies"] is None
         assert (row["monthly_visits"] is not None) == has_traffic
-        # "Not found" is an answer: no provider failed, so nothing is partial or failed.
-        assert row["status"] == "enriched", d
+        # "Not found" is an answer: no provider failed, so nothing is partial or failed;
+        # a domain no provider knows is "not_found".
+        assert row["status"] == ("not_found" if d in NEITHER else "enriched"), d
         assert row["mode"] == "sandbox"
 
     model = load_model()
@@ -263,23 +265,25 @@ def test_junk_partition_is_never_sent_to_a_provider(instance, warehouse_url):
 
 def test_contract_failure_is_quarantined_not_fatal(instance, warehouse_url, monkeypatch):
     bad = BOTH[1]
-    original = staging.traffic_from_payloads
+    original = similarweb.traffic_from_payloads
 
     def corrupt(domain, payloads):
         row = original(domain, payloads)
         return {**row, "bounce_rate": 1.7} if domain == bad else row
 
+    # Both readers of SimilarWeb's payloads (its staging table and the standard provider
+    # fields the profile merges) get the corrupt value, and both contracts catch it.
     monkeypatch.setattr(staging, "traffic_from_payloads", corrupt)
+    monkeypatch.setattr(similarweb, "traffic_from_payloads", corrupt)
     result = run_pipeline(instance, warehouse_url, BOTH)
     assert result.success
 
-    quarantine = read_table(warehouse_url, "staging.quarantine")
-    assert quarantine.height == 1
-    row = quarantine.row(0, named=True)
-    assert row["source"] == "staging.similarweb_traffic"
-    assert row["domain"] == bad
-    assert "bounce_rate" in row["reason"]
-    assert "1.7" in row["row"]
+    quarantine = read_table(warehouse_url, "staging.quarantine").sort("source")
+    assert quarantine["source"].to_list() == ["staging.provider_fields", "staging.similarweb_traffic"]
+    for row in quarantine.iter_rows(named=True):
+        assert row["domain"] == bad
+        assert "bounce_rate" in row["reason"]
+        assert "1.7" in row["row"]
     traffic = read_table(warehouse_url, "staging.similarweb_traffic")
     assert sorted(traffic["domain"]) == sorted(d for d in BOTH if d != bad)
     assert traffic["bounce_rate"].is_between(0, 1).all()

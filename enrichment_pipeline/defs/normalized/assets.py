@@ -9,9 +9,11 @@ import polars as pl
 from enrichment_pipeline.defs.raw.assets import RAW_KEY
 from enrichment_pipeline.defs.resources import ProvidersResource, WarehouseResource
 from enrichment_pipeline.lib import staging
+from enrichment_pipeline.lib.providers.registry import PROVIDER_NAMES, build_provider
 from enrichment_pipeline.lib.validation import (
     QUARANTINE_SCHEMA,
     BuiltWithTechnology,
+    ProviderFields,
     SimilarWebTraffic,
     split_valid,
 )
@@ -150,3 +152,32 @@ def builtwith_technologies_contract(warehouse: WarehouseResource) -> dg.AssetChe
 )
 def similarweb_traffic_contract(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return _contract_check("staging.similarweb_traffic", SimilarWebTraffic, warehouse)
+
+
+@dg.asset(
+    key=dg.AssetKey(["staging", "provider_fields"]),
+    deps=[RAW_KEY],
+    group_name="normalized",
+    kinds={"polars", "duckdb"},
+)
+def provider_fields(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, providers: ProvidersResource
+) -> dg.MaterializeResult:
+    """One row per (provider, domain): every provider's answers in the standard fields and units
+    (USD, NAICS sector, ISO country, 0-1 ratios), pandera-checked. The waterfall merges these."""
+    known = {name: build_provider(name) for name in PROVIDER_NAMES}
+    return _materialize(
+        context,
+        warehouse,
+        providers,
+        table="staging.provider_fields",
+        build=lambda responses: staging.provider_fields(responses, known),
+        schema=staging.provider_fields_schema(),
+        primary_key=("provider", "domain"),
+        contract=ProviderFields,
+    )
+
+
+@dg.asset_check(asset=provider_fields, blocking=True, description="Stored rows satisfy the pandera contract.")
+def provider_fields_contract(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return _contract_check("staging.provider_fields", ProviderFields, warehouse)

@@ -1,13 +1,14 @@
 """One merged company profile per domain, with the source of every field."""
 
+import json
 from datetime import UTC, datetime
 
 import dagster as dg
-import polars as pl
 
-from enrichment_pipeline.defs.normalized.assets import builtwith_technologies, similarweb_traffic
+from enrichment_pipeline.defs.normalized.assets import provider_fields
 from enrichment_pipeline.defs.resources import ProvidersResource, WarehouseResource
 from enrichment_pipeline.lib import profiles
+from enrichment_pipeline.lib.waterfall import load_waterfall
 
 PROFILES_TABLE = "marts.company_profiles"
 PROFILES_KEY = dg.AssetKey(["marts", "company_profiles"])
@@ -15,41 +16,36 @@ PROFILES_KEY = dg.AssetKey(["marts", "company_profiles"])
 
 @dg.asset(
     key=PROFILES_KEY,
-    deps=[builtwith_technologies, similarweb_traffic],
+    deps=[provider_fields],
     group_name="profiles",
     kinds={"polars", "duckdb"},
 )
 def company_profiles(warehouse: WarehouseResource, providers: ProvidersResource) -> dg.MaterializeResult:
-    """Waterfall merge of the staging tables: one row per domain, each field with its provider."""
+    """Waterfall merge of every provider's fields: one row per domain, each field with its
+    provider and observation time, a confidence from provider agreement, and a status."""
     mode = providers.setup().mode
+    waterfall = load_waterfall()
     with warehouse.open() as wh:
         responses = wh.query(
             "SELECT provider, domain, status FROM raw.provider_responses WHERE mode = ?", [mode]
         )
-        techs = profiles.technology_summary(wh.table("staging.builtwith_technologies"))
-        traffic = wh.table("staging.similarweb_traffic")
+        fields = wh.table("staging.provider_fields")
         frame = profiles.build_profiles(
-            responses["domain"].unique(maintain_order=True).to_list(),
+            sorted(responses["domain"].unique().to_list()),
             profiles.provider_status_per_domain(responses),
-            {
-                "technologies": techs.with_columns(
-                    pl.lit("builtwith").alias("provider"),
-                    pl.col("technologies_observed_at").alias("observed_at"),
-                ),
-                "traffic": traffic,
-            },
+            fields,
+            waterfall,
             mode=mode,
             enriched_at=datetime.now(UTC),
         )
         rows = wh.replace_table(PROFILES_TABLE, frame, profiles.PROFILE_SCHEMA, ("domain",))
-    counts = frame["status"].value_counts()
-    by_status = {s: int(n) for s, n in counts.iter_rows()}
+    by_status = {s: int(n) for s, n in frame["status"].value_counts().sort("status").iter_rows()}
     return dg.MaterializeResult(
         metadata={
             "rows": rows,
             "by_status": dg.MetadataValue.json(by_status),
-            "with_technologies": int(frame["technologies_source"].is_not_null().sum()),
-            "with_traffic": int(frame["traffic_source"].is_not_null().sum()),
+            "coverage_by_provider": dg.MetadataValue.json(profiles.coverage(frame)),
+            "mean_profile_confidence": float(frame["profile_confidence"].mean() or 0.0),
         }
     )
 
@@ -61,3 +57,32 @@ def one_row_per_domain(warehouse: WarehouseResource) -> dg.AssetCheckResult:
             f"SELECT domain, count(*) AS n FROM {PROFILES_TABLE} GROUP BY domain HAVING count(*) > 1"
         )
     return dg.AssetCheckResult(passed=dupes.is_empty(), metadata={"duplicate_domains": dupes.height})
+
+
+@dg.asset_check(
+    asset=company_profiles,
+    description="Providers agree on employees, revenue, industry and technologies within tolerance.",
+)
+def providers_agree(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Flags (as a warning) profiles whose providers disagree, with the values side by side."""
+    with warehouse.open() as wh:
+        disputed = wh.query(
+            f"SELECT domain, disagreements FROM {PROFILES_TABLE} "
+            "WHERE disagreements <> '{}' ORDER BY domain"
+        )
+        total = wh.query(f"SELECT count(*) AS n FROM {PROFILES_TABLE}")["n"][0]
+    examples = {d: json.loads(v) for d, v in disputed.head(25).iter_rows()}
+    by_field: dict[str, int] = {}
+    for value in disputed["disagreements"]:
+        for field in json.loads(value):
+            by_field[field] = by_field.get(field, 0) + 1
+    return dg.AssetCheckResult(
+        passed=disputed.is_empty(),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "profiles": int(total),
+            "disputed_profiles": disputed.height,
+            "disputed_by_field": dg.MetadataValue.json(by_field),
+            "examples": dg.MetadataValue.json(examples),
+        },
+    )

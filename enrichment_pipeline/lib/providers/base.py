@@ -96,6 +96,8 @@ class Provider(ABC):
     default_cost_per_call: ClassVar[float] = 0.0
     ttl: ClassVar[timedelta] = timedelta(days=30)
     not_found_ttl: ClassVar[timedelta] = timedelta(days=7)
+    # False for providers that need no key (Yahoo Finance): live mode calls them anyway.
+    needs_key: ClassVar[bool] = True
     # Domains per call for providers with bulk endpoints; >1 makes the fetcher
     # hand `fetch_domains` that many domains at a time.
     batch_size: ClassVar[int] = 1

@@ -17,7 +17,10 @@ from typing import Any
 
 import httpx
 
+from enrichment_pipeline.lib.sandbox import apollo as sb_apollo
 from enrichment_pipeline.lib.sandbox import builtwith as bw
+from enrichment_pipeline.lib.sandbox import clearbit as sb_clearbit
+from enrichment_pipeline.lib.sandbox import explorium as sb_explorium
 from enrichment_pipeline.lib.sandbox import similarweb as sw
 
 BUILTWITH_DOMAIN_PATH = "/v22/api.json"
@@ -29,6 +32,10 @@ def _json(status: int, body: Any) -> httpx.Response:
     return httpx.Response(status, json=body)
 
 
+# Providers whose simulators route themselves; each returns None for paths it does not own.
+_ROUTES = (sb_clearbit.route, sb_apollo.route, sb_explorium.route)
+
+
 def sandbox_handler(request: httpx.Request, *, epoch: int = 1) -> httpx.Response:
     """Answer one request like the real provider would (status, JSON body)."""
     path = request.url.path
@@ -36,6 +43,10 @@ def sandbox_handler(request: httpx.Request, *, epoch: int = 1) -> httpx.Response
         return _builtwith(request, path, epoch)
     if path.startswith(SIMILARWEB_PREFIX):
         return _similarweb(request, path)
+    for route in _ROUTES:
+        response = route(request, epoch=epoch)
+        if response is not None:
+            return response
     return _json(404, {"error": "Not Found", "path": path})
 
 

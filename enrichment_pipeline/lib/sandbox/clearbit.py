@@ -1,0 +1,451 @@
+"""Deterministic Clearbit Company API simulator (``GET /v2/companies/find``).
+
+Company facts shared with the Apollo simulator
+----------------------------------------------
+`company_facts` is the "true" company behind a domain: its size comes from the
+size quantile shared with the SimilarWeb and BuiltWith simulators (the same
+head count BuiltWith reports), its vertical and country from the BuiltWith
+simulator's meta, so big-traffic sites are big companies in every provider.
+Revenue, age, listing and funding are drawn from SHA-256-seeded generators.
+
+Each provider then *observes* those facts with its own noise (`observed`):
+within ±15% for most domains, while about 1 in 20 domains per provider is a
+"wrong entity" match (a parent or a subsidiary) off by a factor of 2.5 to 6.
+Two providers therefore disagree a lot on roughly 10% of domains, which gives
+the cross-provider disagreement check something real to find.
+
+Clearbit behaviour
+------------------
+* no Basic auth user (nor Bearer token) → 401 ``auth_required``;
+* a ``domain`` parameter without a dot → 422 ``params_invalid``;
+* about 1 in 25 domains → 404 ``unknown_record``;
+* about 3% of the known domains are *queued*: 202 at epoch 1, 200 from epoch 2
+  on, so the pending path (and its recovery) runs end to end;
+* technologies are mostly BuiltWith's live stack at the same epoch (each kept
+  with probability 0.8), as Clearbit slugs, plus a few Clearbit-only tags.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from enrichment_pipeline.lib.sandbox import builtwith as bw
+from enrichment_pipeline.lib.sandbox.similarweb import size_quantile
+
+JsonObject = dict[str, Any]
+
+COMPANY_PATH = "/v2/companies/find"
+UNKNOWN_RATE = 0.04
+QUEUED_RATE = 0.03
+WRONG_ENTITY_RATE = 0.05  # per provider; two providers disagree a lot on ~10% of domains
+NOISE = 0.15
+TECH_KEEP = 0.8
+
+# vertical -> Clearbit category:
+# (sector, industryGroup, industry, subIndustry, sicCode, naicsCode, naics6Code)
+CATEGORIES: dict[str, tuple[str, str, str, str, str, str, str]] = {
+    "Retail": (
+        "Consumer Discretionary", "Retailing", "Specialty Retail", "Apparel Retail", "59", "45", "458110",
+    ),
+    "Technology": (
+        "Information Technology", "Software & Services", "Internet Software & Services",
+        "Internet Software & Services", "73", "51", "513210",
+    ),
+    "Business And Industrial": (
+        "Industrials", "Capital Goods", "Machinery", "Industrial Machinery", "35", "33", "333249",
+    ),
+    "Finance": (
+        "Financials", "Diversified Financials", "Diversified Financial Services", "Financial Services",
+        "61", "52", "522320",
+    ),
+    "Health": (
+        "Health Care", "Health Care Equipment & Services", "Health Care Providers & Services",
+        "Health Care Services", "80", "62", "621999",
+    ),
+    "Travel": (
+        "Consumer Discretionary", "Consumer Services", "Hotels, Restaurants & Leisure",
+        "Hotels, Restaurants & Leisure", "70", "72", "721110",
+    ),
+    "Education": (
+        "Consumer Discretionary", "Consumer Services", "Diversified Consumer Services",
+        "Education Services", "82", "61", "611710",
+    ),
+}  # fmt: skip
+VERTICALS: tuple[str, ...] = tuple(CATEGORIES)
+# Revenue per employee (USD) by vertical, before the per-company factor.
+_REVENUE_PER_EMPLOYEE: dict[str, float] = {
+    "Retail": 250e3,
+    "Technology": 220e3,
+    "Business And Industrial": 300e3,
+    "Finance": 400e3,
+    "Health": 150e3,
+    "Travel": 180e3,
+    "Education": 90e3,
+}
+# ISO code -> (country name, city, state, state code, postal code, lat, lng, time zone)
+LOCATIONS: dict[str, tuple[str, str, str | None, str | None, str, float, float, str]] = {
+    "US": ("United States", "New York", "New York", "NY", "10001", 40.7506, -73.9972, "America/New_York"),
+    "GB": ("United Kingdom", "London", "England", None, "EC1A 1BB", 51.5202, -0.0979, "Europe/London"),
+    "DE": ("Germany", "Berlin", "Berlin", "BE", "10115", 52.5323, 13.3846, "Europe/Berlin"),
+}
+_SUFFIXES = ("Inc.", "Ltd", "LLC", "GmbH", "Group")
+_EXCHANGES = ("NYSE", "NASDAQ")
+FUNDING_STAGES = ("Seed", "Series A", "Series B", "Series C", "Series D", "Series E")
+
+# Clearbit's employee and revenue ranges (what its ``employeesRange`` and
+# ``estimatedAnnualRevenue`` fields hold).
+EMPLOYEE_RANGES: tuple[tuple[float, str], ...] = (
+    (10, "1-10"),
+    (50, "11-50"),
+    (250, "51-250"),
+    (1000, "251-1K"),
+    (5000, "1K-5K"),
+    (10000, "5K-10K"),
+    (50000, "10K-50K"),
+    (100000, "50K-100K"),
+)
+REVENUE_RANGES: tuple[tuple[float, str], ...] = (
+    (1e6, "$0-$1M"),
+    (10e6, "$1M-$10M"),
+    (50e6, "$10M-$50M"),
+    (100e6, "$50M-$100M"),
+    (250e6, "$100M-$250M"),
+    (500e6, "$250M-$500M"),
+    (1e9, "$500M-$1B"),
+    (10e9, "$1B-$10B"),
+)
+
+# BuiltWith catalog names whose Clearbit slug is not the name in snake case.
+_SLUG_OVERRIDES: dict[str, str] = {
+    "Let's Encrypt": "lets_encrypt",
+    "Google Workspace": "google_apps",
+    "Microsoft 365": "microsoft_office_365",
+    "Salesforce Pardot": "pardot",
+    "Google Font API": "google_fonts",
+    "Open Graph Protocol": "open_graph",
+    "DigiCert SSL": "digicert",
+    "Amazon Web Services": "aws",
+}
+# Tags Clearbit reports that BuiltWith's catalog does not have (from DNS, job posts, ...).
+CLEARBIT_ONLY_TECH: tuple[str, ...] = ("salesforce", "mailchimp", "google_ads", "doubleclick", "greenhouse")
+_TECH_CATEGORIES: dict[str, str] = {
+    "cms": "cms",
+    "ecommerce": "ecommerce",
+    "search": "site_search",
+    "analytics": "analytics",
+    "cdn": "cdn",
+    "marketing": "marketing_automation",
+    "payments": "payment",
+    "framework": "web_framework",
+    "infra": "hosting",
+}
+
+
+def _rng(*parts: object) -> random.Random:
+    """A generator seeded from SHA-256 of the parts: stable across runs, unlike hash()."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def normalize(domain: str) -> str:
+    """The key the simulators use for a domain (lower case, no trailing dot, no ``www.``)."""
+    return domain.strip().lower().rstrip(".").removeprefix("www.")
+
+
+# --------------------------------------------------------------------------- shared company facts
+
+
+@dataclass(frozen=True)
+class CompanyFacts:
+    """The true company behind a domain, before any provider's noise."""
+
+    domain: str
+    name: str
+    legal_name: str
+    vertical: str
+    country: str  # ISO 3166-1 alpha-2, a key of LOCATIONS
+    size: float  # the shared size quantile in [0, 1)
+    employees: int
+    revenue: float  # USD per year
+    founded_year: int
+    ticker: str | None
+    exchange: str | None
+    market_cap: float | None
+    total_funding: float | None
+    funding_stage: str | None
+
+
+def company_facts(domain: str) -> CompanyFacts:
+    """The shared truth for a domain; vertical and country agree with the BuiltWith simulator."""
+    return _company_facts(normalize(domain))
+
+
+@functools.lru_cache(maxsize=8192)
+def _company_facts(key: str) -> CompanyFacts:
+    """Cached: a bulk answer or a second provider asks for the same facts again."""
+    rng = _rng("company-facts", key)
+    size = size_quantile(key)
+    label = key.split(".")[0]
+    name = " ".join(part.capitalize() for part in label.replace("_", "-").split("-") if part) or key
+
+    status, body = bw.domain_api_response(key, 1)
+    results = (body.get("Results") or []) if status == 200 else []
+    meta = results[0].get("Meta", {}) if results else {}
+    # BuiltWith makes every shop "Retail"; for domains it does not know, draw alike.
+    vertical = meta.get("Vertical") or ("Retail" if rng.random() < 0.45 else rng.choice(VERTICALS))
+    vertical = vertical if vertical in CATEGORIES else "Technology"
+    country = meta.get("Country") if meta.get("Country") in LOCATIONS else rng.choice(tuple(LOCATIONS))
+    legal_name = meta.get("CompanyName") or f"{name} {rng.choice(_SUFFIXES)}"
+
+    employees = round(10 ** (1 + 3.5 * size))  # what BuiltWith reports as Attributes.Employees
+    revenue = employees * _REVENUE_PER_EMPLOYEE[vertical] * rng.uniform(0.6, 1.6)
+    founded_year = max(1850, 2025 - round(rng.uniform(2, 15 + 110 * size**1.5)))
+    public = size > 0.8 and rng.random() < 0.6
+    ticker = (re.sub(r"[^A-Z]", "", label.upper())[:4] or None) if public else None
+    exchange = rng.choice(_EXCHANGES) if ticker else None
+    market_cap = revenue * rng.uniform(1.5, 8.0) if ticker else None
+    funded = not ticker and rng.random() < 0.3 + 0.3 * size
+    total_funding = revenue * rng.uniform(0.1, 1.2) if funded else None
+    stage = FUNDING_STAGES[min(len(FUNDING_STAGES) - 1, int(size * len(FUNDING_STAGES)))] if funded else None
+    return CompanyFacts(
+        domain=key,
+        name=name,
+        legal_name=legal_name,
+        vertical=vertical,
+        country=country,
+        size=size,
+        employees=employees,
+        revenue=revenue,
+        founded_year=founded_year,
+        ticker=ticker,
+        exchange=exchange,
+        market_cap=market_cap,
+        total_funding=total_funding,
+        funding_stage=stage,
+    )
+
+
+def observation_factor(provider: str, domain: str) -> float:
+    """How far `provider` is off the truth for `domain`: ±15%, or 2.5-6x for a wrong-entity match."""
+    rng = _rng("observed", provider, normalize(domain))
+    if rng.random() < WRONG_ENTITY_RATE:
+        factor = rng.uniform(2.5, 6.0)
+        return factor if rng.random() < 0.5 else 1 / factor
+    return 1 + rng.uniform(-NOISE, NOISE)
+
+
+def observed(provider: str, domain: str, value: float) -> float:
+    """A provider's view of one true number (employees, revenue, ...)."""
+    return value * observation_factor(provider, domain)
+
+
+def live_technologies(domain: str, epoch: int, provider: str) -> list[bw.CatalogTech]:
+    """The part of BuiltWith's live stack that `provider` also detects (each kept with p=0.8)."""
+    key = normalize(domain)
+    return [
+        tech
+        for tech in _live_stack(key, epoch)
+        if _rng("tech-seen", provider, key, tech.name).random() < TECH_KEEP
+    ]
+
+
+@functools.lru_cache(maxsize=8192)
+def _live_stack(key: str, epoch: int) -> tuple[bw.CatalogTech, ...]:
+    """BuiltWith's live technologies (cached: building a stack is the simulators' costliest step)."""
+    if not bw.is_known(key):
+        return ()
+    return tuple(entry.tech for entry in bw.technology_stack(key, epoch) if entry.live)
+
+
+def clearbit_slug(name: str) -> str:
+    """The Clearbit slug the simulator uses for a BuiltWith technology name."""
+    return _SLUG_OVERRIDES.get(name) or re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+# --------------------------------------------------------------------------- Clearbit answers
+
+
+def is_known(domain: str) -> bool:
+    """False for about 1 in 25 domains (Clearbit's own unknowns: a different salt)."""
+    return _rng("clearbit-known", normalize(domain)).random() >= UNKNOWN_RATE
+
+
+def is_queued(domain: str) -> bool:
+    """True for about 3% of known domains: their first lookup is queued (202)."""
+    return is_known(domain) and _rng("clearbit-queued", normalize(domain)).random() < QUEUED_RATE
+
+
+def employees_range(count: float) -> str:
+    for high, label in EMPLOYEE_RANGES:
+        if count <= high:
+            return label
+    return "100K+"
+
+
+def revenue_range(revenue: float) -> str:
+    for high, label in REVENUE_RANGES:
+        if revenue < high:
+            return label
+    return "$10B+"
+
+
+def company_response(domain: str, epoch: int = 1) -> tuple[int, JsonObject]:
+    """(HTTP status, body) of ``/v2/companies/find?domain=<domain>`` in Clearbit's shapes."""
+    key = normalize(domain)
+    if "." not in key or " " in key:
+        return 422, _error("params_invalid", f"Invalid domain: {domain!r}")
+    if not is_known(key):
+        return 404, _error("unknown_record", "Unknown record")
+    if is_queued(key) and epoch < 2:
+        return 202, _error("queued", "Lookup queued. Try this request again in a few minutes.")
+    return 200, company_record(key, epoch)
+
+
+def company_record(domain: str, epoch: int = 1) -> JsonObject:
+    """The full Clearbit company record for a known domain."""
+    key = normalize(domain)
+    facts = company_facts(key)
+    rng = _rng("clearbit-record", key)
+    label = key.split(".")[0]
+    sector, group, industry, sub, sic, naics, naics6 = CATEGORIES[facts.vertical]
+    country_name, city, state, state_code, postal, lat, lng, tz = LOCATIONS[facts.country]
+
+    employees = max(1, round(observed("clearbit", key, facts.employees)))
+    revenue = observed("clearbit", key, facts.revenue)
+    exact_employees = rng.random() < 0.7  # else only the range, as for many small companies
+    drop_naics = rng.random() < 0.15  # some records carry the industry words only
+    techs = live_technologies(key, epoch, "clearbit")
+    slugs = [clearbit_slug(t.name) for t in techs]
+    extra = _rng("clearbit-extra-tech", key)
+    slugs += [s for s in CLEARBIT_ONLY_TECH if extra.random() < 0.15]
+    categories = sorted({_TECH_CATEGORIES.get(t.slot, "other") for t in techs})
+
+    return {
+        "id": str(_uuid(key)),
+        "name": facts.name,
+        "legalName": facts.legal_name,
+        "domain": key,
+        "domainAliases": [f"{label}.net"] if rng.random() < 0.2 else [],
+        "site": {
+            "phoneNumbers": [],
+            "emailAddresses": [f"info@{key}"],
+        },
+        "category": {
+            "sector": sector,
+            "industryGroup": group,
+            "industry": industry,
+            "subIndustry": sub,
+            "gicsCode": None,
+            "sicCode": sic,
+            "sic4Code": None,
+            "naicsCode": None if drop_naics else naics,
+            "naics6Code": None if drop_naics else naics6,
+            "naics6Codes2022": [] if drop_naics else [naics6],
+        },
+        "tags": [facts.vertical, "B2B" if rng.random() < 0.5 else "B2C"],
+        "description": f"{facts.name} is a {industry.lower()} company.",
+        "foundedYear": facts.founded_year,
+        "location": f"{city}, {country_name}",
+        "timeZone": tz,
+        "utcOffset": None,
+        "geo": {
+            "streetNumber": str(rng.randint(1, 400)),
+            "streetName": "Main Street",
+            "subPremise": None,
+            "streetAddress": None,
+            "city": city,
+            "postalCode": postal,
+            "state": state,
+            "stateCode": state_code,
+            "country": country_name,
+            "countryCode": facts.country,
+            "lat": lat,
+            "lng": lng,
+        },
+        "logo": f"https://logo.clearbit.com/{key}",
+        "facebook": {"handle": label, "likes": None},
+        "linkedin": {"handle": f"company/{label}"},
+        "twitter": {"handle": label, "id": None, "bio": None, "followers": None, "following": None},
+        "crunchbase": {"handle": f"organization/{label}"},
+        "emailProvider": False,
+        "type": "public" if facts.ticker else "private",
+        "ticker": facts.ticker,
+        "identifiers": {"usEIN": None},
+        "phone": None,
+        "metrics": {
+            "alexaUsRank": None,
+            "alexaGlobalRank": None,
+            "trafficRank": _traffic_rank(facts.size),
+            "employees": employees if exact_employees else None,
+            "employeesRange": employees_range(employees),
+            "marketCap": round(observed("clearbit", key, facts.market_cap)) if facts.market_cap else None,
+            "raised": round(observed("clearbit", key, facts.total_funding)) if facts.total_funding else None,
+            "annualRevenue": round(revenue) if facts.ticker else None,
+            "estimatedAnnualRevenue": revenue_range(revenue),
+            "fiscalYearEnd": 12 if facts.ticker else None,
+        },
+        "indexedAt": bw.index_time(epoch).isoformat().replace("+00:00", "Z"),
+        "tech": slugs,
+        "techCategories": categories,
+        "parent": {"domain": None},
+        "ultimateParent": {"domain": None},
+    }
+
+
+def _traffic_rank(size: float) -> str:
+    """Clearbit's coarse traffic rank, from the shared size."""
+    if size > 0.9:
+        return "very_high"
+    if size > 0.7:
+        return "high"
+    if size > 0.4:
+        return "medium"
+    return "low"
+
+
+def _uuid(key: str) -> str:
+    digest = hashlib.sha256(f"clearbit-id\x1f{key}".encode()).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+
+
+def _error(kind: str, message: str) -> JsonObject:
+    return {"error": {"type": kind, "message": message}}
+
+
+def _has_key(request: httpx.Request) -> bool:
+    """Basic auth with a non-empty user, or a Bearer token (Clearbit accepts both)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return bool(value.strip())
+    if scheme.lower() != "basic":
+        return False
+    try:
+        user = base64.b64decode(value.strip(), validate=True).decode().partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return bool(user.strip())
+
+
+def route(request: httpx.Request, *, epoch: int = 1) -> httpx.Response | None:
+    """Answer a Clearbit Company API request; None for a path this simulator does not own."""
+    if request.url.path != COMPANY_PATH:
+        return None
+    if request.method != "GET":
+        return httpx.Response(404, json=_error("unknown_route", "Unknown route"))
+    if not _has_key(request):
+        return httpx.Response(401, json=_error("auth_required", "API key required (HTTP Basic user)"))
+    domain = (request.url.params.get("domain") or "").strip()
+    if not domain:
+        return httpx.Response(422, json=_error("params_invalid", "domain is required"))
+    status, body = company_response(domain, epoch)
+    return httpx.Response(status, json=body)
