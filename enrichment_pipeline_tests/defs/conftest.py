@@ -8,8 +8,10 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-ENV_PREFIXES = ("BUILTWITH_", "SIMILARWEB_", "ENRICHMENT_", "SANDBOX_")
-ENV_NAMES = ("WAREHOUSE_URL", "ICP_MODEL")
+ENV_PREFIXES = (
+    "BUILTWITH_", "SIMILARWEB_", "CLEARBIT_", "APOLLO_", "EXPLORIUM_", "YAHOO_", "ENRICHMENT_", "SANDBOX_",
+)  # fmt: skip
+ENV_NAMES = ("WAREHOUSE_URL", "ICP_MODEL", "WATERFALL_CONFIG")
 
 
 @pytest.fixture(autouse=True)
