@@ -21,7 +21,6 @@ from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 import httpx
-from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
@@ -141,6 +140,33 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+class Pacer:
+    """A rate limit with no burst: every call gets its own start slot, `interval` apart.
+
+    A caller reserves the next free slot under a lock (no await in between),
+    then sleeps until it. Slots never move earlier, so no 1-second window gets
+    more than the limit, including the first second; because late wake-ups do
+    not push later slots back, the achieved rate stays at the limit instead of
+    drifting below it (a leaky bucket re-checked after each sleep loses the
+    scheduling delay on every call). `margin` keeps the schedule a little under
+    the limit so the jitter of actual send times never adds a call to a window.
+    """
+
+    def __init__(self, rps: float, margin: float = 0.02, clock=time.monotonic) -> None:
+        self.interval = (1.0 + margin) / rps
+        self._clock = clock
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            slot = max(self._next, self._clock())
+            self._next = slot + self.interval
+        delay = slot - self._clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
 class CircuitBreaker:
     """Closed → open after N consecutive failures → one probe after the cool-down."""
 
@@ -240,7 +266,7 @@ class ProviderClient:
         self._auth: Auth = provider.auth(settings.api_key) if settings.api_key else Auth()
         self._transport = transport
         self._quota = _QuotaGate(ledger, provider.name, settings.daily_quota)
-        self._limiter = AsyncLimiter(1, 1 / settings.rps) if settings.rps else None
+        self._limiter = Pacer(settings.rps) if settings.rps else None
         self._breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
         self._log = logger or log
         self._clients: list[httpx.AsyncClient] = []
