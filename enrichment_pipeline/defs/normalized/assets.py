@@ -1,5 +1,6 @@
 """Typed, validated staging tables computed from the raw provider answers."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -55,70 +56,73 @@ def _materialize(
     )
 
 
-@dg.asset(
-    key=dg.AssetKey(["staging", "builtwith_technologies"]),
-    deps=[RAW_KEY],
-    group_name="normalized",
-    kinds={"polars", "duckdb"},
-)
-def builtwith_technologies(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, providers: ProvidersResource
-) -> dg.MaterializeResult:
-    """One row per (domain, technology) from BuiltWith's domain API, pandera-checked."""
-    return _materialize(
-        context,
-        warehouse,
-        providers,
-        table="staging.builtwith_technologies",
-        build=staging.builtwith_technologies,
-        schema=staging.TECH_SCHEMA,
-        primary_key=("domain", "technology"),
-        contract=BuiltWithTechnology,
+def staging_asset(
+    name: str,
+    description: str,
+    build: Callable[[pl.DataFrame], pl.DataFrame],
+    schema: dict[str, pl.DataType],
+    primary_key: tuple[str, ...],
+    contract: type[pa.DataFrameModel] | None,
+) -> dg.AssetsDefinition:
+    """A staging table rebuilt from the raw answers, validated by its pandera contract."""
+
+    @dg.asset(
+        key=dg.AssetKey(["staging", name]),
+        deps=[RAW_KEY],
+        group_name="normalized",
+        kinds={"polars", "duckdb"},
+        description=description,
     )
+    def _asset(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, providers: ProvidersResource
+    ) -> dg.MaterializeResult:
+        return _materialize(
+            context,
+            warehouse,
+            providers,
+            table=f"staging.{name}",
+            build=build,
+            schema=schema,
+            primary_key=primary_key,
+            contract=contract,
+        )
+
+    return _asset
 
 
-@dg.asset(
-    key=dg.AssetKey(["staging", "builtwith_groups"]),
-    deps=[RAW_KEY],
-    group_name="normalized",
-    kinds={"polars", "duckdb"},
+builtwith_technologies = staging_asset(
+    "builtwith_technologies",
+    "One row per (domain, technology) from BuiltWith's domain API, pandera-checked.",
+    staging.builtwith_technologies,
+    staging.TECH_SCHEMA,
+    ("domain", "technology"),
+    BuiltWithTechnology,
 )
-def builtwith_groups(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, providers: ProvidersResource
-) -> dg.MaterializeResult:
-    """Technology group counts from BuiltWith's free API (when that API is configured)."""
-    return _materialize(
-        context,
-        warehouse,
-        providers,
-        table="staging.builtwith_groups",
-        build=staging.builtwith_groups,
-        schema=staging.GROUP_SCHEMA,
-        primary_key=("domain", "tech_group"),
-        contract=None,
-    )
-
-
-@dg.asset(
-    key=dg.AssetKey(["staging", "similarweb_traffic"]),
-    deps=[RAW_KEY],
-    group_name="normalized",
-    kinds={"polars", "duckdb"},
+builtwith_groups = staging_asset(
+    "builtwith_groups",
+    "Technology group counts from BuiltWith's free API (when that API is configured).",
+    staging.builtwith_groups,
+    staging.GROUP_SCHEMA,
+    ("domain", "tech_group"),
+    None,
 )
-def similarweb_traffic(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, providers: ProvidersResource
-) -> dg.MaterializeResult:
-    """One row per domain of SimilarWeb engagement and traffic-source shares, pandera-checked."""
-    return _materialize(
-        context,
-        warehouse,
-        providers,
-        table="staging.similarweb_traffic",
-        build=staging.similarweb_traffic,
-        schema=staging.TRAFFIC_SCHEMA,
-        primary_key=("domain",),
-        contract=SimilarWebTraffic,
-    )
+similarweb_traffic = staging_asset(
+    "similarweb_traffic",
+    "One row per domain of SimilarWeb engagement and traffic-source shares, pandera-checked.",
+    staging.similarweb_traffic,
+    staging.TRAFFIC_SCHEMA,
+    ("domain",),
+    SimilarWebTraffic,
+)
+provider_fields = staging_asset(
+    "provider_fields",
+    "One row per (provider, domain): every provider's answers in the standard fields and units "
+    "(USD, NAICS sector, ISO country, 0-1 ratios), pandera-checked. The waterfall merges these.",
+    lambda responses: staging.provider_fields(responses, {n: build_provider(n) for n in PROVIDER_NAMES}),
+    staging.provider_fields_schema(),
+    ("provider", "domain"),
+    ProviderFields,
+)
 
 
 def _contract_check(
@@ -152,30 +156,6 @@ def builtwith_technologies_contract(warehouse: WarehouseResource) -> dg.AssetChe
 )
 def similarweb_traffic_contract(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return _contract_check("staging.similarweb_traffic", SimilarWebTraffic, warehouse)
-
-
-@dg.asset(
-    key=dg.AssetKey(["staging", "provider_fields"]),
-    deps=[RAW_KEY],
-    group_name="normalized",
-    kinds={"polars", "duckdb"},
-)
-def provider_fields(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, providers: ProvidersResource
-) -> dg.MaterializeResult:
-    """One row per (provider, domain): every provider's answers in the standard fields and units
-    (USD, NAICS sector, ISO country, 0-1 ratios), pandera-checked. The waterfall merges these."""
-    known = {name: build_provider(name) for name in PROVIDER_NAMES}
-    return _materialize(
-        context,
-        warehouse,
-        providers,
-        table="staging.provider_fields",
-        build=lambda responses: staging.provider_fields(responses, known),
-        schema=staging.provider_fields_schema(),
-        primary_key=("provider", "domain"),
-        contract=ProviderFields,
-    )
 
 
 @dg.asset_check(asset=provider_fields, blocking=True, description="Stored rows satisfy the pandera contract.")

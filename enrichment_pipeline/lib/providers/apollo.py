@@ -22,13 +22,14 @@ Apollo reports its remaining budget in headers on every answer;
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from enrichment_pipeline.lib.http_policy import CallResult
+from enrichment_pipeline.lib.json_values import number as _number
+from enrichment_pipeline.lib.json_values import text as _text
 from enrichment_pipeline.lib.providers.base import Auth, Fetched, Interpretation, Provider, ProviderRequest
 from enrichment_pipeline.lib.units import country_code, employee_band, industry_from_text, money_range
 
@@ -349,21 +350,3 @@ def _host(url: str | None) -> str | None:
         return None
     host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
     return host or None
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, bool):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _number(value: Any) -> float | None:
-    """A JSON number (or numeric string) as float; None, booleans, junk and NaN are "unknown"."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number == number and not math.isinf(number) else None

@@ -32,6 +32,9 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from enrichment_pipeline.lib.json_values import mapping as _mapping
+from enrichment_pipeline.lib.json_values import number as _number
+from enrichment_pipeline.lib.json_values import text as _text
 from enrichment_pipeline.lib.providers.base import Auth, Interpretation, Provider, ProviderRequest
 from enrichment_pipeline.lib.units import (
     count_range,
@@ -226,25 +229,3 @@ def _error_message(body: Any) -> str | None:
     if isinstance(error, Mapping):
         return _text(error.get("message")) or _text(error.get("type"))
     return _text(error) if isinstance(error, str) else None
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, bool):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _number(value: Any) -> float | None:
-    """A JSON number (or numeric string) as float; None, booleans, junk and NaN are "unknown"."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number == number else None

@@ -20,6 +20,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any, ClassVar
 
+from enrichment_pipeline.lib.json_values import number as _float
 from enrichment_pipeline.lib.providers.base import Auth, Interpretation, Provider, ProviderRequest
 
 WORLD = "world"
@@ -338,16 +339,6 @@ def _date(value: Any) -> date | None:
         return date.fromisoformat(text)
     except ValueError:
         return None
-
-
-def _float(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number == number else None  # NaN is "no value"
 
 
 def _add_months(day: date, months: int) -> date:

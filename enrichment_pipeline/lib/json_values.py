@@ -1,0 +1,36 @@
+"""Reading loosely typed JSON values from provider payloads, the same way everywhere.
+
+Providers send numbers as strings, booleans where numbers belong, NaN and
+empty strings for "unknown". These helpers turn all of that into a value or
+None, so every provider module reads payloads by one rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+
+def text(value: Any) -> str | None:
+    """A non-empty stripped string, else None (numbers are accepted as text; booleans are not)."""
+    if value is None or isinstance(value, bool):
+        return None
+    result = str(value).strip()
+    return result or None
+
+
+def number(value: Any) -> float | None:
+    """A finite float from a JSON number or numeric string; None for junk, booleans, NaN, infinity."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return result if math.isfinite(result) else None
+
+
+def mapping(value: Any) -> Mapping[str, Any]:
+    """The value if it is a JSON object, else an empty one."""
+    return value if isinstance(value, Mapping) else {}
