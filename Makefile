@@ -36,3 +36,20 @@ bench: $(STAMP)
 
 clean:
 	rm -rf data/ .pytest_cache .ruff_cache
+
+# dbt: the manifest the Dagster code location loads (dbt_models/target/, never committed).
+# Re-parsed only when a file of the dbt project changed; `run`, `test` and `dev` need it.
+DBT_DIR := dbt_models
+DBT_MANIFEST := $(DBT_DIR)/target/manifest.json
+DBT_SOURCES := $(shell find $(DBT_DIR)/models $(DBT_DIR)/macros -type f 2>/dev/null) $(DBT_DIR)/dbt_project.yml $(DBT_DIR)/profiles.yml
+# `dagster dev` re-parses the project on load (prepare_if_dev) with the `dbt` found on PATH.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: dbt-manifest
+dbt-manifest: $(DBT_MANIFEST)
+
+$(DBT_MANIFEST): $(STAMP) $(DBT_SOURCES)
+	$(BIN)/dbt parse --quiet --project-dir $(DBT_DIR) --profiles-dir $(DBT_DIR)
+	@touch $@
+
+run test dev: $(DBT_MANIFEST)

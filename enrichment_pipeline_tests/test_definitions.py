@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from enrichment_pipeline.definitions import defs
-from enrichment_pipeline.defs.operations.jobs import ENRICH_JOB_NAME
+from enrichment_pipeline.defs.operations.jobs import ENRICH_JOB_NAME, MARTS_JOB_NAME
 from enrichment_pipeline.defs.partitions import domains_partitions
 from enrichment_pipeline.defs.raw.assets import RAW_KEY
 
@@ -14,14 +14,19 @@ def test_definitions_are_loadable():
     dg.Definitions.validate_loadable(defs)
 
 
-def test_enrich_job_resolves_and_covers_every_asset():
+def test_the_two_jobs_cover_every_asset_once():
     job = defs.resolve_job_def(ENRICH_JOB_NAME)
     assert job.name == ENRICH_JOB_NAME
     assert job.partitions_def == domains_partitions
     assert job.description
-    in_job = set(job.asset_layer.selected_asset_keys)
+    marts = defs.resolve_job_def(MARTS_JOB_NAME)
+    assert marts.description
+    in_enrich = set(job.asset_layer.selected_asset_keys)
+    in_marts = set(marts.asset_layer.selected_asset_keys)
     all_keys = {spec.key for spec in defs.resolve_all_asset_specs()}
-    assert in_job == all_keys
+    assert in_enrich | in_marts == all_keys
+    assert not in_enrich & in_marts
+    assert dg.AssetKey(["serving", "marts_snapshot"]) in in_marts
 
 
 def test_every_asset_has_a_group_and_a_description():

@@ -246,9 +246,15 @@ class Warehouse:
     def replace_table(
         self, table: str, frame: pl.DataFrame, schema: dict[str, pl.DataType], primary_key: Sequence[str] = ()
     ) -> int:
-        """Swap a whole derived table's contents in one transaction."""
+        """Swap a whole derived table's contents in one transaction.
+
+        A table whose columns no longer match `schema` (the code added or renamed
+        a column) is dropped and created anew: derived tables hold nothing that
+        the next rebuild does not write again."""
         frame = frame.select(list(schema))
         with self.transaction():
+            if self.has_table(table) and self.columns(table) != list(schema):
+                self._execute(f"DROP TABLE {table}{self.drop_dependents}")
             self._execute(create_table_sql(table, schema, primary_key))
             self._execute(f"DELETE FROM {table}")
             if frame.height:
@@ -257,6 +263,18 @@ class Warehouse:
 
     def table(self, table: str) -> pl.DataFrame:
         return self._frame(f"SELECT * FROM {table}")
+
+    # Postgres refuses to drop a table that dbt's views read; they are rebuilt by the next dbt run.
+    drop_dependents: ClassVar[str] = ""
+
+    def columns(self, table: str) -> list[str]:
+        schema_name, name = table.split(".")
+        rows = self._fetchall(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+            "ORDER BY ordinal_position",
+            [schema_name, name],
+        )
+        return [r[0] for r in rows]
 
     def has_table(self, table: str) -> bool:
         schema_name, name = table.split(".")

@@ -151,6 +151,7 @@ def _password_forms_of(password: str) -> set[str]:
 class PostgresWarehouse(Warehouse):
     """`postgresql://user:pass@host:port/db`: a concurrent server, so the quota row is locked."""
 
+    drop_dependents: ClassVar[str] = " CASCADE"
     schemes: ClassVar[tuple[str, ...]] = SCHEMES
     row_lock: ClassVar[str] = " FOR UPDATE"
     _conn: psycopg.Connection[Any]

@@ -12,6 +12,7 @@ import polars as pl
 
 RESPONSES = "raw.provider_responses"
 QUOTA = "raw.provider_quota"
+DOMAIN_REQUESTS = "raw.domain_requests"  # raw text in, normalized by the intake sensor
 ANSWERED = ("ok", "not_found")
 # Unqualified: DuckDB resolves it to `main` (where earlier versions created it), PostgreSQL to `public`.
 SCHEMA_MIGRATIONS = "schema_migrations"
@@ -56,6 +57,24 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 change VARCHAR NOT NULL,
                 seen_at TIMESTAMPTZ NOT NULL,
                 provider VARCHAR NOT NULL
+            )""",
+        ],
+    ),
+    (
+        2,
+        "domain requests (the intake sensor's queue)",
+        [
+            "CREATE SEQUENCE IF NOT EXISTS raw.domain_request_ids",
+            f"""CREATE TABLE IF NOT EXISTS {DOMAIN_REQUESTS} (
+                request_id BIGINT PRIMARY KEY DEFAULT nextval('raw.domain_request_ids'),
+                domain VARCHAR NOT NULL,
+                requested_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+                requested_by VARCHAR,
+                processed_at TIMESTAMPTZ,
+                status VARCHAR NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'accepted', 'rejected')),
+                reason VARCHAR,
+                partition_key VARCHAR
             )""",
         ],
     ),

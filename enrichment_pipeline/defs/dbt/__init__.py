@@ -1,0 +1,1 @@
+"""The dbt project (`dbt_models/`) as Dagster assets downstream of the Python-written tables."""

@@ -1,0 +1,1 @@
+"""The serving file BI tools read while the pipeline writes the warehouse."""
