@@ -73,17 +73,17 @@ def fresh_answers(
 ) -> tuple[set[tuple[str, str]], dict[str, dict[str, Any]]]:
     """Cached answers still within their TTL: the fresh (endpoint, domain) keys and the
     `ok` payloads by domain and endpoint. `query` is the warehouse's `query` method."""
+    if not domains:
+        return set(), {}
     frame = query(
-        "SELECT endpoint, domain, status, payload FROM raw.provider_responses "
-        "WHERE provider = ? AND mode = ? AND expires_at > ? AND status IN ('ok', 'not_found')",
-        [provider, mode, now],
+        "SELECT r.endpoint, r.domain, r.status, r.payload FROM raw.provider_responses r "
+        "JOIN unnest(?::VARCHAR[]) AS wanted(domain) USING (domain) "
+        "WHERE r.provider = ? AND r.mode = ? AND r.expires_at > ? AND r.status IN ('ok', 'not_found')",
+        [list(domains), provider, mode, now],
     )
-    wanted = set(domains)
     keys: set[tuple[str, str]] = set()
     payloads: dict[str, dict[str, Any]] = defaultdict(dict)
     for endpoint, domain, status, payload in frame.iter_rows():
-        if domain not in wanted:
-            continue
         keys.add((endpoint, domain))
         if status == "ok" and payload is not None:
             payloads[domain][endpoint] = json.loads(payload)
