@@ -144,27 +144,32 @@ class Pacer:
     """A rate limit with no burst: every call gets its own start slot, `interval` apart.
 
     A caller reserves the next free slot under a lock (no await in between),
-    then sleeps until it. Slots never move earlier, so no 1-second window gets
-    more than the limit, including the first second; because late wake-ups do
-    not push later slots back, the achieved rate stays at the limit instead of
-    drifting below it (a leaky bucket re-checked after each sleep loses the
-    scheduling delay on every call). `margin` keeps the schedule a little under
-    the limit so the jitter of actual send times never adds a call to a window.
+    then sleeps until it. Slots are `(1 + margin) / rps` apart and a call may
+    start at most `margin` seconds after its slot; a caller that wakes later
+    (the event loop was busy) gives the slot up and reserves a new one. So a
+    1-second window holds at most rps(1 + margin)/(1 + margin) = rps starts, even
+    after a stall, and late wake-ups do not push later slots back, so the rate
+    stays at the limit instead of drifting below it (a leaky bucket re-checked
+    after each sleep loses the scheduling delay on every call).
     """
 
     def __init__(self, rps: float, margin: float = 0.02, clock=time.monotonic) -> None:
         self.interval = (1.0 + margin) / rps
+        self.tolerance = margin
         self._clock = clock
         self._next = 0.0
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
-        async with self._lock:
-            slot = max(self._next, self._clock())
-            self._next = slot + self.interval
-        delay = slot - self._clock()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        while True:
+            async with self._lock:
+                slot = max(self._next, self._clock())
+                self._next = slot + self.interval
+            delay = slot - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._clock() - slot <= self.tolerance:
+                return
 
 
 class CircuitBreaker:

@@ -906,3 +906,29 @@ async def test_breaker_probe_cancelled_mid_call_does_not_wedge_the_breaker() -> 
         script.steps = [json_response()]
         after = await c.fetch(thing())
     assert after.status == "ok"
+
+
+async def test_pacer_never_bursts_after_the_event_loop_stalls() -> None:
+    """A blocked event loop must not release the overdue slots all at once."""
+    import time as _time
+
+    from enrichment_pipeline.lib.http_policy import Pacer
+
+    rps = 50
+    pacer = Pacer(rps)
+    starts: list[float] = []
+
+    async def caller() -> None:
+        for _ in range(8):
+            await pacer.acquire()
+            starts.append(_time.monotonic())
+
+    async def staller() -> None:
+        await asyncio.sleep(0.4)
+        _time.sleep(0.3)  # e.g. a synchronous database write on the loop
+
+    await asyncio.gather(*(caller() for _ in range(16)), staller())
+    starts.sort()
+    worst = max(sum(1 for t in starts if s <= t < s + 1.0) for s in starts)
+    assert worst <= rps
+    assert len(starts) == 128

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import duckdb
 import polars as pl
+import pyarrow  # noqa: F401  (imported here, not lazily inside the first write of a run)
 
 from enrichment_pipeline.lib.warehouse.base import Warehouse
 from enrichment_pipeline.lib.warehouse.schema import WarehouseError
