@@ -101,13 +101,17 @@ def expires_at(provider: Provider, status: str, fetched_at: datetime) -> datetim
 
 
 class _Assembler:
-    """Holds each domain's rows until no provider will be called for it any more."""
+    """Holds each domain's rows until no provider will be called for it any more.
+
+    Batches are written in a worker thread, one after the other, so a database
+    write never stalls the event loop (and with it every provider's pacing)."""
 
     def __init__(self, write: WriteRows, flush_every: int, progress: Progress | None, total: int) -> None:
         self._rows: dict[str, list[ResponseRow]] = defaultdict(list)
         self._ready: list[ResponseRow] = []
         self._ready_domains = 0
         self._write = write
+        self._writing: asyncio.Task[None] | None = None
         self._flush_every = flush_every
         self._progress = progress
         self._step = max(1, total // 100)
@@ -129,11 +133,28 @@ class _Assembler:
             self._progress(self.done, self.total)
 
     def flush(self) -> None:
-        if self._ready:
-            self._write(self._ready)
-            self.rows_written += len(self._ready)
-        self.domains_written += self._ready_domains
+        """Queue the ready domains for writing (after the batch before them)."""
+        batch, domains = self._ready, self._ready_domains
         self._ready, self._ready_domains = [], 0
+        if not domains:
+            return
+        self._writing = asyncio.ensure_future(self._write_after(self._writing, batch, domains))
+
+    async def _write_after(
+        self, before: asyncio.Task[None] | None, batch: list[ResponseRow], domains: int
+    ) -> None:
+        if before is not None:
+            await before
+        if batch:
+            await asyncio.to_thread(self._write, batch)
+        self.rows_written += len(batch)
+        self.domains_written += domains
+
+    async def drain(self) -> None:
+        """Write what is ready and wait for every queued write."""
+        self.flush()
+        if self._writing is not None:
+            await self._writing
 
 
 def _row(provider: Provider, endpoint: str, domain: str, result: CallResult, mode: str, run_id: str | None):
@@ -319,7 +340,7 @@ async def fetch_domains(
         raise _first_error(group_error) from None
     finally:
         # Whatever finished is kept, even when the run is cancelled or crashes.
-        assembler.flush()
+        await assembler.drain()
 
     _count_savings(by_name, domains, called, stats)
     return FetchReport(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar
@@ -54,6 +55,9 @@ class Warehouse:
         self._conn = conn
         self.url = url  # never holds a password: dialects pass a display form
         self._depth = 0
+        # Serializes transactions: the fetcher writes from a worker thread while the
+        # quota ledger is asked from the event loop, on the same connection.
+        self._lock = threading.RLock()
 
     # -- dialect hooks ----------------------------------------------------------------------------------
 
@@ -116,7 +120,13 @@ class Warehouse:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:
-        """One transaction (yields the driver's connection); nested uses join the outer one."""
+        """One transaction (yields the driver's connection); nested uses join the outer one.
+
+        Thread-safe: a transaction from another thread waits for this one to end."""
+        with self._lock:
+            yield from self._transaction()
+
+    def _transaction(self) -> Iterator[Any]:
         if self._depth:
             self._depth += 1
             try:
