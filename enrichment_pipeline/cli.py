@@ -18,9 +18,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from enrichment_pipeline.lib import settings
+from enrichment_pipeline.lib import cost, settings
 from enrichment_pipeline.lib.domains import Rejected, normalize_domains, read_domain_file
-from enrichment_pipeline.lib.warehouse import Warehouse, WarehouseError
+from enrichment_pipeline.lib.warehouse import Warehouse, WarehouseError, duckdb_path
 
 EXIT_USAGE = 2
 EXIT_RUN_FAILED = 1
@@ -108,12 +108,25 @@ def enrich(args: argparse.Namespace) -> int:
     if not valid:
         raise UsageError("no valid domain to enrich")
     url = settings.warehouse_url()
+    if args.dry_run or cost.max_cost_usd() is not None:
+        from datetime import UTC, datetime
+
+        estimate = cost.estimate_url(url, valid, datetime.now(UTC), mode, force=bool(args.force))
+        if args.dry_run:
+            _print_estimate(estimate, console)
+            console.print("dry run: no partition registered, no provider called")
+            return 0
+        try:
+            cost.enforce_budget(estimate)
+        except cost.BudgetExceeded as exc:
+            _print_estimate(estimate, err)
+            raise UsageError(f"refusing to run: {exc}") from None
 
     _dagster_home()
     import dagster as dg
 
     from enrichment_pipeline.definitions import defs
-    from enrichment_pipeline.defs.operations.jobs import ENRICH_JOB_NAME
+    from enrichment_pipeline.defs.operations.jobs import ENRICH_JOB_NAME, MARTS_JOB_NAME
     from enrichment_pipeline.defs.partitions import domains_partitions
     from enrichment_pipeline.defs.raw.assets import RAW_KEY
 
@@ -124,12 +137,13 @@ def enrich(args: argparse.Namespace) -> int:
     new = [d for d in valid if d not in known]
     if new:
         instance.add_dynamic_partitions(name, new)
-    ranges = contiguous_ranges(instance.get_dynamic_partitions(name), valid)
+    due, cached_keys = _due_domains(url, valid, mode, force=bool(args.force))
     job = defs.resolve_job_def(ENRICH_JOB_NAME)
     run_config = {
         "ops": {"raw__provider_responses": {"config": {"force": bool(args.force)}}},
         "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
     }
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     metadata: list[dict] = []
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -142,49 +156,139 @@ def enrich(args: argparse.Namespace) -> int:
     )
     with progress:
         reporter = _progress_reporter(progress)
-        for i, (start, end) in enumerate(ranges):
-            last = i == len(ranges) - 1
-            # Downstream tables are whole-table rebuilds: build them once, after the last range.
-            run_job = job if last else job.get_subset(asset_selection={RAW_KEY})
+        # Domains answered entirely from the cache need no partitioned run (Dagster writes two
+        # events per partition); the tables downstream are still rebuilt once, below.
+        ranges = contiguous_ranges(instance.get_dynamic_partitions(name), due) if due else []
+        downstream = {key for key in job.asset_layer.selected_asset_keys if key != RAW_KEY}
+        runs = [(job.get_subset(asset_selection={RAW_KEY}), r) for r in ranges[:-1]]
+        runs.append((job, ranges[-1]) if ranges else (job.get_subset(asset_selection=downstream), None))
+        for run_job, span in runs:
+            tags = {"enrichment/source": "cli"}
+            if span is not None:
+                tags |= {
+                    "dagster/asset_partition_range_start": span[0],
+                    "dagster/asset_partition_range_end": span[1],
+                }
             result = run_job.execute_in_process(
-                run_config=run_config,
+                run_config=run_config if span is not None else quiet,
                 instance=instance,
-                tags={
-                    "dagster/asset_partition_range_start": start,
-                    "dagster/asset_partition_range_end": end,
-                    "enrichment/source": "cli",
-                },
+                tags=tags,
                 resources={"progress": reporter},
                 raise_on_error=False,
             )
             if not result.success:
-                failures = [
-                    e.step_key or "run"
-                    for e in result.all_events
-                    if e.event_type_value in ("STEP_FAILURE", "RUN_FAILURE")
-                ]
-                err.print(
-                    f"[red]run {result.run_id} failed[/] at {', '.join(dict.fromkeys(failures))}; "
-                    "see `make dev` for the full log"
-                )
-                return EXIT_RUN_FAILED
+                return _run_failed(result)
             events = result.asset_materializations_for_node("raw__provider_responses")
             if events:
                 metadata.append({k: v.value for k, v in events[0].metadata.items()})
+        if not args.no_marts:
+            marts = defs.resolve_job_def(MARTS_JOB_NAME).execute_in_process(
+                run_config=quiet, instance=instance, tags={"enrichment/source": "cli"}, raise_on_error=False
+            )
+            if not marts.success:
+                err.print("[yellow]the enrichment is stored, but building the marts failed:[/]")
+                return _run_failed(marts)
 
     seconds = time.perf_counter() - started
     with Warehouse.open(url, read_only=True) as wh:
         statuses = wh.query(
-            "SELECT status, count(*) AS n FROM marts.company_profiles "
-            f"WHERE domain IN ({', '.join('?' for _ in valid)}) GROUP BY status",
-            valid,
+            "SELECT p.status, count(*) AS n FROM marts.company_profiles p "
+            "JOIN unnest(?::VARCHAR[]) AS wanted(domain) USING (domain) GROUP BY p.status",
+            [valid],
         )
     counts = {s: int(n) for s, n in statuses.iter_rows()}
     totals = {
         k: sum(m.get(k, 0) or 0 for m in metadata) for k in ("calls", "cache_hits", "retries", "cost_usd")
     }
+    totals["cache_hits"] += cached_keys
     _print_summary(mode, counts, rejected, totals, seconds, metadata)
     return 0
+
+
+def _due_domains(url: str, domains: list[str], mode: settings.Mode, *, force: bool) -> tuple[list[str], int]:
+    """The domains a run would call a provider for, and the cached answers of the others."""
+    if force:
+        return list(domains), 0
+    from datetime import UTC, datetime
+
+    from enrichment_pipeline.lib.waterfall import load_waterfall
+
+    if url.startswith("duckdb:") and not duckdb_path(url).exists():
+        return list(domains), 0
+    providers, _ = cost.configured_providers(mode)
+    now = datetime.now(UTC)
+    with Warehouse.open(url, read_only=url.startswith("duckdb:")) as wh:
+        needs = cost.domain_needs(wh, domains, now, mode, providers, load_waterfall())
+        due = [d for d in domains if any(n.calls_max > 0 for n in needs[d].values())]
+        settled = set(domains) - set(due)
+        cached_keys = 0
+        if settled:
+            for provider, _ in providers:
+                fresh, _ = cost.cache_state(wh, provider.name, sorted(settled), mode, now)
+                cached_keys += len(fresh)
+    return due, cached_keys
+
+
+def _run_failed(result) -> int:
+    failures = [
+        e.step_key or "run"
+        for e in result.all_events
+        if e.event_type_value in ("STEP_FAILURE", "RUN_FAILURE")
+    ]
+    err.print(
+        f"[red]run {result.run_id} failed[/] at {escape(', '.join(dict.fromkeys(failures)))}; "
+        "see `make dev` for the full log"
+    )
+    return EXIT_RUN_FAILED
+
+
+def _print_estimate(estimate, out: Console) -> None:
+    """The dry-run table: per provider, calls and cost (min..max), and what is left of today's quota."""
+
+    def span(low, high, fmt=str) -> str:
+        return fmt(low) if low == high else f"{fmt(low)}..{fmt(high)}"
+
+    def usd(value: float) -> str:
+        return f"{value:.2f}"
+
+    forced = ", --force: cache ignored" if estimate.forced else ""
+    table = Table(title=f"cost estimate: {estimate.domains} domain(s) ({estimate.mode} mode{forced})")
+    for column in ("provider", "level", "cached", "calls", "cost (USD)", "quota left today"):
+        table.add_column(column, no_wrap=True, justify="left" if column == "provider" else "right")
+    for p in estimate.providers:
+        left = "no quota" if p.quota_left is None else str(p.quota_left)
+        if not p.within_quota:
+            left = f"[red]{left} (over)[/]"
+        table.add_row(
+            p.provider,
+            "-" if p.level is None else str(p.level),
+            str(p.cached_domains),
+            span(p.calls_min, p.calls_max),
+            span(p.cost_min, p.cost_max, usd),
+            left,
+        )
+    table.add_row(
+        "total",
+        "",
+        "",
+        span(estimate.calls_min, estimate.calls_max),
+        span(estimate.cost_min, estimate.cost_max, usd),
+        "",
+    )
+    out.print(table)
+    out.print(
+        "Level 0 is called for every domain the cache does not answer; lower levels only where the "
+        "providers above leave a field group empty, so their calls are an upper bound "
+        "(retries not counted). Cached answers cost nothing."
+    )
+    for name, reason in estimate.skipped.items():
+        out.print(f"[yellow]{name} skipped[/]: {escape(reason)}")
+    budget = cost.max_cost_usd()
+    if budget is not None:
+        verdict = "within" if estimate.cost_max <= budget else "[red]over[/]"
+        out.print(
+            f"{cost.BUDGET_ENV}={budget:.2f}: the upper bound {estimate.cost_max:.2f} is {verdict} budget"
+        )
 
 
 def _print_summary(mode, counts, rejected, totals, seconds, metadata) -> None:
@@ -266,6 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_enrich.add_argument("--file", help="a .txt (one domain per line) or .csv file of domains")
     p_enrich.add_argument(
         "--force", action="store_true", help="ignore cached answers and call providers again"
+    )
+    p_enrich.add_argument(
+        "--no-marts", action="store_true", help="skip the dbt marts build and the serving file after the run"
+    )
+    p_enrich.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the estimated calls and cost per provider, then exit without registering or calling",
     )
     p_enrich.set_defaults(func=enrich)
     p_scores = sub.add_parser("scores", help="print the ICP leaderboard")

@@ -8,7 +8,10 @@ from enrichment_pipeline.defs.dbt.assets import dbt_marts
 from enrichment_pipeline.defs.dbt.resources import dbt_cli_resource
 from enrichment_pipeline.defs.history import assets as history
 from enrichment_pipeline.defs.normalized import assets as normalized
+from enrichment_pipeline.defs.operations import freshness
 from enrichment_pipeline.defs.operations.jobs import enrich_job, marts_after_enrichment, marts_job
+from enrichment_pipeline.defs.operations.schedules import stale_reenrich_schedule
+from enrichment_pipeline.defs.operations.sensors import domain_intake_sensor
 from enrichment_pipeline.defs.profiles import assets as profiles
 from enrichment_pipeline.defs.raw import assets as raw
 from enrichment_pipeline.defs.resources import ProgressReporter, ProvidersResource, WarehouseResource
@@ -18,10 +21,13 @@ from enrichment_pipeline.defs.serving.assets import marts_snapshot
 _modules = (raw, normalized, profiles, scoring, history)
 
 defs = dg.Definitions(
-    assets=[*dg.load_assets_from_modules(_modules), dbt_marts, marts_snapshot],
-    asset_checks=dg.load_asset_checks_from_modules(_modules),
+    assets=freshness.with_marts_freshness(
+        [*dg.load_assets_from_modules(_modules), dbt_marts, marts_snapshot]
+    ),
+    asset_checks=[*dg.load_asset_checks_from_modules(_modules), freshness.answers_within_ttl],
     jobs=[enrich_job, marts_job],
-    sensors=[marts_after_enrichment],
+    sensors=[marts_after_enrichment, domain_intake_sensor],
+    schedules=[stale_reenrich_schedule],
     resources={
         "warehouse": WarehouseResource(),
         "providers": ProvidersResource(),

@@ -13,6 +13,7 @@ import httpx
 
 from enrichment_pipeline.defs.partitions import domains_partitions
 from enrichment_pipeline.defs.resources import ProgressReporter, ProvidersResource, WarehouseResource
+from enrichment_pipeline.lib import cost
 from enrichment_pipeline.lib.domains import normalize_domains
 from enrichment_pipeline.lib.fetching import FetchPlan, fetch_domains, fresh_answers
 from enrichment_pipeline.lib.providers.registry import PROVIDER_NAMES
@@ -60,6 +61,23 @@ def provider_responses(
                 plan.fresh[provider.name], plan.cached[provider.name] = fresh_answers(
                     wh.query, provider.name, domains, setup.mode, now
                 )
+        # Refuse before any call when the run's upper-bound cost is over ENRICHMENT_MAX_COST_USD.
+        estimate = cost.summarize(
+            cost.plan_needs(domains, setup.active, waterfall, plan.fresh, plan.cached),
+            setup.active,
+            waterfall=waterfall,
+            quota_used=cost.quota_used(wh, setup.active, now),
+            mode=setup.mode,
+            forced=config.force,
+        )
+        try:
+            cost.enforce_budget(estimate)
+        except cost.BudgetExceeded as exc:
+            raise dg.Failure(
+                description=str(exc),
+                metadata={"estimate": dg.MetadataValue.json(estimate.summary())},
+                allow_retries=False,
+            ) from None
         skipped_rows = [
             ResponseRow(
                 name,

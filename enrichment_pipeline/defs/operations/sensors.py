@@ -1,0 +1,192 @@
+"""`domain_intake_sensor`: new domains from the drop folder and `raw.domain_requests`, enriched.
+
+Each tick normalizes every entry (`lib/domains.py`), registers the new
+domains as `domains` partitions and asks for ONE `enrich_domains` run over
+them. New partitions are appended, so the tick's keys are one contiguous
+range (`dagster/asset_partition_range_start/_end`); the run key is a hash of
+the keys, so a tick evaluated twice never launches the same run twice.
+
+Processed once, without trusting the tick to finish: the registered
+partitions are the durable record. A file or request is settled (file moved
+to `processed/`, row marked `accepted`) only on a tick that finds all its
+domains already registered, i.e. after Dagster has stored the tick that
+registered them. If a tick is lost (daemon killed before Dagster stored its
+result), nothing was settled and the next tick does the same work again, with
+the same run key. Junk is settled at once: rows `rejected` with the reason,
+files' refused entries in a `.rejected.txt` report next to the moved file,
+and both logged. Junk never becomes a partition.
+
+Files are moved rather than remembered in the cursor: the inbox shows what is
+still waiting, the cursor stays small however many files ever arrived, and a
+file dropped again under a used name is read again. The cursor holds only each
+inbox file's size and mtime as seen last tick: a file is read once they are
+unchanged for a whole interval, so a file still being copied is never read
+half-written (clock-free, unlike an age test on a network share's mtimes).
+Writers that can should upload under another suffix (`x.csv.part`) and rename.
+
+Turn on: Dagster UI → Automation → `domain_intake_sensor` → toggle on (or
+`dagster sensor start domain_intake_sensor`). Default interval 60 s; build
+another with `build_domain_intake_sensor(minimum_interval_seconds=...)`.
+With DuckDB the warehouse has one writer: while a run writes, the table is
+read on a later tick (files are still handled).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from enrichment_pipeline.defs.operations.jobs import enrich_job
+from enrichment_pipeline.defs.partitions import domains_partitions
+from enrichment_pipeline.defs.resources import WarehouseResource
+from enrichment_pipeline.lib import requests_intake as intake
+from enrichment_pipeline.lib.domains import Rejected, normalize_domains
+from enrichment_pipeline.lib.warehouse import Warehouse, WarehouseError
+
+INTAKE_SENSOR_NAME = "domain_intake_sensor"
+DEFAULT_INTERVAL_SECONDS = 60
+MAX_REQUESTS_PER_TICK = 5000
+MAX_FILES_PER_TICK = 50
+WAREHOUSE_WAIT_S = 5.0  # a tick never waits long for DuckDB's single writer lock
+RAW_OP = "raw__provider_responses"
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+SOURCE_TAG = "enrichment/source"
+
+
+def range_run_request(start: str, end: str, run_key: str, tags: Mapping[str, str]) -> dg.RunRequest:
+    """One `enrich_domains` run over the partition range start..end, cache on (`force` off)."""
+    return dg.RunRequest(
+        run_key=run_key,
+        run_config={"ops": {RAW_OP: {"config": {"force": False}}}},
+        tags={RANGE_START: start, RANGE_END: end, **tags},
+    )
+
+
+def _files_seen(cursor: str | None) -> dict[str, str]:
+    if not cursor:
+        return {}
+    try:
+        data = json.loads(cursor)
+    except ValueError:
+        return {}  # a cursor from another version: files are only read one tick later
+    files = data.get("files") if isinstance(data, dict) else None
+    return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+
+
+def _log_rejected(context: dg.SensorEvaluationContext, where: str, rejected: Sequence[Rejected]) -> None:
+    for bad in rejected[:20]:
+        context.log.warning(f"{where}: not registering {bad.raw!r}: {bad.reason}")
+    if len(rejected) > 20:
+        context.log.warning(f"{where}: {len(rejected) - 20} more refused entries")
+
+
+def _read_requests(
+    context: dg.SensorEvaluationContext, wh: Warehouse, known: set[str], now: datetime
+) -> tuple[list[str], int]:
+    """New keys of the pending requests; settles the rejected and the already registered ones."""
+    new: list[str] = []
+    rejected = 0
+    with wh.transaction():
+        decisions = []
+        for request in intake.pending_requests(wh, MAX_REQUESTS_PER_TICK):
+            valid, refused = normalize_domains([request.domain])
+            if refused:
+                rejected += 1
+                _log_rejected(context, f"request {request.request_id}", refused)
+                decisions.append(intake.Decision(request.request_id, "rejected", refused[0].reason, None))
+            elif valid[0] in known:
+                decisions.append(intake.Decision(request.request_id, "accepted", None, valid[0]))
+            else:
+                new.append(valid[0])  # stays pending until a tick sees it registered
+        intake.settle_requests(wh, decisions, now)
+    return new, rejected
+
+
+def evaluate_intake(
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource, now: datetime
+) -> dg.SensorResult:
+    known = set(context.instance.get_dynamic_partitions(domains_partitions.name))
+    new: dict[str, None] = {}
+    rejected = 0
+
+    try:
+        with Warehouse.open(warehouse.resolved_url(), lock_wait_s=WAREHOUSE_WAIT_S) as wh:
+            keys, rejected = _read_requests(context, wh, known, now)
+            new.update(dict.fromkeys(keys))
+    except WarehouseError as exc:
+        context.log.warning(f"{intake.REQUESTS} not read this tick: {exc}")
+
+    inbox = intake.drop_dir()
+    previous = _files_seen(context.cursor)
+    seen: dict[str, str] = {}
+    for drop in intake.scan_inbox(inbox)[:MAX_FILES_PER_TICK]:
+        seen[drop.name] = drop.signature
+        if previous.get(drop.name) != drop.signature:
+            context.log.info(f"{drop.path}: new or still changing; read when unchanged next tick")
+            continue
+        entries = intake.read_drop_file(drop.path)
+        unregistered = [d for d in entries.domains if d not in known]
+        if unregistered:
+            new.update(dict.fromkeys(unregistered))
+            rejected += len(entries.rejected)
+            context.log.info(
+                f"{drop.path}: {len(unregistered)} new domain(s), {len(entries.rejected)} refused "
+                "(reported when the file is moved)"
+            )
+            continue
+        moved, report = intake.finish_file(drop, entries.rejected, now)
+        seen.pop(drop.name)
+        _log_rejected(context, str(drop.path), entries.rejected)
+        context.log.info(f"{drop.path}: done, moved to {moved}" + (f"; report {report}" if report else ""))
+
+    cursor = json.dumps({"files": seen}, sort_keys=True)
+    keys = list(new)
+    if not keys:
+        return dg.SensorResult(skip_reason="no new domains", cursor=cursor)
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:24]
+    request = range_run_request(
+        keys[0],
+        keys[-1],
+        run_key=f"intake-{digest}",
+        tags={
+            SOURCE_TAG: INTAKE_SENSOR_NAME,
+            "enrichment/new_domains": str(len(keys)),
+            "enrichment/refused_entries": str(rejected),
+        },
+    )
+    context.log.info(f"registering {len(keys)} domain(s), one run over {keys[0]}..{keys[-1]}")
+    return dg.SensorResult(
+        run_requests=[request],
+        dynamic_partitions_requests=[domains_partitions.build_add_request(keys)],
+        cursor=cursor,
+    )
+
+
+def build_domain_intake_sensor(
+    *,
+    name: str = INTAKE_SENSOR_NAME,
+    minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=name,
+        job=enrich_job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        description=(
+            "Registers new domains from the drop folder (DOMAIN_DROP_DIR, default data/inbox) and "
+            "raw.domain_requests, and enriches them in one run. Junk is reported, never registered."
+        ),
+    )
+    def _intake(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
+        return evaluate_intake(context, warehouse, datetime.now(UTC))
+
+    return _intake
+
+
+domain_intake_sensor = build_domain_intake_sensor()
