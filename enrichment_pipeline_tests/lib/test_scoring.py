@@ -1,50 +1,66 @@
-"""The ICP model file (validation, messages) and vectorized scoring, with property tests."""
+"""The ICP model file (validation, messages with line numbers) and vectorized scoring,
+with property tests on the bundled model and on randomly generated models."""
 
 from __future__ import annotations
 
+import ast
+import inspect
+import itertools
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from enrichment_pipeline.lib import scoring
 from enrichment_pipeline.lib.profiles import PROFILE_SCHEMA
 from enrichment_pipeline.lib.scoring import (
+    RECENT_TECH_CHANGES,
     SCORE_SCHEMA,
     TIERS,
     IcpModel,
     ModelError,
+    ModelLoader,
     default_model_path,
     load_model,
+    recent_tech_change_counts,
     score_profiles,
+    with_recent_tech_changes,
 )
+from enrichment_pipeline.lib.tech_history import CHANGES_SCHEMA
+from enrichment_pipeline.lib.units import NAICS_SECTORS
 
 SCORED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 MODEL = load_model()
-BUNDLED: dict[str, Any] = yaml.safe_load(default_model_path().read_text())
+BUNDLED: dict[str, Any] = yaml.load(default_model_path().read_text(), Loader=ModelLoader)
 
-COMPETITORS = ["Algolia", "Coveo", "Bloomreach", "Constructor.io", "Lucidworks", "Klevu", "Searchspring"]
+COMPETITORS = ["Algolia", "Coveo", "Bloomreach", "Constructor.io", "Klevu", "Searchspring"]
 COMMERCE = ["Shopify Plus", "Salesforce Commerce Cloud", "Adobe Commerce", "Magento"]
-TECHS = [*COMPETITORS, *COMMERCE, "Elasticsearch", "Solr", "Shopify", "WordPress", "Google Analytics"]
+SELF_MANAGED = ["Elasticsearch", "Solr"]
+TECHS = [*COMPETITORS, *COMMERCE, *SELF_MANAGED, "Shopify", "WordPress", "Google Analytics"]
+COUNTRIES = ["US", "GB", "DE", "NO", "BR", "JP", "IN", "RU", "IR"]
+PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def profiles(*rows: dict[str, Any]) -> pl.DataFrame:
-    """A profiles frame: `technologies` may be given as a list; unnamed columns are null."""
+    """A profiles frame: `technologies` may be a list; unnamed columns are null; the
+    `recent_tech_changes` column is added (as the scoring asset does)."""
+    schema = {**PROFILE_SCHEMA, RECENT_TECH_CHANGES: pl.Int64()}
     records = []
     for i, row in enumerate(rows):
-        record = dict.fromkeys(PROFILE_SCHEMA)
+        record = dict.fromkeys(schema)
         record["domain"] = f"d{i}.example"
         record.update(row)
         if isinstance(record["technologies"], list):
             record["technologies"] = json.dumps(record["technologies"])
         records.append(record)
-    return pl.DataFrame(records, schema=PROFILE_SCHEMA)
+    return pl.DataFrame(records, schema=schema)
 
 
 def score(*rows: dict[str, Any], model: IcpModel = MODEL) -> list[dict[str, Any]]:
@@ -53,12 +69,12 @@ def score(*rows: dict[str, Any], model: IcpModel = MODEL) -> list[dict[str, Any]
 
 def write_model(tmp_path: Path, data: Any, name: str = "model.yaml") -> Path:
     path = tmp_path / name
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
     return path
 
 
 def variant(change) -> dict[str, Any]:
-    data = yaml.safe_load(yaml.safe_dump(BUNDLED))
+    data = json.loads(json.dumps(BUNDLED))
     change(data)
     return data
 
@@ -68,17 +84,35 @@ def expected_tier(value: float, model: IcpModel = MODEL) -> str:
     return "hot" if value >= t.hot else "warm" if value >= t.warm else "cool" if value >= t.cool else "cold"
 
 
+def _criterion(d: dict, cid: str) -> dict:
+    return next(c for c in d["criteria"] if c["id"] == cid)
+
+
+def _disqualifier(d: dict, did: str) -> dict:
+    return next(c for c in d["disqualifiers"] if c["id"] == did)
+
+
 # --------------------------------------------------------------------------- the model file
 
 
 def test_bundled_model_loads():
-    assert MODEL.version == BUNDLED["version"]
+    assert MODEL.version == BUNDLED["version"] == "2026.12-1"
     assert MODEL.name == "site-search-icp"
     assert MODEL.tiers.hot > MODEL.tiers.warm > MODEL.tiers.cool
     assert [c.id for c in MODEL.criteria] == [c["id"] for c in BUNDLED["criteria"]]
     assert MODEL.max_points == 100
     assert len(MODEL.file_hash) == 16
     int(MODEL.file_hash, 16)
+
+
+def test_bundled_model_uses_every_kind_and_family():
+    assert {c.kind for c in MODEL.criteria} == set(scoring.CRITERION_KINDS)
+    assert {d.kind for d in MODEL.disqualifiers} == set(scoring.DISQUALIFIER_KINDS)
+    assert {c.family for c in MODEL.criteria} == set(scoring.FAMILIES)
+    fields = {c.field for c in MODEL.criteria}
+    assert {"revenue_usd", "employees", "operating_margin", RECENT_TECH_CHANGES, "visits_growth"} <= fields
+    assert "NO" in next(c for c in MODEL.criteria if c.countries).countries  # Norway is not `false`
+    assert any(d.industries == ["92"] for d in MODEL.disqualifiers)
 
 
 def test_model_path_from_argument_and_env(tmp_path, monkeypatch):
@@ -94,10 +128,12 @@ def test_file_hash_follows_the_bytes(tmp_path):
     a = load_model(write_model(tmp_path, variant(lambda d: None), "a.yaml"))
     b = load_model(write_model(tmp_path, variant(lambda d: d.update(version="other")), "b.yaml"))
     assert a.file_hash != b.file_hash
+    assert a.file_hash == load_model(tmp_path / "a.yaml").file_hash
 
 
-def _criterion(d: dict, cid: str) -> dict:
-    return next(c for c in d["criteria"] if c["id"] == cid)
+def test_file_hash_cannot_be_set_in_the_file(tmp_path):
+    with pytest.raises(ModelError, match="unknown key 'file_hash'"):
+        load_model(write_model(tmp_path, variant(lambda d: d.update(file_hash="0" * 16))))
 
 
 @pytest.mark.parametrize(
@@ -110,7 +146,7 @@ def _criterion(d: dict, cid: str) -> dict:
         ),
         pytest.param(
             lambda d: _criterion(d, "traffic_scale")["bands"][0].update(points=-5),
-            "greater than or equal",
+            "greater than or equal to 0 (got -5)",
             id="negative-band-points",
         ),
         pytest.param(
@@ -119,20 +155,40 @@ def _criterion(d: dict, cid: str) -> dict:
             id="negative-tech-points",
         ),
         pytest.param(
+            lambda d: _criterion(d, "competitor_search").update(points="ten"),
+            "valid number (got 'ten')",
+            id="points-not-a-number",
+        ),
+        pytest.param(
+            lambda d: _criterion(d, "competitor_search").update(points="5"),
+            "valid number (got '5')",
+            id="points-as-text",
+        ),
+        pytest.param(
+            lambda d: _criterion(d, "competitor_search").update(points=True),
+            "valid number (got True)",
+            id="points-boolean",
+        ),
+        pytest.param(
+            lambda d: _criterion(d, "competitor_search").update(points=float("nan")),
+            "finite number",
+            id="points-nan",
+        ),
+        pytest.param(
             lambda d: _criterion(d, "traffic_scale")["bands"].append(
                 {"min": 5_000_000, "max": 20_000_000, "points": 1, "reason": "x"}
             ),
-            "overlap",
+            "criteria[1].bands[3]: overlapping bands: [5000000, 20000000) overlaps bands[",
             id="overlapping-bands",
         ),
         pytest.param(
-            lambda d: _criterion(d, "high_bounce")["bands"].append({"points": 1, "reason": "always"}),
-            "overlap",
+            lambda d: _criterion(d, "search_heavy")["bands"].append({"points": 1, "reason": "always"}),
+            "overlapping bands: [-inf, inf) overlaps bands[0] [0.4, inf)",
             id="open-band-overlaps",
         ),
         pytest.param(
             lambda d: _criterion(d, "traffic_scale")["bands"][1].update(min=20_000_000),
-            "must be below max",
+            "criteria[1].bands[1].min: band min 20000000 must be below max 10000000",
             id="min-above-max",
         ),
         pytest.param(
@@ -142,38 +198,160 @@ def _criterion(d: dict, cid: str) -> dict:
         ),
         pytest.param(
             lambda d: d.update(tiers={"hot": 50, "warm": 60, "cool": 30}),
-            "hot > warm > cool",
+            "tiers.hot: tier thresholds must satisfy hot > warm > cool (got hot 50, warm 60, cool 30)",
             id="tiers-not-descending",
         ),
         pytest.param(
-            lambda d: d.update(tiers={"hot": 50, "warm": 50, "cool": 30}),
-            "hot > warm > cool",
+            lambda d: d.update(tiers={"hot": 50, "warm": 40, "cool": 40}),
+            "tiers.cool: tier thresholds must satisfy hot > warm > cool",
             id="tiers-equal",
         ),
         pytest.param(lambda d: d["tiers"].update(hot=120), "tiers.hot", id="tier-above-100"),
-        pytest.param(lambda d: d.update(weights={"a": 1}), "weights", id="unknown-top-level-key"),
+        pytest.param(lambda d: d["tiers"].update(cool=0), "tiers.cool", id="tier-zero"),
         pytest.param(
-            lambda d: _criterion(d, "growing").update(weight=2), "weight", id="unknown-criterion-key"
+            lambda d: d.update(weights={"a": 1}),
+            "unknown key 'weights' (allowed: version, name, description, tiers,",
+            id="unknown-top-level-key",
         ),
-        pytest.param(lambda d: d.pop("tiers"), "tiers", id="missing-tiers"),
+        pytest.param(
+            lambda d: _criterion(d, "traffic_growth").update(weight=2),
+            "criteria[14]: unknown key 'weight' (allowed: id, family,",
+            id="unknown-criterion-key",
+        ),
+        pytest.param(
+            lambda d: _criterion(d, "traffic_growth")["bands"][0].update(score=2),
+            "criteria[14].bands[0]: unknown key 'score' (allowed: min, max, points, reason)",
+            id="unknown-band-key",
+        ),
+        pytest.param(
+            lambda d: d["tiers"].update(lukewarm=10),
+            "tiers: unknown key 'lukewarm' (allowed: hot, warm, cool)",
+            id="unknown-tier",
+        ),
+        pytest.param(lambda d: d.pop("tiers"), "missing required key 'tiers'", id="missing-tiers"),
         pytest.param(lambda d: d.update(criteria=[]), "criteria", id="no-criteria"),
         pytest.param(
-            lambda d: _criterion(d, "growing").update(technologies_any=["X"]),
-            "either",
+            lambda d: _criterion(d, "traffic_growth").update(technologies_any=["X"]),
+            "a criterion needs exactly one of bands, technologies_any, technologies_none, industries, "
+            "countries (found bands and technologies_any)",
             id="bands-and-technologies",
         ),
         pytest.param(
+            lambda d: _criterion(d, "traffic_growth").update(points=3),
+            "criteria[14].points: `points` of a `bands` criterion goes on each band",
+            id="points-on-bands-criterion",
+        ),
+        pytest.param(
+            lambda d: _criterion(d, "competitor_search").update(field="monthly_visits"),
+            "`field` is only for `bands` criteria",
+            id="field-on-technology-criterion",
+        ),
+        pytest.param(
             lambda d: _criterion(d, "competitor_search").pop("reason"),
-            "reason",
+            "a technologies_any criterion needs `points` and `reason`",
             id="technologies-without-reason",
         ),
-        pytest.param(lambda d: _criterion(d, "growing").update(family="luck"), "family", id="unknown-family"),
+        pytest.param(
+            lambda d: _criterion(d, "traffic_growth").update(family="luck"),
+            "Input should be 'budget', 'pain', 'timing' or 'fit' (got 'luck')",
+            id="unknown-family",
+        ),
         pytest.param(
             lambda d: d.update(
                 criteria=[{"id": "z", "family": "fit", "technologies_any": ["X"], "points": 0, "reason": "r"}]
             ),
             "no points",
             id="zero-points",
+        ),
+        pytest.param(
+            lambda d: _criterion(d, "industry_fit").update(industries=["51", "99"]),
+            "criteria[0].industries[1]: unknown NAICS sector code '99'; known: 11, 21,",
+            id="unknown-naics",
+        ),
+        pytest.param(
+            lambda d: _criterion(d, "industry_fit").update(industries=["45"]),
+            "unknown NAICS sector code '45' (did you mean '44-45'?)",
+            id="naics-inside-a-range",
+        ),
+        pytest.param(
+            lambda d: _disqualifier(d, "public_sector").update(industries=["93"]),
+            "disqualifiers[2].industries[0]: unknown NAICS sector code '93'",
+            id="unknown-excluded-naics",
+        ),
+        pytest.param(
+            lambda d: _disqualifier(d, "public_sector").update(industries=["92", "51"]),
+            "disqualifiers[2].industries[1]: '51' is excluded here but rewarded by criteria[0] "
+            "('industry_fit')",
+            id="industry-included-and-excluded",
+        ),
+        pytest.param(
+            lambda d: _criterion(d, "core_markets").update(countries=["US", "usa"]),
+            "criteria[2].countries[1]: country codes are ISO 3166-1 alpha-2 in upper case, "
+            "like 'US' (got 'usa')",
+            id="bad-country-code",
+        ),
+        pytest.param(
+            lambda d: _criterion(d, "core_markets").update(countries=["US", "GB", "US"]),
+            "criteria[2].countries[2]: 'US' is listed twice",
+            id="country-listed-twice",
+        ),
+        pytest.param(
+            lambda d: _disqualifier(d, "embargoed").update(countries=["US"]),
+            "'US' is excluded here but rewarded by criteria[2]",
+            id="country-included-and-excluded",
+        ),
+        pytest.param(
+            lambda d: _criterion(d, "ecommerce_platform").update(reason="runs {platform}"),
+            "criteria[3].reason: unknown placeholder {platform} in reason; a technologies_any entry can "
+            "use {matched}",
+            id="unknown-placeholder",
+        ),
+        pytest.param(
+            lambda d: _criterion(d, "greenfield").update(reason="no {matched}"),
+            "a technologies_none entry can use no placeholders",
+            id="placeholder-in-absence-reason",
+        ),
+        pytest.param(
+            lambda d: d["recent_tech_changes"].update(window_days=0),
+            "recent_tech_changes.window_days: Input should be greater than 0 (got 0)",
+            id="window-zero",
+        ),
+        pytest.param(
+            lambda d: d["recent_tech_changes"].update(changes=["added", "renamed"]),
+            "recent_tech_changes.changes[1]: Input should be 'added' or 'removed' (got 'renamed')",
+            id="unknown-change-kind",
+        ),
+        pytest.param(
+            lambda d: d["criteria"].append(dict(d["criteria"][0])),
+            "criteria[16].id: duplicate id 'industry_fit' (also criteria[0])",
+            id="duplicate-criterion-id",
+        ),
+        pytest.param(
+            lambda d: _criterion(d, "traffic_scale").update(id="traffic scale"),
+            "criteria[1].id: String should match pattern",
+            id="bad-id",
+        ),
+        pytest.param(
+            lambda d: d["disqualifiers"].append({"id": "x", "field": "visitz", "max": 1, "reason": "r"}),
+            "disqualifiers[4].field: unknown field 'visitz'",
+            id="disqualifier-unknown-field",
+        ),
+        pytest.param(
+            lambda d: d["disqualifiers"].append({"id": "x", "field": "monthly_visits", "reason": "r"}),
+            "disqualifiers[4]: disqualifier 'x' needs `min`, `max` or both",
+            id="disqualifier-without-bounds",
+        ),
+        pytest.param(
+            lambda d: d["disqualifiers"].append(
+                {"id": "x", "field": "monthly_visits", "max": 5, "countries": ["US"], "reason": "r"}
+            ),
+            "disqualifiers[4].countries: a disqualifier needs exactly one of",
+            id="disqualifier-two-kinds",
+        ),
+        pytest.param(
+            lambda d: _disqualifier(d, "public_sector").update(max=3),
+            "disqualifiers[2].max: `max` is only for `field` disqualifiers",
+            id="bound-on-industry-disqualifier",
         ),
     ],
 )
@@ -182,8 +360,136 @@ def test_invalid_model_is_a_model_error(tmp_path, change, problem):
     with pytest.raises(ModelError) as exc:
         load_model(path)
     message = str(exc.value)
-    assert str(path) in message
+    assert re.match(rf"{re.escape(str(path))}:\d+: ", message), message
     assert problem in message
+
+
+# A small model with known line numbers, to check the exact messages.
+SMALL = """\
+version: "t-1"
+name: tiny
+tiers: {hot: 70, warm: 50, cool: 30}
+criteria:
+  - id: visits
+    family: fit
+    field: monthly_visits
+    bands:
+      - {min: 1000000, points: 10, reason: "big ({value})"}
+      - {min: 100000, max: 1000000, points: 5, reason: "mid ({value})"}
+  - id: vertical
+    family: fit
+    industries: ["44-45", "51"]
+    points: 5
+    reason: "in {value}"
+disqualifiers:
+  - id: gov
+    industries: ["92"]
+    reason: "public sector"
+"""
+
+
+def _small(tmp_path: Path, old: str, new: str) -> str:
+    assert old in SMALL
+    path = write_model(tmp_path, SMALL.replace(old, new))
+    with pytest.raises(ModelError) as exc:
+        load_model(path)
+    return str(exc.value).replace(str(path), "model.yaml")
+
+
+def test_small_model_is_valid(tmp_path):
+    model = load_model(write_model(tmp_path, SMALL))
+    assert model.max_points == 15
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "{min: 100000, max: 1000000,",
+            "{min: 100000, max: 2000000,",
+            "model.yaml:10: criteria[0].bands[1]: overlapping bands: [100000, 2000000) overlaps "
+            "bands[0] [1000000, inf) of 'visits'",
+        ),
+        (
+            "field: monthly_visits",
+            "field: visits_per_month",
+            "model.yaml:7: criteria[0].field: unknown field 'visits_per_month'; known numeric fields: "
+            + ", ".join(scoring.NUMERIC_FIELDS),
+        ),
+        (
+            "points: 10,",
+            "points: -10,",
+            "model.yaml:9: criteria[0].bands[0].points: Input should be greater than or equal to 0 (got -10)",
+        ),
+        (
+            "    points: 5\n",
+            "    points: lots\n",
+            "model.yaml:14: criteria[1].points: Input should be a valid number (got 'lots')",
+        ),
+        (
+            "    family: fit\n    industries",
+            "    family: fit\n    weight: 3\n    industries",
+            "model.yaml:13: criteria[1]: unknown key 'weight' (allowed: id, family, description, field, "
+            "format, bands, technologies_any, technologies_none, industries, countries, points, reason)",
+        ),
+        (
+            '["44-45", "51"]',
+            '["44-45", "51", "50"]',
+            "model.yaml:13: criteria[1].industries[2]: unknown NAICS sector code '50'; known: "
+            + ", ".join(NAICS_SECTORS),
+        ),
+        (
+            "{hot: 70, warm: 50, cool: 30}",
+            "{hot: 70, warm: 80, cool: 30}",
+            "model.yaml:3: tiers.hot: tier thresholds must satisfy hot > warm > cool "
+            "(got hot 70, warm 80, cool 30)",
+        ),
+        (
+            "  - id: gov\n",
+            "  - id: gov\n    id: gov2\n",
+            "model.yaml:18: disqualifiers[0]: duplicate key 'id' (first at line 17)",
+        ),
+        (
+            "tiers: {hot: 70, warm: 50, cool: 30}",
+            "tiers: {hot: 70, warm: 50, cool: 30",
+            "model.yaml:4: not valid YAML: expected ',' or '}', but got ':' "
+            "(while parsing a flow mapping at line 3)",
+        ),
+        (
+            '    reason: "in {value}"\n',
+            "",
+            "model.yaml:11: criteria[1]: a industries criterion needs `points` and `reason`",
+        ),
+    ],
+)
+def test_problems_name_the_line_and_the_entry(tmp_path, old, new, message):
+    assert _small(tmp_path, old, new) == message
+
+
+def test_every_problem_is_reported_in_line_order(tmp_path):
+    text = _small(tmp_path, "points: 10,", 'points: "10", max: oops,')
+    assert text.splitlines() == [
+        "model.yaml:9: criteria[0].bands[0].max: Input should be a valid number (got 'oops')",
+        "model.yaml:9: criteria[0].bands[0].points: Input should be a valid number (got '10')",
+    ]
+
+
+def test_yaml_1_2_scalars(tmp_path):
+    """1e6 is a number (YAML 1.1 reads a string); NO stays the country code (1.1 reads false)."""
+    text = SMALL.replace("min: 1000000, points", "min: 1e6, points").replace(
+        'industries: ["44-45", "51"]', "industries: [44-45, 51]"
+    )
+    text = text.replace('industries: ["92"]', "countries: [NO, ON]")
+    model = load_model(write_model(tmp_path, text))
+    assert model.criteria[0].bands[0].min == 1_000_000
+    assert model.criteria[1].industries == ["44-45", "51"]
+    assert model.disqualifiers[0].countries == ["NO", "ON"]
+
+
+def test_single_letter_country_is_rejected(tmp_path):
+    text = SMALL.replace('industries: ["92"]', "countries: [NO, Y]")
+    with pytest.raises(ModelError, match=r":18: disqualifiers\[0\]\.countries\[1\]: .*\(got 'Y'\)"):
+        load_model(write_model(tmp_path, text))
 
 
 @pytest.mark.parametrize(
@@ -193,6 +499,7 @@ def test_invalid_model_is_a_model_error(tmp_path, change, problem):
         ("version: 1\n  bad: indent\n", "not valid YAML"),
         ("- just\n- a list\n", "mapping at the top level"),
         ("", "mapping at the top level"),
+        ("a: 1\n---\nb: 2\n", "not valid YAML"),
     ],
 )
 def test_unparseable_model_is_a_model_error(tmp_path, text, problem):
@@ -216,58 +523,72 @@ def test_model_from_env_that_does_not_exist(tmp_path, monkeypatch):
         load_model()
 
 
-def test_disqualifier_with_unknown_field_is_a_model_error(tmp_path):
-    change = variant(
-        lambda d: d["disqualifiers"].append({"id": "x", "field": "visitz", "max": 1, "reason": "r"})
-    )
-    with pytest.raises(ModelError, match="visitz"):
-        load_model(write_model(tmp_path, change))
-
-
-def test_duplicate_criterion_ids_are_a_model_error(tmp_path):
-    change = variant(lambda d: d["criteria"].append(dict(d["criteria"][0])))
-    with pytest.raises(ModelError, match="traffic_scale"):
-        load_model(write_model(tmp_path, change))
-
-
-def test_disqualifier_without_bounds_is_a_model_error(tmp_path):
-    change = variant(
-        lambda d: d["disqualifiers"].append({"id": "x", "field": "monthly_visits", "reason": "r"})
-    )
-    with pytest.raises(ModelError):
-        load_model(write_model(tmp_path, change))
-
-
 # --------------------------------------------------------------------------- scoring examples
 
+PERFECT: dict[str, Any] = {
+    "industry_naics": "44-45",
+    "industry_label": "Retail Trade",
+    "country": "US",
+    "monthly_visits": 20_000_000.0,
+    "technologies": ["Shopify Plus", "Elasticsearch", "Google Analytics"],
+    "revenue_usd": 2.5e9,
+    "employees": 4000,
+    "operating_margin": 0.2,
+    "bounce_rate": 0.6,
+    "pages_per_visit": 2.0,
+    "search_share": 0.5,
+    RECENT_TECH_CHANGES: 6,
+    "visits_growth": 0.3,
+    "revenue_growth": 0.25,
+}
 
-def test_a_perfect_fit_is_hot_with_every_reason():
-    [row] = score(
-        {
-            "monthly_visits": 20_000_000.0,
-            "technologies": ["Shopify Plus", "Algolia", "Elasticsearch"],
-            "bounce_rate": 0.6,
-            "pages_per_visit": 2.0,
-            "search_share": 0.5,
-            "visits_growth": 0.2,
-        }
-    )
-    assert row["icp_score"] == 100.0
+
+def test_a_perfect_greenfield_fit_is_hot_with_every_reason():
+    [row] = score(PERFECT)
+    breakdown = json.loads(row["score_breakdown"])
+    # Everything but the competitor points, which exclude greenfield: 100 - 4.
+    assert breakdown == {c.id: (0 if c.id == "competitor_search" else c.max_points) for c in MODEL.criteria}
+    assert row["icp_score"] == 96.0
     assert row["icp_tier"] == "hot"
     assert row["disqualified"] is False
-    reasons = json.loads(row["score_reasons"])
-    assert len(reasons) == len(MODEL.criteria)
-    assert "very large audience (20000000 visits/month)" in reasons
-    assert "runs Shopify Plus: a commerce platform we integrate with" in reasons
-    assert "uses Algolia: displacement opportunity" in reasons
-    assert "high bounce rate (60%)" in reasons
-    assert "few pages per visit (2.0)" in reasons
-    assert "50% of traffic arrives from search engines" in reasons
-    assert "traffic growing (+20% over the period)" in reasons
-    assert json.loads(row["score_breakdown"]) == {c.id: c.max_points for c in MODEL.criteria}
+    assert row["disqualification_reason"] is None
+    assert json.loads(row["score_reasons"]) == [
+        "core vertical: Retail Trade",
+        "very large audience (20000000 visits/month)",
+        "in a core market (US)",
+        "runs Shopify Plus: a commerce platform we integrate with",
+        "revenue $2.5B",
+        "4000 employees",
+        "healthy operating margin (20%)",
+        "no hosted site-search vendor detected: greenfield",
+        "runs self-managed Elasticsearch: search is a cost centre",
+        "high bounce rate (60%)",
+        "few pages per visit (2.0)",
+        "50% of traffic arrives from search engines",
+        "6 technology changes in the last 90 days",
+        "traffic growing fast (+30% over the period)",
+        "revenue growing fast (+25% a year)",
+    ]
     assert row["budget_signal"] == row["pain_signal"] == row["timing_signal"] == 100.0
     assert row["model_version"] == MODEL.version
     assert row["model_hash"] == MODEL.file_hash
+
+
+def test_a_competitor_takes_the_place_of_greenfield():
+    [green, rival] = score(PERFECT, {**PERFECT, "technologies": [*PERFECT["technologies"], "Algolia"]})
+    g, r = json.loads(green["score_breakdown"]), json.loads(rival["score_breakdown"])
+    assert (g["greenfield"], g["competitor_search"]) == (8, 0)
+    assert (r["greenfield"], r["competitor_search"]) == (0, 4)
+    assert rival["icp_score"] == 92.0
+    assert "uses Algolia: displacement opportunity" in json.loads(rival["score_reasons"])
+    assert rival["pain_signal"] == pytest.approx(100 * 18 / 26, abs=0.05)
+
+
+def test_greenfield_needs_a_known_stack():
+    unknown, empty, plain = score({}, {"technologies": []}, {"technologies": ["WordPress"]})
+    assert json.loads(unknown["score_breakdown"])["greenfield"] == 0
+    assert json.loads(empty["score_breakdown"])["greenfield"] == 8
+    assert json.loads(plain["score_breakdown"])["greenfield"] == 8
 
 
 def test_unknown_everything_scores_zero_but_is_not_disqualified():
@@ -276,6 +597,7 @@ def test_unknown_everything_scores_zero_but_is_not_disqualified():
     assert row["icp_tier"] == "cold"
     assert row["disqualified"] is False
     assert json.loads(row["score_reasons"]) == []
+    assert row["budget_signal"] == row["pain_signal"] == row["timing_signal"] == 0.0
 
 
 def test_too_little_traffic_disqualifies():
@@ -285,17 +607,89 @@ def test_too_little_traffic_disqualifies():
     assert row["icp_tier"] == "cold"
     reasons = json.loads(row["score_reasons"])
     assert reasons[0] == "too little traffic to need site search (1200 visits/month)"
+    assert row["disqualification_reason"] == reasons[0]
     # The breakdown still shows what the company would have earned.
-    assert json.loads(row["score_breakdown"])["competitor_search"] == 15
+    assert json.loads(row["score_breakdown"])["competitor_search"] == 4
+
+
+def test_excluded_industry_and_country_disqualify_and_every_reason_is_kept():
+    [row] = score(
+        {
+            **PERFECT,
+            "industry_naics": "92",
+            "industry_label": "Public Administration",
+            "country": "RU",
+            "employees": 3,
+        }
+    )
+    assert (row["disqualified"], row["icp_score"], row["icp_tier"]) == (True, 0.0, "cold")
+    assert row["disqualification_reason"] == (
+        "too small a team for a sales-led deal (3 employees); "
+        "public administration (Public Administration): procurement we do not sell through; "
+        "company based in RU: we cannot sell there (sanctions)"
+    )
+    assert json.loads(row["score_reasons"])[:3] == row["disqualification_reason"].split("; ")
+
+
+def test_industry_and_country_points():
+    rows = score(
+        {"industry_naics": "51", "industry_label": "Information", "country": "NO"},
+        {"industry_naics": "52"},  # no label: the code is shown
+        {"industry_naics": "62", "industry_label": "Health Care and Social Assistance", "country": "BR"},
+    )
+    info, finance, health = (json.loads(r["score_breakdown"]) for r in rows)
+    assert (info["industry_fit"], info["core_markets"]) == (8, 4)
+    assert json.loads(rows[0]["score_reasons"]) == ["core vertical: Information", "in a core market (NO)"]
+    assert json.loads(rows[1]["score_reasons"]) == ["core vertical: 52"]
+    assert (finance["industry_fit"], health["industry_fit"], health["core_markets"]) == (8, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("revenue", "points", "text"),
+    [
+        (4_999_999.0, 0, None),
+        (5_000_000.0, 2, "revenue $5M"),
+        (42_300_000.0, 6, "revenue $42.3M"),
+        (999_999_999.0, 10, "revenue $1000M"),
+        (1e9, 12, "revenue $1B"),
+        (3.75e10, 12, "revenue $37.5B"),
+    ],
+)
+def test_revenue_bands_and_money_format(revenue, points, text):
+    [row] = score({"revenue_usd": revenue})
+    assert json.loads(row["score_breakdown"])["revenue_scale"] == points
+    assert json.loads(row["score_reasons"]) == ([text] if text else [])
 
 
 @pytest.mark.parametrize(
     ("visits", "points"),
-    [(99_999.0, 0), (100_000.0, 10), (999_999.9, 10), (1_000_000.0, 20), (10_000_000.0, 25), (1e10, 25)],
+    [(99_999.0, 0), (100_000.0, 4), (999_999.9, 4), (1_000_000.0, 8), (10_000_000.0, 10), (1e10, 10)],
 )
 def test_bands_include_min_and_exclude_max(visits, points):
     [row] = score({"monthly_visits": visits})
     assert json.loads(row["score_breakdown"])["traffic_scale"] == points
+
+
+def test_nan_is_unknown_not_the_top_band():
+    """polars orders NaN above every number; scoring must treat it as missing."""
+    nan = float("nan")
+    [row] = score({"monthly_visits": nan, "bounce_rate": nan, "pages_per_visit": nan, "revenue_usd": nan})
+    assert json.loads(row["score_reasons"]) == []
+    assert row["icp_score"] == 0.0
+    assert row["disqualified"] is False
+
+
+def test_extreme_values_score_without_error():
+    inf = float("inf")
+    [row] = score({"monthly_visits": inf, "revenue_usd": 1e30, "employees": 2**62, "visits_growth": -inf})
+    assert 0 <= row["icp_score"] <= 100
+    assert "very large audience (? visits/month)" in json.loads(row["score_reasons"])
+
+
+def test_negative_margin_and_shrinking_traffic_earn_nothing():
+    [row] = score({"operating_margin": -0.12, "visits_growth": -0.3, "revenue_growth": -0.1})
+    breakdown = json.loads(row["score_breakdown"])
+    assert breakdown["profitable"] == breakdown["traffic_growth"] == breakdown["revenue_growth"] == 0
 
 
 def test_score_columns_match_the_schema():
@@ -310,6 +704,13 @@ def test_empty_profiles_give_empty_scores():
     assert dict(frame.schema) == SCORE_SCHEMA
 
 
+def test_profiles_without_recent_changes_column_score_it_as_unknown():
+    frame = profiles(PERFECT).drop(RECENT_TECH_CHANGES)
+    [row] = score_profiles(frame, MODEL, SCORED_AT).to_dicts()
+    assert json.loads(row["score_breakdown"])["stack_in_motion"] == 0
+    assert row["icp_score"] == 86.0
+
+
 def test_disqualifier_min_means_at_least(tmp_path):
     data = variant(
         lambda d: d["disqualifiers"].append(
@@ -322,88 +723,290 @@ def test_disqualifier_min_means_at_least(tmp_path):
     assert huge["disqualified"] is True
 
 
-# --------------------------------------------------------------------------- properties
+def test_scoring_has_no_per_row_python():
+    """Every step is a polars expression: no map_elements / apply / map_batches / row loops."""
+    source = inspect.getsource(scoring)
+    tree = ast.parse(source)
+    banned = {"map_elements", "apply", "map_batches", "map_rows", "iter_rows", "rows", "to_dicts", "to_list"}
+    used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)} & banned
+    assert not used, used
 
-visits = st.none() | st.floats(0, 5e9, allow_nan=False)
-share = st.none() | st.floats(0, 1, allow_nan=False)
-pages = st.none() | st.floats(0, 60, allow_nan=False)
-growth = st.none() | st.floats(-1, 10, allow_nan=False)
-techs = st.none() | st.lists(st.sampled_from(TECHS), unique=True, max_size=6)
 
+# --------------------------------------------------------------------------- technology matching
+
+TRICKY = ["Shopify", "Shopify Plus", "Café Search", "Tech", 'Quote"Tech', "Back\\slash", "A,B", "[x]", "plus"]
+
+
+def _tech_model(**criterion: Any) -> IcpModel:
+    return IcpModel.model_validate(
+        {
+            "version": "t",
+            "name": "techs",
+            "tiers": {"hot": 70, "warm": 50, "cool": 30},
+            "criteria": [{"id": "c", "family": "fit", "points": 10, **criterion}],
+        }
+    )
+
+
+def _stack_json(stack: list[str] | None, ascii_only: bool) -> str | None:
+    return None if stack is None else json.dumps(stack, ensure_ascii=ascii_only)
+
+
+def test_technology_names_match_exactly_not_as_substrings():
+    model = _tech_model(technologies_any=["Shopify"], reason="runs {matched}")
+    plus, plain, both = score(
+        {"technologies": ["Shopify Plus"]},
+        {"technologies": ["Shopify"]},
+        {"technologies": ["Shopify Plus", "Shopify"]},
+        model=model,
+    )
+    assert plus["icp_score"] == 0.0
+    assert plain["icp_score"] == both["icp_score"] == 100.0
+    assert json.loads(both["score_reasons"]) == ["runs Shopify"]
+
+
+@pytest.mark.parametrize("ascii_only", [True, False])
+def test_names_with_quotes_and_accents_match_in_either_json_spelling(ascii_only):
+    model = _tech_model(technologies_any=["Café Search", 'Quote"Tech'], reason="runs {matched}")
+    stack = _stack_json(["WordPress", 'Quote"Tech', "Café Search"], ascii_only)
+    frame = profiles({}).with_columns(pl.lit(stack).alias("technologies"))
+    [row] = score_profiles(frame, model, SCORED_AT).to_dicts()
+    assert json.loads(row["score_reasons"]) == ['runs Quote"Tech, Café Search']
+
+
+def test_reasons_are_valid_json_whatever_the_provider_text():
+    label = 'Retail "Trade"\n\\ and more'
+    [row] = score({"industry_naics": "44-45", "industry_label": label, "country": "US"})
+    assert json.loads(row["score_reasons"])[0] == f"core vertical: {label}"
+
+
+@PROPERTY
+@given(
+    st.none() | st.lists(st.sampled_from(TRICKY), unique=True, max_size=6),
+    st.lists(st.sampled_from(TRICKY), unique=True, min_size=1, max_size=4),
+    st.booleans(),
+)
+def test_matching_the_json_text_equals_matching_the_decoded_list(stack, listed, ascii_only):
+    frame = profiles({}).with_columns(
+        pl.lit(_stack_json(stack, ascii_only), dtype=pl.String).alias("technologies")
+    )
+    any_model = _tech_model(technologies_any=listed, reason="runs {matched}")
+    none_model = _tech_model(technologies_none=listed, reason="none of them")
+    [present] = score_profiles(frame, any_model, SCORED_AT).to_dicts()
+    [absent] = score_profiles(frame, none_model, SCORED_AT).to_dicts()
+    found = [t for t in stack or [] if t in listed]
+    assert present["icp_score"] == (100.0 if found else 0.0)
+    assert json.loads(present["score_reasons"]) == ([f"runs {', '.join(found)}"] if found else [])
+    assert absent["icp_score"] == (100.0 if stack is not None and not found else 0.0)
+
+
+# --------------------------------------------------------------------------- recent technology changes
+
+
+def _changes(*rows: tuple[str, str, str, datetime]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {"domain": d, "technology": t, "change": c, "seen_at": at, "provider": "builtwith"}
+            for d, t, c, at in rows
+        ],
+        schema=CHANGES_SCHEMA,
+    )
+
+
+def test_recent_tech_changes_counts_the_window_and_the_kinds(tmp_path):
+    day = timedelta(days=1)
+    changes = _changes(
+        ("a.com", "Algolia", "added", SCORED_AT - 1 * day),
+        ("a.com", "Klevu", "removed", SCORED_AT - 89 * day),
+        ("a.com", "Solr", "removed", SCORED_AT - 91 * day),  # outside the 90 days
+        ("b.com", "Shopify", "added", SCORED_AT - 200 * day),
+        ("c.com", "Magento", "added", SCORED_AT - 3 * day),
+    )
+    frame = profiles(
+        {"domain": "a.com", "technologies": ["Algolia"]},
+        {"domain": "b.com", "technologies": ["Shopify"]},
+        {"domain": "c.com"},  # stack unknown today, but a change was seen
+        {"domain": "d.com", "technologies": []},  # known stack, nothing changed
+        {"domain": "e.com"},  # nothing known at all
+    ).drop(RECENT_TECH_CHANGES)
+    joined = with_recent_tech_changes(frame, changes, MODEL, SCORED_AT)
+    assert dict(zip(joined["domain"], joined[RECENT_TECH_CHANGES], strict=True)) == {
+        "a.com": 2,
+        "b.com": 0,
+        "c.com": 1,
+        "d.com": 0,
+        "e.com": None,
+    }
+    only_added = load_model(
+        write_model(tmp_path, variant(lambda d: d["recent_tech_changes"].update(changes=["added"])))
+    )
+    counts = recent_tech_change_counts(changes, only_added, SCORED_AT)
+    assert dict(counts.sort("domain").iter_rows()) == {"a.com": 1, "c.com": 1}
+    no_table = with_recent_tech_changes(frame, None, MODEL, SCORED_AT)
+    assert no_table[RECENT_TECH_CHANGES].null_count() == frame.height
+
+
+@PROPERTY
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a.com", "b.com", "c.com"]),
+            st.sampled_from(["added", "removed"]),
+            st.integers(-400, 5),
+        ),
+        max_size=30,
+    ),
+    st.integers(1, 365),
+    st.sampled_from([["added"], ["removed"], ["added", "removed"]]),
+)
+def test_recent_tech_changes_match_a_plain_count(events, window, kinds):
+    model = MODEL.model_copy(
+        update={"recent_tech_changes": scoring.TechChangeWindow(window_days=window, changes=kinds)}
+    )
+    changes = _changes(
+        *((d, f"t{i}", c, SCORED_AT + timedelta(days=off)) for i, (d, c, off) in enumerate(events))
+    )
+    counts = dict(recent_tech_change_counts(changes, model, SCORED_AT).iter_rows())
+    since = SCORED_AT - timedelta(days=window)
+    expected: dict[str, int] = {}
+    for d, c, off in events:
+        if c in kinds and SCORED_AT + timedelta(days=off) > since:
+            expected[d] = expected.get(d, 0) + 1
+    assert counts == expected
+
+
+# --------------------------------------------------------------------------- properties: bundled model
+
+_maybe = st.none().__or__
 profile_rows = st.fixed_dictionaries(
     {
-        "monthly_visits": visits,
-        "bounce_rate": share,
-        "pages_per_visit": pages,
-        "search_share": share,
-        "visits_growth": growth,
-        "technologies": techs,
+        "monthly_visits": _maybe(st.floats(0, 5e9, allow_nan=False)),
+        "bounce_rate": _maybe(st.floats(0, 1, allow_nan=False)),
+        "pages_per_visit": _maybe(st.floats(0, 60, allow_nan=False)),
+        "search_share": _maybe(st.floats(0, 1, allow_nan=False)),
+        "visits_growth": _maybe(st.floats(-1, 10, allow_nan=False)),
+        "revenue_usd": _maybe(st.floats(0, 1e12, allow_nan=False)),
+        "revenue_growth": _maybe(st.floats(-1, 5, allow_nan=False)),
+        "operating_margin": _maybe(st.floats(-2, 1, allow_nan=False)),
+        "employees": _maybe(st.integers(0, 500_000)),
+        RECENT_TECH_CHANGES: _maybe(st.integers(0, 60)),
+        "industry_naics": _maybe(st.sampled_from(list(NAICS_SECTORS))),
+        "country": _maybe(st.sampled_from(COUNTRIES)),
+        "technologies": _maybe(st.lists(st.sampled_from(TECHS), unique=True, max_size=8)),
     }
 )
-PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _check_row(row: dict[str, Any], model: IcpModel) -> None:
+    assert 0.0 <= row["icp_score"] <= 100.0
+    assert row["icp_tier"] in TIERS
+    assert row["icp_tier"] == expected_tier(row["icp_score"], model)
+    breakdown = json.loads(row["score_breakdown"])
+    assert list(breakdown) == [c.id for c in model.criteria]
+    reasons = json.loads(row["score_reasons"])
+    assert isinstance(reasons, list) and all(isinstance(r, str) and r for r in reasons)
+    for c in model.criteria:
+        assert 0 <= breakdown[c.id] <= c.max_points
+    for family in scoring.SIGNAL_FAMILIES:
+        signal = row[f"{family}_signal"]
+        assert signal is None or 0.0 <= signal <= 100.0
+    if row["disqualified"]:
+        assert row["icp_score"] == 0.0
+        assert row["icp_tier"] == "cold"
+        assert row["disqualification_reason"]
+        assert json.loads(row["score_reasons"])[0] == row["disqualification_reason"].split("; ")[0]
+    else:
+        assert row["disqualification_reason"] is None
+        earned = sum(breakdown.values())
+        assert row["icp_score"] == pytest.approx(round(earned / model.max_points * 100, 1))
 
 
 @PROPERTY
 @given(st.lists(profile_rows, min_size=1, max_size=15))
-def test_scores_are_bounded_and_tiers_follow_the_thresholds(rows):
+def test_scores_are_bounded_tiers_follow_thresholds_and_disqualified_is_cold(rows):
     scored = score(*rows)
     assert len(scored) == len(rows)
     for row in scored:
-        assert 0.0 <= row["icp_score"] <= 100.0
-        assert row["icp_tier"] in TIERS
-        assert row["icp_tier"] == expected_tier(row["icp_score"])
-        if row["disqualified"]:
-            assert row["icp_score"] == 0.0
-            assert row["icp_tier"] != "hot"
-        else:
-            earned = sum(json.loads(row["score_breakdown"]).values())
-            assert row["icp_score"] == pytest.approx(round(earned / MODEL.max_points * 100, 1))
+        _check_row(row, MODEL)
 
 
 @PROPERTY
 @given(profile_rows)
 def test_scoring_one_row_does_not_depend_on_the_others(row):
     alone = score(row)[0]
-    together = score({}, row, {"monthly_visits": 1.0, "technologies": TECHS})[1]
+    together = score({}, row, {"monthly_visits": 1.0, "technologies": TECHS, "country": "IR"})[1]
     assert {k: v for k, v in alone.items() if k != "domain"} == {
         k: v for k, v in together.items() if k != "domain"
     }
 
 
-def _raise(row: dict[str, Any], field: str, amount: float) -> dict[str, Any] | None:
-    """The same profile with one input moved in the direction its criterion rewards."""
-    value = row[field]
-    if value is None:
-        return None
-    if field == "pages_per_visit":  # shallow_sessions rewards FEW pages per visit
-        return {**row, field: max(0.0, value - amount * 60)}
-    if field in ("bounce_rate", "search_share"):
-        return {**row, field: min(1.0, value + amount)}
-    if field == "visits_growth":
-        return {**row, field: value + amount * 10}
-    if field == "monthly_visits":
-        return {**row, field: value * (1 + amount * 100) + amount * 1e7}
-    raise AssertionError(field)
+def _safe_direction(model: IcpModel, field: str) -> str | None:
+    """ "up" when raising `field` can only help (every band criterion on it rewards higher
+    values, every disqualifier on it cuts off low values), "down" for the mirror image."""
+    ok = {"up", "down"}
+    for c in model.criteria:
+        if c.field != field or c.bands is None:
+            continue
+        ordered = sorted(c.bands, key=lambda b: float("-inf") if b.min is None else b.min)
+        steps: list[float] = []
+        cursor = float("-inf")
+        for b in ordered:
+            low = float("-inf") if b.min is None else b.min
+            if low > cursor:
+                steps.append(0.0)  # a gap between bands earns nothing
+            steps.append(b.points)
+            cursor = float("inf") if b.max is None else b.max
+        if cursor < float("inf"):
+            steps.append(0.0)
+        if any(a > b for a, b in itertools.pairwise(steps)):
+            ok.discard("up")
+        if any(a < b for a, b in itertools.pairwise(steps)):
+            ok.discard("down")
+    for d in model.disqualifiers:
+        if d.field == field:
+            if d.min is not None:
+                ok.discard("up")
+            if d.max is not None:
+                ok.discard("down")
+    return "up" if "up" in ok else "down" if "down" in ok else None
+
+
+BAND_FIELDS = sorted({c.field for c in MODEL.criteria if c.bands is not None and c.field})
+
+
+def test_every_band_field_of_the_bundled_model_is_monotone():
+    """So the next property covers every band criterion (shallow_sessions rewards FEW pages)."""
+    directions = {f: _safe_direction(MODEL, f) for f in BAND_FIELDS}
+    assert None not in directions.values(), directions
+    assert directions["pages_per_visit"] == "down"
+    assert directions["monthly_visits"] == "up"
+
+
+def _moved(value: float | int, direction: str, amount: float) -> float | int:
+    step = abs(value) * amount * 10 + amount * 1e7 if abs(value) > 1000 else amount * 10
+    moved = value + step if direction == "up" else value - step
+    return round(moved) if isinstance(value, int) else moved
 
 
 @PROPERTY
-@given(
-    profile_rows,
-    st.sampled_from(["monthly_visits", "bounce_rate", "pages_per_visit", "search_share", "visits_growth"]),
-    st.floats(0, 1, allow_nan=False),
-)
+@given(profile_rows, st.sampled_from(BAND_FIELDS), st.floats(0, 1, allow_nan=False))
 def test_a_better_input_never_lowers_the_score(row, field, amount):
-    better = _raise(row, field, amount)
-    if better is None:
-        return
+    value = row.get(field)
+    assume(value is not None)
+    better = {**row, field: _moved(value, _safe_direction(MODEL, field) or "up", amount)}
     before, after = score(row, better)
     assert after["icp_score"] >= before["icp_score"], (field, row, better)
     assert not (after["disqualified"] and not before["disqualified"])
+    assert TIERS.index(after["icp_tier"]) <= TIERS.index(before["icp_tier"])
+
+
+NONE_LISTED = {t for c in MODEL.criteria for t in c.technologies_none or ()}
+ANY_LISTED = {t for c in MODEL.criteria for t in c.technologies_any or ()}
 
 
 @PROPERTY
-@given(profile_rows, st.sampled_from(TECHS))
-def test_adding_a_technology_never_lowers_the_score(row, tech):
+@given(profile_rows, st.sampled_from(sorted(set(TECHS) - NONE_LISTED)))
+def test_adding_a_technology_no_absence_criterion_lists_never_lowers_the_score(row, tech):
     current = row["technologies"] or []
     before, after = score(row, {**row, "technologies": sorted({*current, tech})})
     assert after["icp_score"] >= before["icp_score"]
@@ -411,18 +1014,170 @@ def test_adding_a_technology_never_lowers_the_score(row, tech):
 
 @PROPERTY
 @given(profile_rows, st.sampled_from(COMPETITORS))
-def test_a_competitor_adds_its_points_unless_already_earned(row, competitor):
+def test_a_competitor_swaps_greenfield_for_displacement(row, competitor):
     current = row["technologies"] or []
     before, after = score(row, {**row, "technologies": sorted({*current, competitor})})
-    gained = json.loads(after["score_breakdown"])["competitor_search"]
-    assert gained == 15
-    if not before["disqualified"] and not set(current) & set(COMPETITORS):
-        assert after["icp_score"] == pytest.approx(before["icp_score"] + 15, abs=0.11)
+    b, a = json.loads(before["score_breakdown"]), json.loads(after["score_breakdown"])
+    assert (a["competitor_search"], a["greenfield"]) == (4, 0)
+    # Greenfield (8) is worth more than displacement (4): only a greenfield site loses.
+    if not before["disqualified"]:
+        assert (after["icp_score"] < before["icp_score"]) == (b["greenfield"] == 8)
 
 
-def test_crossing_a_visits_band_upward_raises_the_score():
-    low, high = score(
-        {"monthly_visits": 999_999.0, "technologies": ["Algolia"]},
-        {"monthly_visits": 1_000_000.0, "technologies": ["Algolia"]},
-    )
-    assert high["icp_score"] > low["icp_score"]
+@PROPERTY
+@given(profile_rows, st.data())
+def test_removing_a_technology_never_lowers_the_absence_points(row, data):
+    current = row["technologies"] or []
+    assume(current)
+    gone = data.draw(st.sampled_from(current))
+    before, after = score(row, {**row, "technologies": [t for t in current if t != gone]})
+    b, a = json.loads(before["score_breakdown"]), json.loads(after["score_breakdown"])
+    for c in MODEL.criteria:
+        if c.technologies_none is not None:
+            assert a[c.id] >= b[c.id]
+    if gone not in ANY_LISTED:
+        assert after["icp_score"] >= before["icp_score"]
+
+
+@PROPERTY
+@given(profile_rows, st.sampled_from(["44-45", "51", "52"]), st.sampled_from(["US", "GB", "NO"]))
+def test_moving_into_a_rewarded_industry_or_market_never_lowers_the_score(row, sector, country):
+    before, after, both = score(row, {**row, "industry_naics": sector}, {**row, "country": country})
+    assert after["icp_score"] >= before["icp_score"]
+    assert both["icp_score"] >= before["icp_score"]
+
+
+@PROPERTY
+@given(profile_rows, st.sampled_from(["92-industry", "RU", "IR", "few-visits", "few-employees"]))
+def test_a_disqualified_company_is_never_hot(row, why):
+    change = {
+        "92-industry": {"industry_naics": "92"},
+        "RU": {"country": "RU"},
+        "IR": {"country": "IR"},
+        "few-visits": {"monthly_visits": 100.0},
+        "few-employees": {"employees": 2},
+    }[why]
+    [row_after] = score({**row, **change})
+    assert row_after["disqualified"] is True
+    assert (row_after["icp_score"], row_after["icp_tier"]) == (0.0, "cold")
+
+
+# --------------------------------------------------------------------------- properties: random models
+
+RANDOM_FIELDS = ["monthly_visits", "bounce_rate", "employees", RECENT_TECH_CHANGES]
+SECTORS = list(NAICS_SECTORS)
+
+
+@st.composite
+def monotone_bands(draw, field: str) -> dict[str, Any]:
+    cuts = sorted(draw(st.sets(st.integers(0, 100), min_size=1, max_size=4)))
+    scale = {"monthly_visits": 1e5, "bounce_rate": 0.01, "employees": 50, RECENT_TECH_CHANGES: 0.2}[field]
+    cuts_f = [c * scale for c in cuts]
+    points = sorted(draw(st.lists(st.integers(0, 20), min_size=len(cuts_f), max_size=len(cuts_f))))
+    up = draw(st.booleans())
+    bands = []
+    if up:  # [c0, c1) -> p0 <= [c1, c2) -> p1 ... last open upwards
+        for i, low in enumerate(cuts_f):
+            high = cuts_f[i + 1] if i + 1 < len(cuts_f) else None
+            bands.append({"min": low, "max": high, "points": points[i], "reason": f"{field} {{value}}"})
+    else:  # (-inf, c0) -> pn >= [c0, c1) -> ... ; above the last cut earns nothing
+        lows = [None, *cuts_f[:-1]]
+        for i, (low, high) in enumerate(zip(lows, cuts_f, strict=True)):
+            bands.append({"min": low, "max": high, "points": points[-1 - i], "reason": f"{field} {{value}}"})
+    return {"field": field, "bands": [{k: v for k, v in b.items() if v is not None} for b in bands]}
+
+
+@st.composite
+def random_models(draw) -> IcpModel:
+    criteria: list[dict[str, Any]] = []
+    for i in range(draw(st.integers(1, 7))):
+        kind = draw(
+            st.sampled_from(["bands", "technologies_any", "technologies_none", "industries", "countries"])
+        )
+        base = {"id": f"c{i}", "family": draw(st.sampled_from(scoring.FAMILIES))}
+        if kind == "bands":
+            base.update(draw(monotone_bands(draw(st.sampled_from(RANDOM_FIELDS)))))
+        else:
+            pool = {"industries": SECTORS, "countries": COUNTRIES}.get(kind, TECHS)
+            values = draw(st.lists(st.sampled_from(pool), unique=True, min_size=1, max_size=5))
+            reason = {"technologies_any": "runs {matched}", "technologies_none": "none"}.get(kind, "{value}")
+            base.update({kind: values, "points": draw(st.integers(0, 20)), "reason": reason})
+        criteria.append(base)
+    rewarded_sectors = {s for c in criteria for s in c.get("industries", ())}
+    rewarded_countries = {s for c in criteria for s in c.get("countries", ())}
+    disqualifiers: list[dict[str, Any]] = []
+    for i in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(["field", "industries", "countries"]))
+        if kind == "field":
+            bound = draw(st.sampled_from(["min", "max"]))
+            dq = {"field": draw(st.sampled_from(RANDOM_FIELDS)), bound: float(draw(st.integers(1, 50)))}
+        else:
+            pool = (
+                sorted(set(SECTORS) - rewarded_sectors)
+                if kind == "industries"
+                else sorted(set(COUNTRIES) - rewarded_countries)
+            )
+            assume(pool)
+            dq = {kind: draw(st.lists(st.sampled_from(pool), unique=True, min_size=1, max_size=3))}
+        disqualifiers.append({"id": f"d{i}", **dq, "reason": "out"})
+    hot, warm, cool = sorted(draw(st.sets(st.integers(1, 100), min_size=3, max_size=3)), reverse=True)
+    data = {
+        "version": "r",
+        "name": "random",
+        "tiers": {"hot": hot, "warm": warm, "cool": cool},
+        "criteria": criteria,
+        "disqualifiers": disqualifiers,
+    }
+    assume(sum(max([b["points"] for b in c.get("bands", [])] or [c.get("points", 0)]) for c in criteria) > 0)
+    return IcpModel.model_validate(data)
+
+
+@PROPERTY
+@given(random_models(), st.lists(profile_rows, min_size=1, max_size=8))
+def test_random_models_bound_scores_and_keep_disqualified_cold(model, rows):
+    for row in score(*rows, model=model):
+        _check_row(row, model)
+
+
+@PROPERTY
+@given(random_models(), profile_rows, st.sampled_from(RANDOM_FIELDS), st.floats(0, 1, allow_nan=False))
+def test_random_models_reward_the_direction_their_bands_reward(model, row, field, amount):
+    direction = _safe_direction(model, field)
+    value = row.get(field)
+    assume(direction is not None and value is not None)
+    before, after = score(row, {**row, field: _moved(value, direction, amount)}, model=model)
+    assert after["icp_score"] >= before["icp_score"]
+
+
+@PROPERTY
+@given(random_models(), profile_rows, st.sampled_from(TECHS))
+def test_random_models_adding_a_technology(model, row, tech):
+    """Adding a technology never lowers the score unless an absence criterion lists it; the
+    absence points themselves never rise."""
+    current = row["technologies"] or []
+    before, after = score(row, {**row, "technologies": sorted({*current, tech})}, model=model)
+    b, a = json.loads(before["score_breakdown"]), json.loads(after["score_breakdown"])
+    for c in model.criteria:
+        if c.technologies_any is not None:
+            assert a[c.id] >= b[c.id]
+        if c.technologies_none is not None and row["technologies"] is not None:
+            assert a[c.id] <= b[c.id]
+    if not any(tech in (c.technologies_none or ()) for c in model.criteria):
+        assert after["icp_score"] >= before["icp_score"]
+
+
+@PROPERTY
+@given(random_models(), profile_rows, st.data())
+def test_random_models_removing_a_technology(model, row, data):
+    """Removing a technology never lowers the absence points; it never lowers the score
+    unless a presence criterion lists it."""
+    current = row["technologies"] or []
+    assume(current)
+    gone = data.draw(st.sampled_from(current))
+    before, after = score(row, {**row, "technologies": [t for t in current if t != gone]}, model=model)
+    b, a = json.loads(before["score_breakdown"]), json.loads(after["score_breakdown"])
+    for c in model.criteria:
+        if c.technologies_none is not None:
+            assert a[c.id] >= b[c.id]
+    if not any(gone in (c.technologies_any or ()) for c in model.criteria):
+        assert after["icp_score"] >= before["icp_score"]

@@ -1,12 +1,26 @@
-"""ICP scores computed from the profiles table alone: re-scoring never calls a provider."""
+"""ICP scores computed from the warehouse alone (profiles + technology changes).
+
+Re-scoring with another model never calls a provider: this asset needs no
+provider or HTTP resource at all.
+"""
 
 from datetime import UTC, datetime
 
 import dagster as dg
+import polars as pl
 
+from enrichment_pipeline.defs.history.assets import CHANGES_TABLE, tech_changes
 from enrichment_pipeline.defs.profiles.assets import PROFILES_TABLE, company_profiles
 from enrichment_pipeline.defs.resources import WarehouseResource
-from enrichment_pipeline.lib.scoring import SCORE_SCHEMA, load_model, score_profiles
+from enrichment_pipeline.lib.scoring import (
+    SCORE_SCHEMA,
+    SIGNAL_FAMILIES,
+    ModelError,
+    load_model,
+    score_profiles,
+    with_recent_tech_changes,
+)
+from enrichment_pipeline.lib.warehouse.schema import sql_type
 
 SCORES_TABLE = "marts.icp_scores"
 
@@ -15,18 +29,43 @@ class ScoringConfig(dg.Config):
     model_path: str | None = None  # default: ICP_MODEL, else the bundled model
 
 
+def _add_missing_columns(wh, table: str, schema: dict[str, pl.DataType]) -> list[str]:
+    """Columns added to SCORE_SCHEMA since the table was created (e.g. disqualification_reason)."""
+    if not wh.has_table(table):
+        return []
+    schema_name, name = table.split(".")
+    present = set(
+        wh.query(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+            [schema_name, name],
+        )["column_name"]
+    )
+    missing = [c for c in schema if c not in present]
+    for column in missing:
+        wh.query(f'ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "{column}" {sql_type(schema[column])}')
+    return missing
+
+
 @dg.asset(
     key=dg.AssetKey(["marts", "icp_scores"]),
-    deps=[company_profiles],
+    deps=[company_profiles, tech_changes],
     group_name="scoring",
     kinds={"polars", "duckdb"},
 )
 def icp_scores(config: ScoringConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Score 0-100, tier, per-criterion breakdown, reasons and budget/pain/timing signals."""
-    model = load_model(config.model_path)
+    try:
+        model = load_model(config.model_path)
+    except ModelError as exc:
+        raise dg.Failure(description=f"invalid ICP model:\n{exc}") from None
+    scored_at = datetime.now(UTC)
     with warehouse.open() as wh:
-        scores = score_profiles(wh.table(PROFILES_TABLE), model, datetime.now(UTC))
-        rows = wh.replace_table(SCORES_TABLE, scores, SCORE_SCHEMA, ("domain",))
+        changes = wh.table(CHANGES_TABLE) if wh.has_table(CHANGES_TABLE) else None
+        profiles = with_recent_tech_changes(wh.table(PROFILES_TABLE), changes, model, scored_at)
+        scores = score_profiles(profiles, model, scored_at)
+        with wh.transaction():
+            _add_missing_columns(wh, SCORES_TABLE, SCORE_SCHEMA)
+            rows = wh.replace_table(SCORES_TABLE, scores, SCORE_SCHEMA, ("domain",))
     tiers = {t: int(n) for t, n in scores["icp_tier"].value_counts().iter_rows()}
     top = scores.sort("icp_score", descending=True).head(10).select("domain", "icp_score", "icp_tier")
     return dg.MaterializeResult(
@@ -35,17 +74,28 @@ def icp_scores(config: ScoringConfig, warehouse: WarehouseResource) -> dg.Materi
             "model_version": model.version,
             "model_hash": model.file_hash,
             "tiers": dg.MetadataValue.json(tiers),
+            "disqualified": int(scores["disqualified"].sum()),
             "mean_score": float(scores["icp_score"].mean() or 0.0),
+            **{f"mean_{f}_signal": float(scores[f"{f}_signal"].mean() or 0.0) for f in SIGNAL_FAMILIES},
+            "recent_tech_changes_window_days": model.recent_tech_changes.window_days,
             "top_10": dg.MetadataValue.md(_markdown(top)),
         }
     )
 
 
-@dg.asset_check(asset=icp_scores, description="Scores lie in 0-100 and every tier matches the thresholds.")
+@dg.asset_check(
+    asset=icp_scores, description="Scores lie in 0-100; a disqualified company scores 0 and is cold."
+)
 def scores_in_range(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.open() as wh:
         bad = wh.query(f"SELECT domain FROM {SCORES_TABLE} WHERE icp_score < 0 OR icp_score > 100")
-    return dg.AssetCheckResult(passed=bad.is_empty(), metadata={"out_of_range": bad.height})
+        warm_dq = wh.query(
+            f"SELECT domain FROM {SCORES_TABLE} WHERE disqualified AND (icp_score <> 0 OR icp_tier <> 'cold')"
+        )
+    return dg.AssetCheckResult(
+        passed=bad.is_empty() and warm_dq.is_empty(),
+        metadata={"out_of_range": bad.height, "disqualified_not_cold": warm_dq.height},
+    )
 
 
 def _markdown(frame) -> str:
