@@ -293,8 +293,8 @@ def _print_estimate(estimate, out: Console) -> None:
 
 def _print_summary(mode, counts, rejected, totals, seconds, metadata) -> None:
     table = Table(title=f"enrichment summary ({mode} mode)", show_header=False)
-    for label in ("enriched", "partial", "failed"):
-        table.add_row(label, str(counts.get(label, 0)))
+    for label in ("enriched", "partial", "not_found", "failed"):
+        table.add_row(label.replace("_", " "), str(counts.get(label, 0)))
     table.add_row("invalid", str(len(rejected)))
     table.add_row("provider calls", str(totals["calls"]))
     table.add_row("cache hits", str(totals["cache_hits"]))
@@ -344,8 +344,8 @@ def scores(args: argparse.Namespace) -> int:
     else:
         table = Table(title="ICP leaderboard")
         for column in ("#", "domain", "score", "tier", "status", "visits/mo", "search"):
-            table.add_column(column, no_wrap=True)
-        table.add_column("top reasons", overflow="ellipsis", no_wrap=True, max_width=80)
+            table.add_column(column, no_wrap=True, min_width=len(column) if column != "tier" else 4)
+        table.add_column("top reasons", overflow="ellipsis", no_wrap=True, max_width=70)
         for i, r in enumerate(rows, 1):
             visits = f"{r['monthly_visits']:,.0f}" if r["monthly_visits"] is not None else "-"
             table.add_row(
