@@ -31,6 +31,9 @@ class FetchConfig(dg.Config):
     key=RAW_KEY,
     partitions_def=domains_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    # With deploy/dagster.yaml one fetch step runs at a time across all runs, so each provider's
+    # per-process rate limit also holds across concurrent runs (quotas hold regardless).
+    pool="provider_calls",
     group_name="raw",
     kinds={"python", "duckdb"},
     description=__doc__,
