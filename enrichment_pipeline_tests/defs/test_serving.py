@@ -98,7 +98,11 @@ def test_a_failed_publish_keeps_the_previous_file(warehouse_url: str, tmp_path: 
             serving.publish(wh, target)
 
     assert target.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["serving.duckdb", "warehouse.duckdb"]
+    # No temporary file is left behind (the sidecar `.lock` is the warehouse's writer lock).
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock") == [
+        "serving.duckdb",
+        "warehouse.duckdb",
+    ]
 
 
 def test_bi_reads_the_serving_file_while_the_pipeline_holds_the_warehouse(warehouse_url: str, tmp_path: Path):

@@ -1,6 +1,7 @@
 """`@dbt_assets` for a given manifest, so tests can build them from a freshly parsed one."""
 
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 from enrichment_pipeline.defs.dbt.translator import PipelineDbtTranslator
 from enrichment_pipeline.defs.resources import WarehouseResource
 from enrichment_pipeline.lib.dbt_env import dbt_env, dbt_environment, redacted
+from enrichment_pipeline.lib.warehouse import duckdb_path, filelock
 
 ASSETS_NAME = "dbt_marts"
 
@@ -27,10 +29,14 @@ def build_dbt_assets(
         context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
     ) -> Iterator[Any]:
         """`dbt build` (models and tests) on the warehouse of the run, DuckDB or PostgreSQL."""
-        env = dbt_env(warehouse.resolved_url())
+        url = warehouse.resolved_url()
+        env = dbt_env(url)
         context.log.info(f"dbt target: {redacted(env)}")
-        with dbt_environment(env):
-            invocation = dbt.cli(["build"], context=context)
-        yield from invocation.stream()
+        # dbt's DuckDB adapter fails on a file another process holds: queue on its lock instead.
+        held = filelock.exclusive(duckdb_path(url)) if url.startswith("duckdb:") else nullcontext()
+        with held:
+            with dbt_environment(env):
+                invocation = dbt.cli(["build"], context=context)
+            yield from invocation.stream()
 
     return dbt_marts

@@ -12,6 +12,7 @@ import duckdb
 import polars as pl
 import pyarrow  # noqa: F401  (imported here, not lazily inside the first write of a run)
 
+from enrichment_pipeline.lib.warehouse import filelock
 from enrichment_pipeline.lib.warehouse.base import Warehouse
 from enrichment_pipeline.lib.warehouse.schema import WarehouseError
 
@@ -38,6 +39,8 @@ class DuckDBWarehouse(Warehouse):
         elif not path.exists():
             raise WarehouseError(f"no warehouse at {path}: run `enrichment-pipeline enrich` first")
         deadline = time.monotonic() + lock_wait_s
+        # Our own processes queue on the sidecar lock; the retry below covers anything else.
+        lock = filelock.acquire(path, lock_wait_s)
         delay = 0.05
         while True:
             try:
@@ -46,11 +49,25 @@ class DuckDBWarehouse(Warehouse):
             except duckdb.IOException as exc:
                 # Another process holds the single DuckDB writer lock: wait, don't fail.
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    filelock.release(lock)
                     raise WarehouseError(f"cannot open {path.name}: {exc}") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
+            except BaseException:
+                filelock.release(lock)
+                raise
         conn.execute("SET TimeZone = 'UTC'")
-        return cls(conn, url)
+        warehouse = cls(conn, url)
+        warehouse._file_lock = lock
+        return warehouse
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            lock, self._file_lock = getattr(self, "_file_lock", None), None
+            if lock is not None:
+                filelock.release(lock)
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> duckdb.DuckDBPyConnection:
         return self._conn.execute(sql, list(params) or None)
