@@ -203,9 +203,13 @@ class Warehouse:
             return 0
         columns = ", ".join(frame.columns)
         updates = ", ".join(f"{c} = excluded.{c}" for c in frame.columns if c not in RESPONSE_KEY)
+        # Rows in key order: two runs upserting overlapping domains then lock them in the same
+        # order and queue instead of deadlocking (PostgreSQL).
+        frame = frame.sort(list(RESPONSE_KEY))
         with self.transaction(), self._staged("_wh_responses", frame, RESPONSE_SCHEMA) as incoming:
             self._execute(
                 f"""INSERT INTO {RESPONSES} ({columns}) SELECT {columns} FROM {incoming}
+                    ORDER BY provider, endpoint, domain
                     ON CONFLICT (provider, endpoint, domain) DO UPDATE SET {updates}
                     WHERE excluded.status IN ({_ANSWERED_SQL})
                        OR provider_responses.status NOT IN ({_ANSWERED_SQL})"""
@@ -263,6 +267,7 @@ class Warehouse:
         the next rebuild does not write again."""
         frame = frame.select(list(schema))
         with self.transaction():
+            self._lock_table(table)
             if self.has_table(table) and self.columns(table) != list(schema):
                 self._execute(f"DROP TABLE {table}{self.drop_dependents}")
             self._execute(create_table_sql(table, schema, primary_key))
@@ -273,6 +278,10 @@ class Warehouse:
 
     def table(self, table: str) -> pl.DataFrame:
         return self._frame(f"SELECT * FROM {table}")
+
+    def _lock_table(self, table: str) -> None:
+        """Serialize rebuilds of one table across processes (a no-op where one writer is the rule)."""
+        return None
 
     # Postgres refuses to drop a table that dbt's views read; they are rebuilt by the next dbt run.
     drop_dependents: ClassVar[str] = ""
