@@ -83,6 +83,13 @@ class Industry:
     label: str
 
 
+def industry_fields(industry: Industry | None) -> dict[str, str]:
+    """The standard profile fields for an industry (none when it is unknown)."""
+    if industry is None:
+        return {}
+    return {"industry_naics": industry.naics_sector, "industry_label": industry.label}
+
+
 def industry_from_naics(code: str | int | None) -> Industry | None:
     """A NAICS code of any length (2 to 6 digits) -> its sector."""
     if code is None:

@@ -31,7 +31,13 @@ from enrichment_pipeline.lib.http_policy import CallResult
 from enrichment_pipeline.lib.json_values import number as _number
 from enrichment_pipeline.lib.json_values import text as _text
 from enrichment_pipeline.lib.providers.base import Auth, Fetched, Interpretation, Provider, ProviderRequest
-from enrichment_pipeline.lib.units import country_code, employee_band, industry_from_text, money_range
+from enrichment_pipeline.lib.units import (
+    country_code,
+    employee_band,
+    industry_fields,
+    industry_from_text,
+    money_range,
+)
 
 if TYPE_CHECKING:
     from enrichment_pipeline.lib.http_policy import ProviderClient
@@ -252,9 +258,7 @@ def organization_fields(organization: Mapping[str, Any]) -> dict[str, Any]:
         value = organization.get(key)
         industries += value if isinstance(value, list) else []
     industry = industry_from_text(*(_text(i) for i in industries))
-    if industry is not None:
-        out["industry_naics"] = industry.naics_sector
-        out["industry_label"] = industry.label
+    out.update(industry_fields(industry))
 
     employees = _number(organization.get("estimated_num_employees"))
     if employees is not None and employees >= 1:

@@ -40,6 +40,7 @@ from enrichment_pipeline.lib.units import (
     count_range,
     country_code,
     employee_band,
+    industry_fields,
     industry_from_naics,
     industry_from_text,
     money_range,
@@ -164,9 +165,7 @@ def company_fields(company: Mapping[str, Any]) -> dict[str, Any]:
             _text(category.get("industryGroup")),
             _text(category.get("sector")),
         )
-    if industry is not None:
-        out["industry_naics"] = industry.naics_sector
-        out["industry_label"] = industry.label
+    out.update(industry_fields(industry))
 
     employees = _number(metrics.get("employees"))
     if employees is None:

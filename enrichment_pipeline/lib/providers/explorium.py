@@ -42,6 +42,7 @@ from enrichment_pipeline.lib.units import (
     count_range,
     country_code,
     employee_band,
+    industry_fields,
     industry_from_naics,
     industry_from_text,
     money_range,
@@ -381,9 +382,7 @@ def firmographic_fields(data: Mapping[str, Any]) -> dict[str, Any]:
         _text(data.get("linkedin_industry_category")),
         _text(data.get("sic_code_description")),
     )
-    if industry is not None:
-        out["industry_naics"] = industry.naics_sector
-        out["industry_label"] = industry.label
+    out.update(industry_fields(industry))
     employees = count_range(_text(data.get("number_of_employees_range")))
     if employees is not None and employees.mid is not None and employees.mid >= 1:
         out["employees"] = int(employees.mid)

@@ -55,7 +55,7 @@ from enrichment_pipeline.lib.providers.base import (
     Status,
     Transient,
 )
-from enrichment_pipeline.lib.units import country_code, employee_band, industry_from_text
+from enrichment_pipeline.lib.units import country_code, employee_band, industry_fields, industry_from_text
 
 if TYPE_CHECKING:
     from enrichment_pipeline.lib.http_policy import ProviderClient
@@ -559,9 +559,7 @@ def financial_fields(ticker_payload: Any, info: Any, statement: Any) -> dict[str
     if isinstance(name, str) and name.strip():
         out["company_name"] = name.strip()
     industry = industry_from_text(info.get("industry"), info.get("sector"))
-    if industry is not None:
-        out["industry_naics"] = industry.naics_sector
-        out["industry_label"] = industry.label
+    out.update(industry_fields(industry))
     employees = _finite(info.get("fullTimeEmployees"))
     if employees is not None and employees >= 1:
         out["employees"] = int(employees)
