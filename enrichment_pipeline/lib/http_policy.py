@@ -5,23 +5,40 @@ honour Retry-After, a non-bursting rate limit, a persisted daily quota, a
 circuit breaker, a response size cap, JSON checks, redaction of the key and
 per-provider accounting. Providers only say what to ask and what an answer
 means (`providers/base.py`).
+
+Every attempt (a first call or a retry) is one unit for the policy:
+- it is admitted by the circuit breaker right before it is sent, so once the
+  breaker opens no retry goes out, and a retry sleeping in its backoff wakes
+  up and gives up at once;
+- its failure (5xx, timeout, connection error) counts towards opening the
+  breaker, retries included;
+- it has one overall deadline, from asking the pool for a connection to the
+  last byte of the body, on top of httpx's per-phase timeouts (a server that
+  drips a byte every second never trips a read timeout);
+- its body is decompressed here, piece by bounded piece, and the size cap
+  applies to the decompressed bytes as they stream, so a small gzip bomb is
+  abandoned at the cap instead of being inflated in memory first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import logging
 import math
 import time
+import zlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.stop import stop_base
 from tenacity.wait import wait_random_exponential
 
 from enrichment_pipeline.lib.providers.base import (
@@ -40,6 +57,10 @@ log = logging.getLogger(__name__)
 # httpx spends its CPU in the pool past ~16 connections per client; spread
 # higher concurrency over several small clients instead.
 CONNECTIONS_PER_CLIENT = 16
+# Only encodings this module can inflate piece by piece under the size cap (no br/zstd).
+ACCEPT_ENCODING = "gzip, deflate"
+# Most bytes one decompression step may produce before the size cap is checked again.
+_INFLATE_PIECE = 64 * 1024
 
 
 class QuotaLedger(Protocol):
@@ -173,7 +194,12 @@ class Pacer:
 
 
 class CircuitBreaker:
-    """Closed → open after N consecutive failures → one probe after the cool-down."""
+    """Closed → open after N consecutive failed *attempts* → one probe attempt after the cool-down.
+
+    Every attempt, retries included, asks `allow()` right before it is sent and
+    then reports `success()` (the provider answered), `failure()` (5xx, timeout,
+    connection error) or `release()` (it ended without a verdict: never sent,
+    cancelled)."""
 
     def __init__(self, failures: int, cooldown_s: float, clock=time.monotonic) -> None:
         self._threshold = failures
@@ -216,6 +242,16 @@ class CircuitBreaker:
         self._probe_in_flight = False
 
 
+class _UntilBreakerOpens(stop_base):
+    """Tenacity stop condition: no retry once the provider's breaker is open."""
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self._breaker = breaker
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._breaker.state == "open"
+
+
 class _QuotaGate:
     """Takes quota from the shared ledger in small blocks, so the ledger is not
     written once per call; unused calls go back on close. A crash loses at most
@@ -243,10 +279,19 @@ class _QuotaGate:
         self._held -= 1
         return True
 
+    def give_back(self) -> None:
+        """A call taken but never sent (breaker open, no free connection) is not spent."""
+        if self._limit is not None and self._ledger is not None:
+            self._held += 1
+
     def close(self) -> None:
         if self._ledger is not None and self._held and self._day is not None:
             self._ledger.release_quota(self._provider, self._day, self._held)
         self._held = 0
+
+
+class _BreakerOpen(Exception):
+    """The breaker refused an attempt (a first call or a retry): nothing was sent."""
 
 
 class ProviderClient:
@@ -273,6 +318,8 @@ class ProviderClient:
         self._quota = _QuotaGate(ledger, provider.name, settings.daily_quota)
         self._limiter = Pacer(settings.rps) if settings.rps else None
         self._breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
+        # Set while the breaker is not closed: wakes retries sleeping in their backoff.
+        self._tripped = asyncio.Event()
         self._log = logger or log
         self._clients: list[httpx.AsyncClient] = []
         self._next_client = 0
@@ -286,7 +333,9 @@ class ProviderClient:
     async def __aenter__(self) -> ProviderClient:
         silence_http_loggers(self.redactor)
         timeout = httpx.Timeout(
-            self.settings.read_timeout_s, connect=self.settings.connect_timeout_s, pool=None
+            self.settings.read_timeout_s,
+            connect=self.settings.connect_timeout_s,
+            pool=self.settings.pool_timeout_s,
         )
         n_clients = max(1, -(-self.settings.concurrency // CONNECTIONS_PER_CLIENT))
         per_client = min(self.settings.concurrency, CONNECTIONS_PER_CLIENT)
@@ -298,7 +347,7 @@ class ProviderClient:
                 timeout=timeout,
                 limits=limits,
                 transport=self._transport,
-                headers=dict(self._auth.headers),
+                headers={"Accept-Encoding": ACCEPT_ENCODING, **self._auth.headers},
                 auth=basic,
                 follow_redirects=False,
             )
@@ -317,67 +366,41 @@ class ProviderClient:
     async def fetch(self, request: ProviderRequest, *, _fallback: bool = False) -> CallResult:
         if self._auth_failed:
             return self._result("auth_failed", None, None, self._auth_failed, 0, 0.0)
-        probing = self._breaker.state == "half_open"
-        if not self._breaker.allow():
-            if not self._breaker_reported:
-                self._breaker_reported = True
-                self._log.warning(
-                    "%s: circuit open after repeated failures; recording provider_unavailable "
-                    "for %.0f s before one probe call",
-                    self.provider.name,
-                    self.settings.breaker_cooldown_s,
-                )
-            return self._result("provider_unavailable", None, None, "circuit breaker open", 0, 0.0)
-
         started = time.perf_counter()
-        attempts = 0
+        sent = [0]  # attempts that went out: what costs and counts
         try:
             retrying = AsyncRetrying(
-                stop=stop_after_attempt(self.settings.max_attempts),
+                stop=stop_after_attempt(self.settings.max_attempts) | _UntilBreakerOpens(self._breaker),
                 wait=self._wait,
+                sleep=self._sleep,
                 retry=retry_if_exception_type(_Retryable),
-                before_sleep=self._count_retry,
                 reraise=True,
             )
             async for attempt in retrying:
                 with attempt:
-                    if not self._quota.take():
-                        raise _Final(
-                            "quota_exhausted", f"daily quota of {self.settings.daily_quota} calls reached"
-                        )
-                    first = await self._pace()
-                    attempts += 1  # calls actually sent: these are what cost and count
-                    try:
-                        if request.call is not None:
-                            http_status, body = await self._call_attempt(request)
-                        else:
-                            http_status, body = await self._attempt(request)
-                    finally:
-                        if first:
-                            self._first_answer.set()
+                    http_status, body = await self._send(request, sent)
         except _Retryable as exc:
             latency = (time.perf_counter() - started) * 1000
             self.stats.errors[exc.kind] += 1
+            attempts = sent[0]
             if exc.kind == "rate_limited":
-                self._breaker.success()  # the provider answered; it is throttling, not down
                 return self._result("rate_limited", exc.http_status, None, exc.detail, attempts, latency)
-            self._breaker.failure()
             detail = f"{exc.detail} after {attempts} attempt(s)"
+            if attempts < self.settings.max_attempts and self._breaker.state != "closed":
+                detail += "; then the circuit opened"
+                return self._unavailable(exc.http_status, detail, attempts, latency)
             return self._result("error", exc.http_status, None, detail, attempts, latency)
+        except _BreakerOpen:
+            latency = (time.perf_counter() - started) * 1000
+            attempts = sent[0]
+            detail = "circuit breaker open" + (f" after {attempts} attempt(s)" if attempts else "")
+            return self._unavailable(None, detail, attempts, latency)
         except _Final as exc:
             latency = (time.perf_counter() - started) * 1000
             self.stats.errors[exc.status] += 1
-            if exc.status != "quota_exhausted":
-                self._breaker.success()  # the provider answered
-            elif probing:
-                self._breaker.release()  # no call was made, so no verdict on the provider
-            return self._result(exc.status, exc.http_status, None, exc.detail, attempts, latency)
-        except BaseException:
-            if probing:
-                self._breaker.release()  # cancelled or crashed mid-probe: never wedge the breaker
-            raise
+            return self._result(exc.status, exc.http_status, None, exc.detail, sent[0], latency)
 
-        self._breaker.success()
+        attempts = sent[0]
         latency = (time.perf_counter() - started) * 1000
         verdict = self.provider.interpret(request, http_status, body) or _default_reading(http_status, body)
         if verdict.fallback is not None and not _fallback:
@@ -395,6 +418,94 @@ class ProviderClient:
         if verdict.status == "auth_failed":
             self._disable(http_status)
         return self._result(verdict.status, http_status, verdict.payload, verdict.detail, attempts, latency)
+
+    async def _send(self, request: ProviderRequest, sent: list[int]) -> tuple[int, Any]:
+        """One attempt: quota, pacing, the breaker's admission, the exchange and its verdict."""
+        if not self._quota.take():
+            raise _Final("quota_exhausted", f"daily quota of {self.settings.daily_quota} calls reached")
+        if self._breaker.state == "open":  # don't wait for a rate-limit slot just to be refused
+            self._quota.give_back()
+            raise _BreakerOpen
+        first = await self._pace()
+        try:
+            if self._auth_failed:
+                # The key was rejected while this call waited its turn: don't send it.
+                self._quota.give_back()
+                raise _Final("auth_failed", self._auth_failed)
+            probing = self._breaker.state == "half_open"
+            if not self._breaker.allow():
+                # Opened while this attempt waited for its slot: it never goes out.
+                self._quota.give_back()
+                self._report_open()
+                raise _BreakerOpen
+            sent[0] += 1
+            self._count_call(retry=sent[0] > 1)
+            try:
+                if request.call is not None:
+                    answer = await self._call_attempt(request)
+                else:
+                    answer = await self._attempt(request)
+            except _Retryable as exc:
+                if exc.kind == "pool":
+                    # Never left this process: not a call, not a verdict on the provider.
+                    sent[0] -= 1
+                    self._count_call(retry=sent[0] > 0, undo=True)
+                    self._quota.give_back()
+                    if probing:
+                        self._breaker.release()
+                elif exc.kind == "rate_limited":
+                    self._breaker.success()  # the provider answered; it is throttling, not down
+                else:
+                    self._breaker.failure()
+                raise
+            except _Final:
+                self._breaker.success()  # the provider answered (an unusable body is still an answer)
+                raise
+            except BaseException:
+                if probing:
+                    self._breaker.release()  # cancelled or crashed mid-probe: never wedge the breaker
+                raise
+            self._breaker.success()
+            return answer
+        finally:
+            self._sync_tripped()
+            if first:
+                self._first_answer.set()
+
+    def _sync_tripped(self) -> None:
+        if self._breaker.state == "closed":
+            self._tripped.clear()
+        else:
+            self._tripped.set()
+            self._report_open()
+
+    def _report_open(self) -> None:
+        if not self._breaker_reported:
+            self._breaker_reported = True
+            self._log.warning(
+                "%s: circuit open after %d failed attempts in a row; recording provider_unavailable "
+                "for %.0f s before one probe call",
+                self.provider.name,
+                self.settings.breaker_failures,
+                self.settings.breaker_cooldown_s,
+            )
+
+    def _unavailable(
+        self, http_status: int | None, detail: str, attempts: int, latency_ms: float
+    ) -> CallResult:
+        return self._result("provider_unavailable", http_status, None, detail, attempts, latency_ms)
+
+    async def _sleep(self, seconds: float) -> None:
+        """A retry's backoff, cut short when the breaker opens (the retry is then refused)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._tripped.wait(), timeout=seconds)
+
+    def _count_call(self, *, retry: bool, undo: bool = False) -> None:
+        sign = -1 if undo else 1
+        self.stats.calls += sign
+        self.stats.cost += sign * self.settings.cost_per_call
+        if retry:
+            self.stats.retries += sign
 
     def _disable(self, http_status: int | None) -> None:
         if self._auth_failed is None:
@@ -433,9 +544,6 @@ class ProviderClient:
     def _cost(self, attempts: int) -> float:
         return attempts * self.settings.cost_per_call
 
-    def _count_retry(self, state: RetryCallState) -> None:
-        self.stats.retries += 1
-
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Retryable) and exc.retry_after is not None:
@@ -452,7 +560,7 @@ class ProviderClient:
 
     async def _pace(self) -> bool:
         """Wait for the first call's answer, the provider's pause (rate-limit headers) and the
-        rate limiter; count the call. True for the run's first call."""
+        rate limiter. True for the run's first call."""
         first = not self._first_call_sent
         if first:
             self._first_call_sent = True
@@ -468,18 +576,19 @@ class ProviderClient:
             if first:
                 self._first_answer.set()  # cancelled before sending: never leave the others waiting
             raise
-        if self._auth_failed:
-            # The key was rejected while this call waited its turn: don't send it.
-            raise _Final("auth_failed", self._auth_failed)
-        self.stats.calls += 1
-        self.stats.cost += self.settings.cost_per_call
         return first
 
     async def _call_attempt(self, request: ProviderRequest) -> tuple[int, Any]:
-        """One library call (no HTTP) under the same pacing and retry rules."""
+        """One library call (no HTTP) under the same pacing, deadline and retry rules.
+
+        At the deadline the caller stops waiting; the library's thread ends on its own."""
         assert request.call is not None
+        deadline = self.settings.attempt_deadline_s
         try:
-            return 200, await asyncio.to_thread(request.call)
+            async with asyncio.timeout(deadline):
+                return 200, await asyncio.to_thread(request.call)
+        except TimeoutError:
+            raise _Retryable("timeout", f"no answer within the {deadline:g}-s attempt deadline") from None
         except Transient as exc:
             raise _Retryable("transient", self.redactor.text(str(exc) or type(exc).__name__)) from None
         except Exception as exc:
@@ -494,7 +603,17 @@ class ProviderClient:
             )
 
     async def _attempt(self, request: ProviderRequest) -> tuple[int, Any]:
-        """One HTTP exchange: streaming with a size cap, status triage."""
+        """One HTTP exchange under the attempt's overall deadline."""
+        deadline = self.settings.attempt_deadline_s
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._exchange(request)
+        except TimeoutError:
+            detail = f"no complete answer within the {deadline:g}-s attempt deadline"
+            raise _Retryable("timeout", detail) from None
+
+    async def _exchange(self, request: ProviderRequest) -> tuple[int, Any]:
+        """Streaming with a decompressed-size cap, status triage."""
         params = {**request.params, **self._auth.params}
         cap = self.settings.max_response_bytes
         status: int | None = None
@@ -525,22 +644,108 @@ class ProviderClient:
                     raise _Final(
                         "parse_error", f"response of {declared} bytes exceeds the {cap}-byte cap", status
                     )
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > cap:
-                        raise _Final("parse_error", f"response exceeds the {cap}-byte cap", status)
-                    chunks.append(chunk)
+                body = await _read_capped(response, cap, status)
                 content_type = response.headers.get("content-type", "")
-        except httpx.DecodingError:
+        except zlib.error:
             # A body that claims a Content-Encoding it does not have: an answer, but unusable.
             raise _Final("parse_error", "undecodable body (bad Content-Encoding)", status) from None
+        except httpx.PoolTimeout:
+            raise _Retryable(
+                "pool", f"no free connection within {self.settings.pool_timeout_s:g} s (pool timeout)"
+            ) from None
         except httpx.TimeoutException as exc:
             raise _Retryable("timeout", f"timeout ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise _Retryable("connection", f"connection error ({type(exc).__name__})") from None
-        return status, _decode(status, b"".join(chunks), content_type)
+        return status, _decode(status, body, content_type)
+
+
+async def _read_capped(response: httpx.Response, cap: int, status: int) -> bytes:
+    """The body, decompressed here piece by piece; stops as soon as it passes `cap` bytes."""
+    if response.is_stream_consumed:
+        # Built in memory with its content (an in-process transport: sandbox, tests).
+        if len(response.content) > cap:
+            raise _Final("parse_error", f"response exceeds the {cap}-byte cap", status)
+        return response.content
+    try:
+        inflate = _Inflater.for_encoding(response.headers.get("content-encoding", ""))
+    except ValueError as exc:
+        raise _Final("parse_error", str(exc), status) from None
+    chunks: list[bytes] = []
+    size = 0
+
+    def keep(pieces: Iterator[bytes]) -> None:
+        nonlocal size
+        for piece in pieces:
+            size += len(piece)
+            if size > cap:
+                raise _Final("parse_error", f"response exceeds the {cap}-byte cap (decompressed)", status)
+            chunks.append(piece)
+
+    async for raw in response.aiter_raw():
+        keep(inflate.feed(raw))
+    keep(inflate.finish())
+    return b"".join(chunks)
+
+
+class _Inflater:
+    """Undoes a Content-Encoding chain one bounded piece at a time.
+
+    zlib inflates at most `_INFLATE_PIECE` bytes per step (the rest of the input
+    waits in `unconsumed_tail`), so the caller can stop at the size cap before a
+    bomb is expanded: memory stays near cap + one piece whatever the ratio."""
+
+    def __init__(self, layers: list[str]) -> None:
+        # Applied in reverse order of the header: the last coding listed was applied last.
+        self._layers = [self._inflater(name) for name in reversed(layers)]
+        self._names = list(reversed(layers))
+        self._raw_deflate_tried = [False] * len(layers)
+
+    @classmethod
+    def for_encoding(cls, header: str) -> _Inflater:
+        layers = [c.strip().lower() for c in header.split(",") if c.strip()]
+        layers = [c for c in layers if c != "identity"]
+        unknown = [c for c in layers if c not in ("gzip", "x-gzip", "deflate")]
+        if unknown:
+            raise ValueError(f"unsupported Content-Encoding {unknown[0][:40]!r}")
+        return cls(layers)
+
+    @staticmethod
+    def _inflater(name: str, raw: bool = False) -> Any:
+        if name in ("gzip", "x-gzip"):
+            return zlib.decompressobj(16 + zlib.MAX_WBITS)
+        return zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        yield from self._through(0, data)
+
+    def finish(self) -> Iterator[bytes]:
+        yield from self._finish(0)
+
+    def _through(self, i: int, data: bytes) -> Iterator[bytes]:
+        if i == len(self._layers):
+            if data:
+                yield data
+            return
+        while data:
+            try:
+                out = self._layers[i].decompress(data, _INFLATE_PIECE)
+            except zlib.error:
+                # "deflate" is sent both zlib-wrapped (the standard) and raw (some servers).
+                if self._names[i] != "deflate" or self._raw_deflate_tried[i]:
+                    raise
+                self._raw_deflate_tried[i] = True
+                self._layers[i] = self._inflater("deflate", raw=True)
+                continue
+            self._raw_deflate_tried[i] = True  # the format is settled after the first good step
+            data = self._layers[i].unconsumed_tail
+            yield from self._through(i + 1, out)
+
+    def _finish(self, i: int) -> Iterator[bytes]:
+        if i == len(self._layers):
+            return
+        yield from self._through(i + 1, self._layers[i].flush())
+        yield from self._finish(i + 1)
 
 
 def _decode(status: int, raw: bytes, content_type: str) -> Any:

@@ -80,6 +80,13 @@ def _number(env: Mapping[str, str], key: str, default: float | None, *, integer:
     return value
 
 
+def _positive(env: Mapping[str, str], key: str, default: float) -> float:
+    value = _number(env, key, default)
+    if value == 0:
+        raise SettingsError(f"{key} must be more than 0")
+    return value
+
+
 @dataclass(frozen=True)
 class ProviderSettings:
     """How the shared HTTP policy treats one provider in one run."""
@@ -92,13 +99,17 @@ class ProviderSettings:
     cost_per_call: float = 0.0
     concurrency: int = 16
     connect_timeout_s: float = 5.0
-    read_timeout_s: float = 20.0
+    read_timeout_s: float = 20.0  # between two bytes of the answer
+    pool_timeout_s: float = 10.0  # waiting for a free connection of the client's pool
+    # One attempt, from asking for a connection to the last byte of the body: a server
+    # that drips bytes never trips the read timeout, but always this.
+    attempt_deadline_s: float = 30.0
     max_attempts: int = 4
     backoff_base_s: float = 0.5
     backoff_max_s: float = 20.0
     max_retry_after_s: float = 60.0
-    max_response_bytes: int = 5_000_000
-    breaker_failures: int = 5
+    max_response_bytes: int = 5_000_000  # after decompression
+    breaker_failures: int = 5  # failed attempts in a row (retries included) that open the breaker
     breaker_cooldown_s: float = 60.0
 
     @classmethod
@@ -122,4 +133,13 @@ class ProviderSettings:
             cost_per_call=_number(env, f"{p}_COST_PER_CALL", provider.default_cost_per_call),
             concurrency=max(1, _number(env, f"{p}_CONCURRENCY", 16, integer=True)),
             max_attempts=max(1, _number(env, f"{p}_MAX_ATTEMPTS", 4, integer=True)),
+            connect_timeout_s=_positive(env, f"{p}_CONNECT_TIMEOUT_S", cls.connect_timeout_s),
+            read_timeout_s=_positive(env, f"{p}_READ_TIMEOUT_S", cls.read_timeout_s),
+            pool_timeout_s=_positive(env, f"{p}_POOL_TIMEOUT_S", cls.pool_timeout_s),
+            attempt_deadline_s=_positive(env, f"{p}_ATTEMPT_DEADLINE_S", cls.attempt_deadline_s),
+            max_response_bytes=int(_positive(env, f"{p}_MAX_RESPONSE_BYTES", cls.max_response_bytes)),
+            breaker_failures=max(
+                1, _number(env, f"{p}_BREAKER_FAILURES", cls.breaker_failures, integer=True)
+            ),
+            breaker_cooldown_s=_number(env, f"{p}_BREAKER_COOLDOWN_S", cls.breaker_cooldown_s),
         )
