@@ -219,7 +219,10 @@ def _due_domains(url: str, domains: list[str], mode: settings.Mode, *, force: bo
     now = datetime.now(UTC)
     with Warehouse.open(url, read_only=url.startswith("duckdb:")) as wh:
         needs = cost.domain_needs(wh, domains, now, mode, providers, load_waterfall())
-        due = [d for d in domains if any(n.calls_max > 0 for n in needs[d].values())]
+        # A domain a stopped run left in the journal needs its run to complete it, even with
+        # every answer already paid for.
+        journaled = wh.journaled_domains(domains)
+        due = [d for d in domains if d in journaled or any(n.calls_max > 0 for n in needs[d].values())]
         settled = set(domains) - set(due)
         cached_keys = 0
         if settled:

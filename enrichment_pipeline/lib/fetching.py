@@ -5,15 +5,20 @@ or failing provider never holds back the others. With a waterfall, providers
 are called level by level and a lower provider only for the domains whose
 field groups are still empty (see `lib/waterfall.py`).
 
-A domain's rows are handed to the writer only once no provider will be called
-for it any more, so a crash leaves each domain either fully written or
-untouched, and everything finished before the crash is kept (and served from
-cache on the re-run).
+Every answer is handed to `write` as it arrives, in batches at most
+`flush_interval_s` apart (the warehouse keeps them in `raw.response_journal`), so
+a crash loses at most the answers in flight and the last fraction of a second:
+a re-run reads what the stopped run received as cache and pays for nothing
+twice. `complete` is told, after their rows, which domains no provider will be
+asked about any more; the warehouse then moves each such domain's answers into
+`raw.provider_responses` in one transaction, so readers of that table (and the
+marts built from it) never see a half-enriched domain.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -29,10 +34,10 @@ import httpx
 
 from enrichment_pipeline.lib.fields import filled_groups
 from enrichment_pipeline.lib.http_policy import CallResult, ProviderClient, ProviderStats, QuotaLedger
-from enrichment_pipeline.lib.providers.base import Provider
+from enrichment_pipeline.lib.providers.base import Emit, Provider
 from enrichment_pipeline.lib.redaction import Redactor
 from enrichment_pipeline.lib.settings import ProviderSettings
-from enrichment_pipeline.lib.warehouse import ResponseRow
+from enrichment_pipeline.lib.warehouse import ResponseRow, current_answers_sql
 from enrichment_pipeline.lib.waterfall import Waterfall
 
 log = logging.getLogger(__name__)
@@ -61,7 +66,12 @@ class FetchReport:
 
 
 WriteRows = Callable[[list[ResponseRow]], None]
+CompleteDomains = Callable[[list[str]], None]
 Progress = Callable[[int, int], None]
+
+# How late an answer may be written after it arrived: what a crash can lose on top of
+# the calls in flight. Batching within it keeps the writes few when answers are many.
+FLUSH_INTERVAL_S = 0.25
 
 
 def fresh_answers(
@@ -72,11 +82,12 @@ def fresh_answers(
     now: datetime,
 ) -> tuple[set[tuple[str, str]], dict[str, dict[str, Any]]]:
     """Cached answers still within their TTL: the fresh (endpoint, domain) keys and the
-    `ok` payloads by domain and endpoint. `query` is the warehouse's `query` method."""
+    `ok` payloads by domain and endpoint, journaled answers of a stopped run included.
+    `query` is the warehouse's `query` method."""
     if not domains:
         return set(), {}
     frame = query(
-        "SELECT r.endpoint, r.domain, r.status, r.payload FROM raw.provider_responses r "
+        f"SELECT r.endpoint, r.domain, r.status, r.payload FROM {current_answers_sql()} r "
         "JOIN unnest(?::VARCHAR[]) AS wanted(domain) USING (domain) "
         "WHERE r.provider = ? AND r.mode = ? AND r.expires_at > ? AND r.status IN ('ok', 'not_found')",
         [list(domains), provider, mode, now],
@@ -100,19 +111,34 @@ def expires_at(provider: Provider, status: str, fetched_at: datetime) -> datetim
     return fetched_at
 
 
-class _Assembler:
-    """Holds each domain's rows until no provider will be called for it any more.
+class _Lander:
+    """Hands every answer to `write` within `interval` seconds of its arrival, and each
+    finished domain to `complete` after its rows.
 
-    Batches are written in a worker thread, one after the other, so a database
-    write never stalls the event loop (and with it every provider's pacing)."""
+    One task writes, in a worker thread, one batch after the other, so a database
+    write never stalls the event loop (and with it every provider's pacing) and
+    batches land in order. A failed write stops the run: no answer is bought
+    that could not be kept."""
 
-    def __init__(self, write: WriteRows, flush_every: int, progress: Progress | None, total: int) -> None:
-        self._rows: dict[str, list[ResponseRow]] = defaultdict(list)
-        self._ready: list[ResponseRow] = []
-        self._ready_domains = 0
+    def __init__(
+        self,
+        write: WriteRows,
+        complete: CompleteDomains | None,
+        interval: float,
+        progress: Progress | None,
+        total: int,
+    ) -> None:
         self._write = write
-        self._writing: asyncio.Task[None] | None = None
-        self._flush_every = flush_every
+        self._complete = complete
+        self._interval = interval
+        self._rows: list[ResponseRow] = []
+        self._finished: list[str] = []
+        self._since: float | None = None  # monotonic arrival of the oldest unwritten item
+        self._wake = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
         self._progress = progress
         self._step = max(1, total // 100)
         self.total = total
@@ -120,41 +146,69 @@ class _Assembler:
         self.domains_written = 0
         self.done = 0
 
-    def add(self, domain: str, rows: list[ResponseRow]) -> None:
-        self._rows[domain].extend(rows)
+    def add(self, rows: list[ResponseRow]) -> None:
+        self._check()
+        if rows:
+            self._rows.extend(rows)
+            self._pending()
 
     def finish(self, domain: str) -> None:
+        self._check()
         self.done += 1
-        self._ready.extend(self._rows.pop(domain, []))
-        self._ready_domains += 1
-        if self._ready_domains >= self._flush_every:
-            self.flush()
+        self._finished.append(domain)
+        self._pending()
         if self._progress and (self.done % self._step == 0 or self.done == self.total):
             self._progress(self.done, self.total)
 
-    def flush(self) -> None:
-        """Queue the ready domains for writing (after the batch before them)."""
-        batch, domains = self._ready, self._ready_domains
-        self._ready, self._ready_domains = [], 0
-        if not domains:
-            return
-        self._writing = asyncio.ensure_future(self._write_after(self._writing, batch, domains))
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
 
-    async def _write_after(
-        self, before: asyncio.Task[None] | None, batch: list[ResponseRow], domains: int
-    ) -> None:
-        if before is not None:
-            await before
-        if batch:
-            await asyncio.to_thread(self._write, batch)
-        self.rows_written += len(batch)
-        self.domains_written += domains
+    def _pending(self) -> None:
+        if self._since is None:
+            self._since = time.monotonic()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+        self._wake.set()
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._since is None:
+                    if self._closing:
+                        return
+                    continue
+                wait = self._since + self._interval - time.monotonic()
+                if wait > 0 and not self._closing:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._closed.wait(), wait)
+                rows, finished = self._rows, self._finished
+                self._rows, self._finished, self._since = [], [], None
+                await asyncio.to_thread(self._land, rows, finished)
+                self.rows_written += len(rows)
+                self.domains_written += len(finished)
+                if self._closing:
+                    self._wake.set()  # write what arrived during this batch, then stop
+        except BaseException as exc:
+            self._error = exc
+            raise
+
+    def _land(self, rows: list[ResponseRow], finished: list[str]) -> None:
+        if rows:
+            self._write(rows)
+        if finished and self._complete is not None:
+            self._complete(finished)
 
     async def drain(self) -> None:
-        """Write what is ready and wait for every queued write."""
-        self.flush()
-        if self._writing is not None:
-            await self._writing
+        """Write everything pending now and wait for it (also when the run is cancelled)."""
+        if self._task is None:
+            return
+        self._closing = True
+        self._closed.set()
+        self._wake.set()
+        await asyncio.shield(self._task)
 
 
 def _row(provider: Provider, endpoint: str, domain: str, result: CallResult, mode: str, run_id: str | None):
@@ -181,11 +235,16 @@ async def _run_provider_level(
     client: ProviderClient,
     domains: list[str],
     fresh: set[tuple[str, str]],
-    on_done: Callable[[str, dict[str, Any], list[ResponseRow]], None],
+    land: WriteRows,
+    on_done: Callable[[str, dict[str, Any]], None],
     mode: str,
     run_id: str | None,
 ) -> None:
-    """Workers pull domains (in batches for bulk providers) and fetch what the cache lacks."""
+    """Workers pull domains (in batches for bulk providers) and fetch what the cache lacks.
+
+    Each answer goes to `land` the moment the provider has it (even while its
+    other calls for the domain are still to come); `on_done` follows once the
+    provider is done with the domain."""
     provider = client.provider
     queue: asyncio.Queue[str] = asyncio.Queue()
     for domain in domains:
@@ -193,6 +252,13 @@ async def _run_provider_level(
 
     def missing(endpoint: str, domain: str) -> bool:
         return (endpoint, domain) not in fresh
+
+    def emitter(landed: set[tuple[str, str]]) -> Emit:
+        def emit(domain: str, endpoint: str, result: CallResult) -> None:
+            landed.add((domain, endpoint))
+            land([_row(provider, endpoint, domain, result, mode, run_id)])
+
+        return emit
 
     async def worker() -> None:
         while not queue.empty():
@@ -204,15 +270,21 @@ async def _run_provider_level(
                 if needed:
                     to_fetch.append(domain)
                 else:
-                    on_done(domain, {}, [])
+                    on_done(domain, {})
             if not to_fetch:
                 continue
-            fetched = await provider.fetch_domains(client, to_fetch, missing)
+            landed: set[tuple[str, str]] = set()
+            fetched = await provider.fetch_domains(client, to_fetch, missing, emitter(landed))
             for domain in to_fetch:
                 results = fetched.get(domain, [])
-                rows = [_row(provider, endpoint, domain, r, mode, run_id) for endpoint, r in results]
-                payloads = {endpoint: r.payload for endpoint, r in results if r.status == "ok"}
-                on_done(domain, payloads, rows)
+                land(
+                    [
+                        _row(provider, endpoint, domain, r, mode, run_id)
+                        for endpoint, r in results
+                        if (domain, endpoint) not in landed
+                    ]
+                )
+                on_done(domain, {endpoint: r.payload for endpoint, r in results if r.status == "ok"})
 
     workers = max(1, min(client.settings.concurrency, math.ceil(len(domains) / provider.batch_size)))
     # A TaskGroup cancels the siblings when one task fails: nothing keeps writing after a crash.
@@ -234,15 +306,19 @@ async def fetch_domains(
     redactor: Redactor | None = None,
     progress: Progress | None = None,
     logger: logging.Logger | None = None,
-    flush_every: int = 200,
+    complete: CompleteDomains | None = None,
+    flush_interval_s: float = FLUSH_INTERVAL_S,
 ) -> FetchReport:
-    """Enrich `plan.domains`; without a waterfall every provider is called for every domain."""
+    """Enrich `plan.domains`; without a waterfall every provider is called for every domain.
+
+    `write` gets every answer row within `flush_interval_s` of its arrival; `complete`
+    (optional) gets, after their rows, the domains no provider will be called for any more."""
     started = time.perf_counter()
     domains = list(dict.fromkeys(plan.domains))  # each domain once, whatever the caller passed
     by_name = {p.name: (p, s) for p, s in providers}
     active = set(by_name)
     redactor = redactor or Redactor(s.api_key for _, s in providers)
-    assembler = _Assembler(write, flush_every, progress, len(domains))
+    lander = _Lander(write, complete, flush_interval_s, progress, len(domains))
     stats: dict[str, ProviderStats] = {name: ProviderStats() for name in by_name}
     disabled: dict[str, str] = {}
 
@@ -270,16 +346,15 @@ async def fetch_domains(
         ):
             carried.append(domain)
         else:
-            assembler.finish(domain)
+            lander.finish(domain)
 
     def on_done(name: str):
         provider = by_name[name][0]
 
-        def done(domain: str, payloads: dict[str, Any], rows: list[ResponseRow]) -> None:
+        def done(domain: str, payloads: dict[str, Any]) -> None:
             called[domain].add(name)
             if payloads:
                 filled[domain] |= filled_groups(provider.extract(domain, payloads))
-            assembler.add(domain, rows)
             outstanding[domain] -= 1
             if outstanding[domain] == 0:
                 settle(domain)
@@ -325,6 +400,7 @@ async def fetch_domains(
                                 clients[name],
                                 names_domains,
                                 plan.fresh.get(name, set()),
+                                lander.add,
                                 on_done(name),
                                 mode,
                                 run_id,
@@ -332,7 +408,7 @@ async def fetch_domains(
                         )
                 remaining = list(carried)
             for domain in remaining:
-                assembler.finish(domain)
+                lander.finish(domain)
             for name, client in clients.items():
                 if client.disabled_reason:
                     disabled[name] = client.disabled_reason
@@ -340,13 +416,13 @@ async def fetch_domains(
         raise _first_error(group_error) from None
     finally:
         # Whatever finished is kept, even when the run is cancelled or crashes.
-        await assembler.drain()
+        await lander.drain()
 
     _count_savings(by_name, domains, called, stats)
     return FetchReport(
         stats=stats,
-        rows_written=assembler.rows_written,
-        domains_written=assembler.domains_written,
+        rows_written=lander.rows_written,
+        domains_written=lander.domains_written,
         seconds=time.perf_counter() - started,
         disabled=disabled,
     )

@@ -1,8 +1,10 @@
-"""`fetch_domains`: many domains, several providers, each domain written whole or not at all.
+"""`fetch_domains`: many domains, several providers; every answer is written as it arrives and
+each domain is completed whole, once no provider is left to ask.
 
 Two fake providers (`alpha`, `beta`) share one MockTransport that routes by host,
 so each test can make one provider slow, failing or rejected while the other
-behaves.
+behaves. `Store` stands for the warehouse: `write` keeps answers in a journal,
+`complete` moves a domain's answers into the table readers see.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
-from enrichment_pipeline.lib.fetching import FetchPlan, FetchReport, fetch_domains
+from enrichment_pipeline.lib.fetching import FetchPlan, FetchReport, fetch_domains, fresh_answers
+from enrichment_pipeline.lib.providers.base import ProviderRequest
 from enrichment_pipeline.lib.warehouse import ResponseRow, Warehouse
-from enrichment_pipeline_tests.conftest import FakeProvider, json_response, make_settings, rows_by_domain
+from enrichment_pipeline_tests.conftest import FakeProvider, json_response, make_settings
 
 DOMAINS = [f"d{i:02d}.example" for i in range(50)]
 Handler = Callable[[httpx.Request], Any]
@@ -74,72 +77,87 @@ def providers(**settings: dict[str, Any]):
     return out
 
 
-class Writes:
-    """The `write` callback: keeps every batch, and can check each one as it arrives."""
+class Store:
+    """The `write` and `complete` callbacks, with the warehouse's journal-then-table behaviour.
 
-    def __init__(self, check: Callable[[list[ResponseRow]], None] | None = None) -> None:
-        self.batches: list[list[ResponseRow]] = []
-        self.check = check
+    `events` keeps every call in order; `table` is what readers see (whole domains only)."""
 
-    def __call__(self, rows: list[ResponseRow]) -> None:
-        if self.check:
-            self.check(rows)
-        self.batches.append(list(rows))
+    def __init__(self) -> None:
+        self.events: list[tuple[str, list[Any]]] = []
+        self.journal: dict[str, list[ResponseRow]] = {}
+        self.table: dict[str, list[ResponseRow]] = {}
+        self.arrived = asyncio.Event()  # set on every write; tests wait on it instead of sleeping
+
+    def write(self, rows: list[ResponseRow]) -> None:
+        assert rows, "empty batches are not written"
+        for row in rows:
+            assert row.domain not in self.table, f"{row.domain}: answer written after it was completed"
+            self.journal.setdefault(row.domain, []).append(row)
+        self.events.append(("rows", list(rows)))
+        self.arrived.set()
+
+    def complete(self, domains: list[str]) -> None:
+        for domain in domains:
+            assert domain not in self.table, f"{domain} completed twice"
+            self.table[domain] = self.journal.pop(domain, [])
+        self.events.append(("complete", list(domains)))
+
+    @property
+    def batches(self) -> list[list[ResponseRow]]:
+        return [rows for kind, rows in self.events if kind == "rows"]
 
     @property
     def rows(self) -> list[ResponseRow]:
         return [row for batch in self.batches for row in batch]
 
+    @property
+    def completed(self) -> list[str]:
+        return [d for kind, domains in self.events if kind == "complete" for d in domains]
 
-def assert_domains_whole(writes: Writes, expected_providers: dict[str, set[str]] | None = None) -> None:
-    """Each domain appears in exactly one batch, with one row from every provider expected for it."""
-    seen: Counter[str] = Counter()
-    for batch in writes.batches:
-        for domain, rows in rows_by_domain(batch).items():
-            seen[domain] += 1
-            wanted = (expected_providers or {}).get(domain, {"alpha", "beta"})
-            assert sorted(r.provider for r in rows) == sorted(wanted), domain
-    assert all(n == 1 for n in seen.values()), [d for d, n in seen.items() if n > 1]
+    def providers_of(self, domain: str) -> list[str]:
+        return sorted(r.provider for r in self.journal.get(domain, []))
+
+
+def assert_domains_whole(store: Store, expected_providers: dict[str, set[str]] | None = None) -> None:
+    """Each completed domain arrived in the table with one row from every provider expected for it."""
+    for domain, rows in store.table.items():
+        wanted = (expected_providers or {}).get(domain, {"alpha", "beta"})
+        assert sorted(r.provider for r in rows) == sorted(wanted), domain
+    assert len(store.completed) == len(set(store.completed))
 
 
 async def run(
-    router: Router, plan: FetchPlan | None = None, writes: Writes | None = None, **kwargs: Any
-) -> tuple[FetchReport, Writes]:
-    writes = writes or Writes()
+    router: Router, plan: FetchPlan | None = None, store: Store | None = None, **kwargs: Any
+) -> tuple[FetchReport, Store]:
+    store = store or Store()
     kwargs.setdefault("providers", providers())
     report = await fetch_domains(
         kwargs.pop("providers"),
         plan or FetchPlan(domains=list(DOMAINS)),
-        write=writes,
+        write=store.write,
+        complete=store.complete,
         mode="sandbox",
         run_id="run-1",
         transport=router.transport(),
         **kwargs,
     )
-    return report, writes
+    return report, store
 
 
-async def test_domains_are_written_whole_in_batches() -> None:
+async def test_every_answer_is_written_and_every_domain_completed_whole() -> None:
     router = Router(alpha=jittery(), beta=jittery())
     progress: list[tuple[int, int]] = []
-
-    def check(rows: list[ResponseRow]) -> None:
-        for row in rows:  # both providers had answered this domain before its rows were handed over
-            assert ("alpha", row.domain) in router.answered
-            assert ("beta", row.domain) in router.answered
-
-    report, writes = await run(
+    report, store = await run(
         router,
-        writes=Writes(check),
         providers=providers(alpha={"concurrency": 5}, beta={"concurrency": 3}),
-        flush_every=7,
+        flush_interval_s=0.01,
         progress=lambda done, total: progress.append((done, total)),
     )
-    assert_domains_whole(writes)
-    assert len(writes.rows) == 100
-    assert {r.domain for r in writes.rows} == set(DOMAINS)
-    per_batch = [len({r.domain for r in batch}) for batch in writes.batches]
-    assert per_batch == [7] * 7 + [1]
+    assert_domains_whole(store)
+    assert sorted(store.completed) == DOMAINS
+    assert store.journal == {}
+    assert len(store.rows) == 100
+    assert len(store.batches) > 1  # written as they came, not in one go at the end
     assert (report.rows_written, report.domains_written) == (100, 50)
     assert router.calls == {"alpha": 50, "beta": 50}
     assert progress[-1] == (50, 50)
@@ -147,17 +165,94 @@ async def test_domains_are_written_whole_in_batches() -> None:
     assert {t for _, t in progress} == {50}
     assert report.stats["alpha"].calls == report.stats["beta"].calls == 50
     assert report.disabled == {}
-    row = writes.rows[0]
+    row = store.rows[0]
     assert (row.status, row.mode, row.run_id, row.endpoint) == ("ok", "sandbox", "run-1", "thing")
     assert row.payload == {"domain": row.domain}
     assert row.expires_at - row.fetched_at == FakeProvider.ttl
 
 
-async def test_flush_every_larger_than_run_writes_once_at_the_end() -> None:
-    report, writes = await run(Router(), flush_every=1000)
-    assert len(writes.batches) == 1
-    assert len(writes.batches[0]) == 100
+async def test_answers_are_written_before_their_domain_is_complete() -> None:
+    """beta's answers are durable while alpha has not answered yet: a crash then loses no paid call."""
+    release = asyncio.Event()
+
+    async def held(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return ok(request)
+
+    store = Store()
+    router = Router(alpha=held)
+    task = asyncio.create_task(
+        run(router, store=store, providers=providers(beta={"concurrency": 8}), flush_interval_s=0.01)
+    )
+    while sum(1 for r in store.rows if r.provider == "beta") < 50:
+        store.arrived.clear()
+        await asyncio.wait_for(store.arrived.wait(), 10)
+    assert store.completed == []  # no domain is complete while alpha holds every one back
+    assert all(store.providers_of(d) == ["beta"] for d in DOMAINS)
+    release.set()
+    report, _ = await asyncio.wait_for(task, 10)
+    assert_domains_whole(store)
+    assert sorted(store.completed) == DOMAINS
+    assert report.rows_written == 100
+
+
+async def test_each_endpoint_is_written_before_the_next_call_of_the_domain() -> None:
+    """A provider with two calls per domain: the first answer is durable before the second returns."""
+
+    class TwoCalls(FakeProvider):
+        def requests_for(self, domain: str):
+            return [
+                ProviderRequest("first", "GET", "/v1/first", {"domain": domain}),
+                ProviderRequest("second", "GET", "/v1/second", {"domain": domain}),
+            ]
+
+    store = Store()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/second":
+            domain = request.url.params["domain"]
+            while not any(r.domain == domain and r.endpoint == "first" for r in store.rows):
+                store.arrived.clear()
+                await asyncio.wait_for(store.arrived.wait(), 10)
+        return ok(request)
+
+    pair = [(TwoCalls("alpha"), make_settings(name="alpha", base_url="https://alpha.test"))]
+    report, _ = await run(
+        Router(alpha=handler), FetchPlan(domains=DOMAINS[:5]), store, providers=pair, flush_interval_s=0.01
+    )
+    assert report.rows_written == 10
+    assert sorted(store.completed) == DOMAINS[:5]
+    assert all(sorted(r.endpoint for r in store.table[d]) == ["first", "second"] for d in DOMAINS[:5])
+
+
+async def test_a_long_flush_interval_still_writes_everything_at_the_end() -> None:
+    report, store = await run(Router(), flush_interval_s=60)
+    assert len(store.batches) == 1
+    assert len(store.batches[0]) == 100
+    assert sorted(store.completed) == DOMAINS
     assert report.domains_written == 50
+
+
+async def test_a_failed_write_stops_the_run() -> None:
+    """An answer that cannot be kept must not be followed by more paid calls."""
+
+    class Broken(Exception):
+        pass
+
+    def write(rows: list[ResponseRow]) -> None:
+        raise Broken("warehouse down")
+
+    router = Router(alpha=jittery(0.01), beta=jittery(0.01))
+    with pytest.raises(Broken):
+        await fetch_domains(
+            providers(alpha={"concurrency": 1}, beta={"concurrency": 1}),
+            FetchPlan(domains=list(DOMAINS)),
+            write=write,
+            mode="sandbox",
+            transport=router.transport(),
+            flush_interval_s=0.001,
+        )
+    assert sum(router.calls.values()) < 100
 
 
 async def test_fresh_keys_are_cache_hits_with_no_calls() -> None:
@@ -170,16 +265,16 @@ async def test_fresh_keys_are_cache_hits_with_no_calls() -> None:
         },
     )
     progress: list[tuple[int, int]] = []
-    report, writes = await run(
-        router, plan, flush_every=10, progress=lambda done, total: progress.append((done, total))
-    )
+    report, store = await run(router, plan, progress=lambda done, total: progress.append((done, total)))
     assert router.calls == {"alpha": 30, "beta": 45}
     assert report.stats["alpha"].cache_hits == 20
     assert report.stats["beta"].cache_hits == 5
     assert report.stats["alpha"].calls == 30
     expected = {d: {"beta"} for d in DOMAINS[5:20]} | {d: {"alpha", "beta"} for d in DOMAINS[20:]}
-    assert_domains_whole(writes, expected)
-    assert {r.domain for r in writes.rows} == set(DOMAINS[5:])  # nothing to write for fully cached ones
+    expected |= {d: set() for d in DOMAINS[:5]}  # fully cached: completed (its journal moved), no row
+    assert_domains_whole(store, expected)
+    assert {r.domain for r in store.rows} == set(DOMAINS[5:])  # nothing to write for fully cached ones
+    assert sorted(store.completed) == DOMAINS
     assert (report.rows_written, report.domains_written) == (75, 50)
     assert progress[-1] == (50, 50)
 
@@ -193,10 +288,10 @@ async def test_fresh_keys_are_cache_hits_with_no_calls() -> None:
 async def test_one_failing_provider_never_stops_the_other(breaker_failures: int, expected: dict) -> None:
     router = Router(alpha=lambda request: json_response(500), beta=jittery())
     settings = {"max_attempts": 2, "breaker_failures": breaker_failures, "concurrency": 1}
-    report, writes = await run(router, providers=providers(alpha=settings), flush_every=5)
-    assert_domains_whole(writes)
-    alpha = [r for r in writes.rows if r.provider == "alpha"]
-    beta = [r for r in writes.rows if r.provider == "beta"]
+    report, store = await run(router, providers=providers(alpha=settings))
+    assert_domains_whole(store)
+    alpha = [r for r in store.rows if r.provider == "alpha"]
+    beta = [r for r in store.rows if r.provider == "beta"]
     assert Counter(r.status for r in alpha) == expected
     assert Counter(r.status for r in beta) == {"ok": 50}
     assert all(r.expires_at == r.fetched_at for r in alpha)  # never cached
@@ -211,47 +306,92 @@ async def test_one_failing_provider_never_stops_the_other(breaker_failures: int,
 
 async def test_rejected_key_disables_one_provider_only() -> None:
     router = Router(alpha=lambda request: json_response(401), beta=jittery())
-    report, writes = await run(router, providers=providers(alpha={"concurrency": 1}))
-    assert_domains_whole(writes)
-    assert Counter(r.status for r in writes.rows if r.provider == "alpha") == {"auth_failed": 50}
-    assert Counter(r.status for r in writes.rows if r.provider == "beta") == {"ok": 50}
+    report, store = await run(router, providers=providers(alpha={"concurrency": 1}))
+    assert_domains_whole(store)
+    assert Counter(r.status for r in store.rows if r.provider == "alpha") == {"auth_failed": 50}
+    assert Counter(r.status for r in store.rows if r.provider == "beta") == {"ok": 50}
     assert router.calls["alpha"] == 1
     assert set(report.disabled) == {"alpha"}
 
 
 async def test_quota_from_the_warehouse_ledger(warehouse: Warehouse) -> None:
     router = Router()
-    report, writes = await run(
+    report, store = await run(
         router, providers=providers(alpha={"daily_quota": 10, "concurrency": 3}), ledger=warehouse
     )
     assert report.stats["alpha"].calls == 10
-    alpha = Counter(r.status for r in writes.rows if r.provider == "alpha")
+    alpha = Counter(r.status for r in store.rows if r.provider == "alpha")
     assert alpha == {"ok": 10, "quota_exhausted": 40}
     assert router.calls["alpha"] == 10
     assert warehouse.quota_used("alpha", datetime.now(UTC).date()) == 10
-    assert all(r.cost_usd == 0 and r.attempts == 0 for r in writes.rows if r.status == "quota_exhausted")
+    assert all(r.cost_usd == 0 and r.attempts == 0 for r in store.rows if r.status == "quota_exhausted")
 
 
 async def test_second_run_is_served_from_the_warehouse_cache(warehouse: Warehouse) -> None:
     router = Router()
     await fetch_domains(
-        providers(), FetchPlan(domains=list(DOMAINS)), write=warehouse.write_responses, mode="sandbox",
-        transport=router.transport(),
+        providers(), FetchPlan(domains=list(DOMAINS)), write=warehouse.journal_responses,
+        complete=warehouse.promote_responses, mode="sandbox", transport=router.transport(),
     )  # fmt: skip
     assert warehouse.responses().height == 100
+    assert warehouse.journaled_domains() == set()
     now = datetime.now(UTC)
     plan = FetchPlan(
         domains=list(DOMAINS),
         fresh={p: warehouse.fresh_keys(p, DOMAINS, "sandbox", now) for p in ("alpha", "beta")},
     )
     again = Router()
-    report, writes = await run(again, plan)
+    report, store = await run(again, plan)
     assert again.calls == {}
-    assert writes.rows == []
+    assert store.rows == []
     assert report.stats["alpha"].cache_hits == report.stats["beta"].cache_hits == 50
 
 
-async def test_cancellation_flushes_finished_domains_and_never_a_partial_one() -> None:
+async def test_a_stopped_run_pays_for_nothing_twice(warehouse: Warehouse) -> None:
+    """Cancelled mid-run: what it received is journaled, the re-run calls only for the rest and
+    completes every domain; the table never held a half-enriched domain."""
+    release = asyncio.Event()
+
+    async def held(request: httpx.Request) -> httpx.Response:
+        if request.url.params["domain"] >= DOMAINS[25]:
+            await release.wait()  # never set: the run is stopped while these wait
+        return ok(request)
+
+    first = Router(alpha=held)
+    task = asyncio.create_task(
+        fetch_domains(
+            providers(), FetchPlan(domains=list(DOMAINS)), write=warehouse.journal_responses,
+            complete=warehouse.promote_responses, mode="sandbox", transport=first.transport(),
+            flush_interval_s=0.01,
+        )
+    )  # fmt: skip
+    # alpha answers the first 25 domains, beta all 50: wait until all of it is in the warehouse.
+    while warehouse.responses().height + warehouse.query("SELECT * FROM raw.response_journal").height < 75:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    table = warehouse.responses()
+    assert set(table["domain"]) == set(DOMAINS[:25])  # whole domains only
+    assert table.height == 50
+    assert warehouse.journaled_domains() == set(DOMAINS[25:])  # beta's answers, paid for, kept
+
+    now = datetime.now(UTC)
+    plan = FetchPlan(domains=list(DOMAINS))
+    for name in ("alpha", "beta"):
+        plan.fresh[name], plan.cached[name] = fresh_answers(warehouse.query, name, DOMAINS, "sandbox", now)
+    again = Router()
+    report = await fetch_domains(
+        providers(), plan, write=warehouse.journal_responses, complete=warehouse.promote_responses,
+        mode="sandbox", transport=again.transport(),
+    )  # fmt: skip
+    assert again.calls == {"alpha": 25}  # only what the stopped run never received
+    assert report.stats["beta"].cache_hits == 50
+    assert warehouse.responses().height == 100
+    assert warehouse.journaled_domains() == set()
+
+
+async def test_cancellation_writes_every_answer_received_and_completes_only_whole_domains() -> None:
     async def slow(request: httpx.Request) -> httpx.Response:
         await asyncio.sleep(0.005)
         return ok(request)
@@ -263,35 +403,30 @@ async def test_cancellation_flushes_finished_domains_and_never_a_partial_one() -
         if done >= 10:
             enough.set()
 
-    writes = Writes()
+    store = Store()
     task = asyncio.create_task(
-        run(
-            router,
-            writes=writes,
-            providers=providers(alpha={"concurrency": 2}),
-            flush_every=4,
-            progress=progress,
-        )
+        run(router, store=store, providers=providers(alpha={"concurrency": 2}), progress=progress)
     )
     await asyncio.wait_for(enough.wait(), 5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert_domains_whole(writes)
-    written = {r.domain for r in writes.rows}
-    assert 10 <= len(written) < 50
-    assert len(writes.batches) >= 3  # regular flushes, then the final one on the way out
-    assert router.calls["beta"] > len(written)  # beta finished more domains, held back for alpha
-    assert all(("alpha", d) in router.answered for d in written)
+    assert_domains_whole(store)
+    assert 10 <= len(store.completed) < 50
+    # Every answer received before the cancellation is written, whole domain or not.
+    assert {(r.provider, r.domain) for r in store.rows} == router.answered
+    assert router.calls["beta"] > len(store.completed)  # beta answered more domains, all kept
+    assert all(("alpha", d) in router.answered for d in store.completed)
 
 
 async def test_duplicate_domains_are_not_written_partially() -> None:
     """Callers normalise first today (normalize_domains dedupes), so this is latent."""
     domains = ["a.example", "b.example", "a.example"]
-    report, writes = await run(Router(), FetchPlan(domains=domains))
+    report, store = await run(Router(), FetchPlan(domains=domains))
     assert report.domains_written == 2
-    assert_domains_whole(writes)
-    assert {r.domain for r in writes.rows} == {"a.example", "b.example"}
+    assert_domains_whole(store)
+    assert {r.domain for r in store.rows} == {"a.example", "b.example"}
+    assert sorted(store.completed) == ["a.example", "b.example"]
 
 
 async def test_a_crashing_provider_leaves_no_task_behind() -> None:
@@ -309,12 +444,12 @@ async def test_a_crashing_provider_leaves_no_task_behind() -> None:
 
     pairs = providers(beta={"concurrency": 1})
     pairs[0] = (Crashing("alpha"), pairs[0][1])
-    writes = Writes()
+    store = Store()
     with pytest.raises(RuntimeError, match="provider bug"):
-        await run(Router(beta=slow), writes=writes, providers=pairs, flush_every=1)
-    written_at_raise = len(writes.rows)
+        await run(Router(beta=slow), store=store, providers=pairs, flush_interval_s=0.001)
+    written_at_raise = len(store.rows)
     await asyncio.sleep(0.05)
-    written_after = len(writes.rows) - written_at_raise
+    written_after = len(store.rows) - written_at_raise
     orphans = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     for task in orphans:  # clean up before asserting, so nothing leaks into other tests
         task.cancel()

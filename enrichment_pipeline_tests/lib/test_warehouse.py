@@ -19,7 +19,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from enrichment_pipeline.lib.warehouse import MIGRATIONS, QUOTA, RESPONSES, Warehouse, WarehouseError
+from enrichment_pipeline.lib.fetching import fresh_answers
+from enrichment_pipeline.lib.warehouse import (
+    JOURNAL,
+    MIGRATIONS,
+    QUOTA,
+    RESPONSES,
+    Warehouse,
+    WarehouseError,
+)
 from enrichment_pipeline_tests.conftest import response_row
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -160,6 +168,78 @@ def test_ok_replaces_ok(warehouse: Warehouse) -> None:
 def test_write_nothing(warehouse: Warehouse) -> None:
     assert warehouse.write_responses([]) == 0
     assert warehouse.responses().height == 0
+
+
+# --- response journal ---------------------------------------------------------------------------------
+
+
+def journal(wh: Warehouse) -> dict[tuple[str, str, str], tuple[str, str | None]]:
+    frame = wh.query(f"SELECT * FROM {JOURNAL}")
+    return {
+        (r["provider"], r["endpoint"], r["domain"]): (r["status"], r["payload"])
+        for r in frame.iter_rows(named=True)
+    }
+
+
+@pytest.mark.parametrize(("first", "second", "kept"), [("ok", "error", "ok"), ("error", "ok", "ok")])
+def test_journal_keeps_the_upsert_rule(warehouse: Warehouse, first: str, second: str, kept: str) -> None:
+    warehouse.journal_responses([response_row(status=first, payload={"n": 1})])
+    warehouse.journal_responses([response_row(status=second, payload={"n": 2})])
+    assert journal(warehouse)[KEY][0] == kept
+    assert warehouse.responses().height == 0  # readers of the table see nothing yet
+
+
+def test_promote_moves_whole_domains_only(warehouse: Warehouse) -> None:
+    warehouse.write_responses([response_row("a.example", provider="p1", payload={"old": True})])
+    warehouse.journal_responses(
+        [
+            response_row("a.example", provider="p1", payload={"new": True}),
+            response_row("a.example", provider="p2"),
+            response_row("b.example", provider="p1"),
+        ]
+    )
+    assert warehouse.journaled_domains() == {"a.example", "b.example"}
+    assert warehouse.journaled_domains(["b.example", "c.example"]) == {"b.example"}
+    assert warehouse.promote_responses(["a.example", "c.example"]) == 2
+    assert stored(warehouse) == {
+        ("p1", "thing", "a.example"): ("ok", '{"new":true}'),
+        ("p2", "thing", "a.example"): ("ok", None),
+    }
+    assert set(journal(warehouse)) == {("p1", "thing", "b.example")}
+    assert warehouse.promote_responses([]) == 0
+    assert warehouse.promote_responses(["a.example"]) == 0  # again: nothing left to move
+
+
+def test_promoted_error_never_replaces_a_stored_answer(warehouse: Warehouse) -> None:
+    warehouse.write_responses([response_row(status="ok", payload={"good": 1})])
+    warehouse.journal_responses([response_row(status="error")])
+    warehouse.promote_responses(["a.example"])
+    assert stored(warehouse)[KEY] == ("ok", '{"good":1}')
+    assert journal(warehouse) == {}
+
+
+def test_fresh_lookups_read_journaled_answers(warehouse: Warehouse) -> None:
+    """What a stopped run received is cache for the next run, newest first."""
+    fresh = T0 + timedelta(days=30)
+    warehouse.write_responses(
+        [
+            response_row("a.example", payload={"v": "table"}, expires_at=fresh),
+            response_row("c.example", payload={"v": "table"}, expires_at=fresh),
+        ]
+    )
+    warehouse.journal_responses(
+        [
+            response_row("a.example", payload={"v": "journal"}, expires_at=fresh),
+            response_row("b.example", status="not_found", expires_at=fresh),
+            response_row("c.example", status="error"),  # not an answer: the table's stays
+            response_row("d.example", status="error"),
+        ]
+    )
+    domains = ["a.example", "b.example", "c.example", "d.example"]
+    keys, payloads = fresh_answers(warehouse.query, "fake", domains, "sandbox", T0)
+    assert keys == {("thing", "a.example"), ("thing", "b.example"), ("thing", "c.example")}
+    assert payloads == {"a.example": {"thing": {"v": "journal"}}, "c.example": {"thing": {"v": "table"}}}
+    assert warehouse.fresh_keys("fake", domains, "sandbox", T0) == keys
 
 
 def test_responses_filters(warehouse: Warehouse) -> None:

@@ -112,7 +112,10 @@ def provider_responses(
             fetch_domains(
                 setup.active,
                 plan,
-                write=wh.write_responses,
+                # Each answer is durable within a fraction of a second (journal); a domain moves
+                # into raw.provider_responses whole, once no provider is left to ask.
+                write=wh.journal_responses,
+                complete=wh.promote_responses,
                 mode=setup.mode,
                 waterfall=waterfall,
                 run_id=context.run_id,

@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from enrichment_pipeline.lib.http_policy import CallResult
 from enrichment_pipeline.lib.json_values import number as _number
 from enrichment_pipeline.lib.json_values import text as _text
-from enrichment_pipeline.lib.providers.base import Auth, Fetched, Interpretation, Provider, ProviderRequest
+from enrichment_pipeline.lib.providers.base import (
+    Auth,
+    Emit,
+    Fetched,
+    Interpretation,
+    Provider,
+    ProviderRequest,
+)
 from enrichment_pipeline.lib.units import (
     country_code,
     employee_band,
@@ -113,7 +120,11 @@ class Apollo(Provider):
         return Auth(headers={"x-api-key": api_key})
 
     async def fetch_domains(
-        self, client: ProviderClient, domains: list[str], missing: Callable[[str, str], bool]
+        self,
+        client: ProviderClient,
+        domains: list[str],
+        missing: Callable[[str, str], bool],
+        emit: Emit | None = None,
     ) -> Fetched:
         """ceil(N / 10) calls for N uncached domains: bulk calls, or the single call for a lone domain.
 
@@ -126,11 +137,13 @@ class Apollo(Provider):
             batch = wanted[start : start + BULK_LIMIT]
             if len(batch) == 1:
                 result = await client.fetch(self.requests_for(batch[0])[0])
-                fetched[batch[0]] = [(ORGANIZATION_ENDPOINT, result)]
-                continue
-            result = await client.fetch(self.bulk_request(batch))
-            for domain, per_domain in split_bulk(batch, result).items():
+                answers = {batch[0]: result}
+            else:
+                answers = split_bulk(batch, await client.fetch(self.bulk_request(batch)))
+            for domain, per_domain in answers.items():
                 fetched[domain] = [(ORGANIZATION_ENDPOINT, per_domain)]
+                if emit is not None:
+                    emit(domain, ORGANIZATION_ENDPOINT, per_domain)
         return fetched
 
     def interpret(self, request: ProviderRequest, http_status: int, body: Any) -> Interpretation | None:

@@ -64,6 +64,9 @@ class Transient(Exception):
 
 # What a provider's fetch gives back: per domain, (endpoint, result) pairs.
 Fetched = dict[str, list[tuple[str, "CallResult"]]]
+# Told each final (domain, endpoint, result) as soon as it is known, so the fetcher can make
+# it durable before the provider's other calls for the domain are done.
+Emit = Callable[[str, str, "CallResult"], None]
 
 
 @dataclass(frozen=True)
@@ -123,20 +126,28 @@ class Provider(ABC):
         return [r.endpoint for r in self.requests_for(domain)]
 
     async def fetch_domains(
-        self, client: ProviderClient, domains: list[str], missing: Callable[[str, str], bool]
+        self,
+        client: ProviderClient,
+        domains: list[str],
+        missing: Callable[[str, str], bool],
+        emit: Emit | None = None,
     ) -> Fetched:
         """Fetch what `missing(endpoint, domain)` says is not cached.
 
         The default makes one call per request; bulk providers override this to
         put many domains in one call (each call still goes through `client`).
+        Each final result may also be given to `emit` as soon as it is known (it
+        must then be the one returned for that domain and endpoint).
         """
         fetched: Fetched = {}
         for domain in domains:
-            fetched[domain] = [
-                (request.endpoint, await client.fetch(request))
-                for request in self.requests_for(domain)
-                if missing(request.endpoint, domain)
-            ]
+            results = fetched[domain] = []
+            for request in self.requests_for(domain):
+                if missing(request.endpoint, domain):
+                    result = await client.fetch(request)
+                    results.append((request.endpoint, result))
+                    if emit is not None:
+                        emit(domain, request.endpoint, result)
         return fetched
 
     def extract(self, domain: str, payloads: Mapping[str, Any]) -> dict[str, Any]:

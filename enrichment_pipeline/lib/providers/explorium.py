@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from enrichment_pipeline.lib.http_policy import CallResult
 from enrichment_pipeline.lib.providers.base import (
     Auth,
+    Emit,
     Fetched,
     Interpretation,
     Provider,
@@ -145,13 +146,18 @@ class Explorium(Provider):
         return None
 
     async def fetch_domains(
-        self, client: ProviderClient, domains: list[str], missing: Callable[[str, str], bool]
+        self,
+        client: ProviderClient,
+        domains: list[str],
+        missing: Callable[[str, str], bool],
+        emit: Emit | None = None,
     ) -> Fetched:
         """Match, then enrich, `batch_size` domains per bulk call."""
         fetched: Fetched = {}
         unique = list(dict.fromkeys(domains))
         for start in range(0, len(unique), self.batch_size):
-            fetched.update(await self._fetch_batch(client, unique[start : start + self.batch_size], missing))
+            batch = unique[start : start + self.batch_size]
+            fetched.update(await self._fetch_batch(client, batch, missing, emit))
         return fetched
 
     def extract(self, domain: str, payloads: Mapping[str, Any]) -> dict[str, Any]:
@@ -169,7 +175,11 @@ class Explorium(Provider):
     # ------------------------------------------------------------------ flow
 
     async def _fetch_batch(
-        self, client: ProviderClient, batch: list[str], missing: Callable[[str, str], bool]
+        self,
+        client: ProviderClient,
+        batch: list[str],
+        missing: Callable[[str, str], bool],
+        emit: Emit | None = None,
     ) -> Fetched:
         """One batch: one match call, then at most one call per enrichment endpoint.
 
@@ -207,6 +217,10 @@ class Explorium(Provider):
                     rows[domain][endpoint] = _skipped(status, f"not requested: {reason}")
                 else:
                     jobs[endpoint].setdefault(business_id, []).append(domain)
+            if emit is not None:  # the match is paid for: durable before the enrichment calls
+                for endpoint in wanted[domain]:
+                    if endpoint in rows[domain]:
+                        emit(domain, endpoint, rows[domain][endpoint])
 
         answers = await asyncio.gather(
             *(self._enrich(client, endpoint, by_id) for endpoint, by_id in jobs.items() if by_id)

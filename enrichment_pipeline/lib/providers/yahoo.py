@@ -48,6 +48,7 @@ from enrichment_pipeline.lib.domains import InvalidDomain, normalize_domain
 from enrichment_pipeline.lib.http_policy import CallResult
 from enrichment_pipeline.lib.providers.base import (
     Auth,
+    Emit,
     Fetched,
     Interpretation,
     Provider,
@@ -289,12 +290,16 @@ class Yahoo(Provider):
         return "error"
 
     async def fetch_domains(
-        self, client: ProviderClient, domains: list[str], missing: Callable[[str, str], bool]
+        self,
+        client: ProviderClient,
+        domains: list[str],
+        missing: Callable[[str, str], bool],
+        emit: Emit | None = None,
     ) -> Fetched:
         """Resolve each domain's ticker, then fetch info and financials, one paced call at a time."""
         fetched: Fetched = {}
         for domain in dict.fromkeys(domains):
-            fetched[domain] = await self._fetch_domain(client, domain, missing)
+            fetched[domain] = await self._fetch_domain(client, domain, missing, emit)
         return fetched
 
     def extract(self, domain: str, payloads: Mapping[str, Any]) -> dict[str, Any]:
@@ -303,13 +308,19 @@ class Yahoo(Provider):
     # ------------------------------------------------------------------ flow
 
     async def _fetch_domain(
-        self, client: ProviderClient, domain: str, missing: Callable[[str, str], bool]
+        self,
+        client: ProviderClient,
+        domain: str,
+        missing: Callable[[str, str], bool],
+        emit: Emit | None = None,
     ) -> list[tuple[str, CallResult]]:
         wanted = [e for e in ENDPOINTS if missing(e, domain)]
         if not wanted:
             return []
         resolved = await self._resolve(client, domain)
         rows: dict[str, CallResult] = {TICKER: resolved.row}
+        if emit is not None and TICKER in wanted:
+            emit(domain, TICKER, resolved.row)  # paid for: durable before info and financials
         if resolved.ticker is None:
             status, payload = resolved.row.status, resolved.row.payload
             detail = resolved.row.detail if status == "not_found" else f"not requested: {resolved.row.detail}"
@@ -319,6 +330,8 @@ class Yahoo(Provider):
 
         if INFO in wanted:
             rows[INFO] = resolved.info or await client.fetch(self._info_request(resolved.ticker))
+            if emit is not None:
+                emit(domain, INFO, rows[INFO])
         if FINANCIALS in wanted:
             info = rows.get(INFO)
             if info is not None and info.status != "ok":

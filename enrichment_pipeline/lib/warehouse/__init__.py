@@ -6,11 +6,12 @@ rules: `base.Warehouse` holds every rule in shared SQL, `duckdb_backend` and
 reading frames, locking). `Warehouse.open(url)` picks the backend by URL scheme.
 """
 
-from enrichment_pipeline.lib.warehouse.base import ACCEPTED_URLS, Warehouse
+from enrichment_pipeline.lib.warehouse.base import ACCEPTED_URLS, Warehouse, current_answers_sql
 from enrichment_pipeline.lib.warehouse.duckdb_backend import DuckDBWarehouse, duckdb_path
 from enrichment_pipeline.lib.warehouse.postgres_backend import PostgresWarehouse
 from enrichment_pipeline.lib.warehouse.schema import (
     ANSWERED,
+    JOURNAL,
     MIGRATIONS,
     QUOTA,
     RESPONSES,
@@ -24,6 +25,7 @@ from enrichment_pipeline.lib.warehouse.schema import (
 __all__ = [
     "ACCEPTED_URLS",
     "ANSWERED",
+    "JOURNAL",
     "MIGRATIONS",
     "QUOTA",
     "RESPONSES",
@@ -34,6 +36,7 @@ __all__ = [
     "Warehouse",
     "WarehouseError",
     "create_table_sql",
+    "current_answers_sql",
     "duckdb_path",
     "sql_type",
 ]

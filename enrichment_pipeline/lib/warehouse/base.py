@@ -19,6 +19,7 @@ import polars as pl
 from enrichment_pipeline.lib.warehouse import schema
 from enrichment_pipeline.lib.warehouse.schema import (
     ANSWERED,
+    JOURNAL,
     QUOTA,
     RESPONSE_KEY,
     RESPONSE_SCHEMA,
@@ -36,6 +37,26 @@ ACCEPTED_URLS = (
     "(also postgres://, postgresql+psycopg://, postgresql+psycopg2://)"
 )
 _ANSWERED_SQL = ", ".join(f"'{s}'" for s in ANSWERED)
+_COLUMNS = ", ".join(RESPONSE_SCHEMA)
+_UPDATES = ", ".join(f"{c} = excluded.{c}" for c in RESPONSE_SCHEMA if c not in RESPONSE_KEY)
+
+
+def _replaces(table: str) -> str:
+    """ON CONFLICT condition: only an answer (ok, not_found) replaces a stored answer."""
+    stored = table.split(".")[-1]
+    return f"excluded.status IN ({_ANSWERED_SQL}) OR {stored}.status NOT IN ({_ANSWERED_SQL})"
+
+
+def current_answers_sql() -> str:
+    """Every stored answer, journaled ones first-class: a subquery with the responses' columns.
+
+    A key in both tables is the journal's when that one is an answer (it is the newer), so
+    a cache lookup never calls a provider again for what a stopped run already received."""
+    return f"""(SELECT {_COLUMNS} FROM {JOURNAL}
+                UNION ALL
+                SELECT {_COLUMNS} FROM {RESPONSES} r WHERE NOT EXISTS (
+                    SELECT 1 FROM {JOURNAL} j WHERE j.provider = r.provider AND j.endpoint = r.endpoint
+                    AND j.domain = r.domain AND j.status IN ({_ANSWERED_SQL})))"""
 
 
 class Warehouse:
@@ -148,7 +169,9 @@ class Warehouse:
         self._execute("COMMIT")
 
     def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._execute(sql, params).fetchall()
+        # Reads share the connection with the fetcher's writer thread: one statement at a time.
+        with self._lock:
+            return self._execute(sql, params).fetchall()
 
     # -- schema -----------------------------------------------------------------------------------------
 
@@ -182,12 +205,12 @@ class Warehouse:
     def fresh_keys(
         self, provider: str, domains: Sequence[str], mode: str, now: datetime
     ) -> set[tuple[str, str]]:
-        """(endpoint, domain) pairs whose stored answer is still within its TTL."""
+        """(endpoint, domain) pairs whose stored answer (journaled or not) is still within its TTL."""
         if not domains:
             return set()
         rows = self._fetchall(
             f"""SELECT r.endpoint, r.domain
-                FROM {RESPONSES} r JOIN unnest(?::VARCHAR[]) AS wanted(domain) USING (domain)
+                FROM {current_answers_sql()} r JOIN unnest(?::VARCHAR[]) AS wanted(domain) USING (domain)
                 WHERE r.provider = ? AND r.mode = ? AND r.expires_at > ? AND r.status IN ({_ANSWERED_SQL})""",
             [list(domains), provider, mode, now],
         )
@@ -197,6 +220,50 @@ class Warehouse:
         """Upsert in one transaction. Only an answer (ok, not_found) replaces a
         stored answer: after an error, a quota stop or a "queued" (pending)
         reply the last good data stays usable."""
+        return self._upsert_responses(RESPONSES, rows)
+
+    def journal_responses(self, rows: Iterable[ResponseRow]) -> int:
+        """Keep answers durable as they arrive, before their domain is complete (same upsert
+        rule as `write_responses`); `promote_responses` moves them once it is."""
+        return self._upsert_responses(JOURNAL, rows)
+
+    def promote_responses(self, domains: Sequence[str]) -> int:
+        """Move every journaled answer of `domains` into raw.provider_responses, in one
+        transaction: readers of that table see a domain's answers all at once or not at all."""
+        domains = sorted(set(domains))
+        if not domains:
+            return 0
+        with self.transaction():
+            self._lock_table(JOURNAL)
+            (moved,) = self._fetchall(
+                f"SELECT count(*) FROM {JOURNAL} WHERE domain IN (SELECT unnest(?::VARCHAR[]))", [domains]
+            )[0]
+            if moved:
+                self._execute(
+                    f"""INSERT INTO {RESPONSES} ({_COLUMNS})
+                        SELECT {_COLUMNS} FROM {JOURNAL} WHERE domain IN (SELECT unnest(?::VARCHAR[]))
+                        ORDER BY provider, endpoint, domain
+                        ON CONFLICT (provider, endpoint, domain) DO UPDATE SET {_UPDATES}
+                        WHERE {_replaces(RESPONSES)}""",
+                    [domains],
+                )
+                self._execute(
+                    f"DELETE FROM {JOURNAL} WHERE domain IN (SELECT unnest(?::VARCHAR[]))", [domains]
+                )
+        return int(moved)
+
+    def journaled_domains(self, domains: Sequence[str] | None = None) -> set[str]:
+        """Domains with answers waiting in the journal (a run stopped before completing them)."""
+        if domains is None:
+            rows = self._fetchall(f"SELECT DISTINCT domain FROM {JOURNAL}")
+        else:
+            rows = self._fetchall(
+                f"SELECT DISTINCT domain FROM {JOURNAL} WHERE domain IN (SELECT unnest(?::VARCHAR[]))",
+                [list(domains)],
+            )
+        return {d for (d,) in rows}
+
+    def _upsert_responses(self, table: str, rows: Iterable[ResponseRow]) -> int:
         # One row per key (the last wins): one INSERT may not touch a key twice.
         frame = responses_frame(rows).unique(list(RESPONSE_KEY), keep="last", maintain_order=True)
         if frame.is_empty():
@@ -207,12 +274,13 @@ class Warehouse:
         # order and queue instead of deadlocking (PostgreSQL).
         frame = frame.sort(list(RESPONSE_KEY))
         with self.transaction(), self._staged("_wh_responses", frame, RESPONSE_SCHEMA) as incoming:
+            if table == JOURNAL:
+                self._lock_table(JOURNAL)  # one journal writer at a time: no lock-order deadlock
             self._execute(
-                f"""INSERT INTO {RESPONSES} ({columns}) SELECT {columns} FROM {incoming}
+                f"""INSERT INTO {table} ({columns}) SELECT {columns} FROM {incoming}
                     ORDER BY provider, endpoint, domain
                     ON CONFLICT (provider, endpoint, domain) DO UPDATE SET {updates}
-                    WHERE excluded.status IN ({_ANSWERED_SQL})
-                       OR provider_responses.status NOT IN ({_ANSWERED_SQL})"""
+                    WHERE {_replaces(table)}"""
             )
         return frame.height
 
@@ -225,7 +293,7 @@ class Warehouse:
             where.append("mode = ?")
             args.append(mode)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        return self._frame(f"SELECT * FROM {RESPONSES} {clause}", args)
+        return self.query(f"SELECT * FROM {RESPONSES} {clause}", args)
 
     # -- quota ledger -----------------------------------------------------------------------------------
 
@@ -277,7 +345,7 @@ class Warehouse:
         return frame.height
 
     def table(self, table: str) -> pl.DataFrame:
-        return self._frame(f"SELECT * FROM {table}")
+        return self.query(f"SELECT * FROM {table}")
 
     def _lock_table(self, table: str) -> None:
         """Serialize rebuilds of one table across processes (a no-op where one writer is the rule)."""
@@ -305,7 +373,8 @@ class Warehouse:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame:
         """Any SQL, `?` placeholders; the result as a polars frame (empty frame for statements)."""
-        return self._frame(sql, params)
+        with self._lock:
+            return self._frame(sql, params)
 
 
 def backend_for(url: str) -> type[Warehouse]:

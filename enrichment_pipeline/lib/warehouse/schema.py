@@ -11,6 +11,9 @@ from typing import Any
 import polars as pl
 
 RESPONSES = "raw.provider_responses"
+# Answers of domains whose enrichment is still under way: each is durable the moment it
+# lands here, and moves to RESPONSES with the rest of its domain in one transaction.
+JOURNAL = "raw.response_journal"
 QUOTA = "raw.provider_quota"
 DOMAIN_REQUESTS = "raw.domain_requests"  # raw text in, normalized by the intake sensor
 ANSWERED = ("ok", "not_found")
@@ -75,6 +78,29 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                     CHECK (status IN ('pending', 'accepted', 'rejected')),
                 reason VARCHAR,
                 partition_key VARCHAR
+            )""",
+        ],
+    ),
+    (
+        3,
+        "response journal (answers kept as they arrive, before their domain is complete)",
+        [
+            f"""CREATE TABLE IF NOT EXISTS {JOURNAL} (
+                provider VARCHAR NOT NULL,
+                endpoint VARCHAR NOT NULL,
+                domain VARCHAR NOT NULL,
+                status VARCHAR NOT NULL,
+                http_status INTEGER,
+                payload VARCHAR,
+                detail VARCHAR,
+                fetched_at TIMESTAMPTZ NOT NULL,
+                expires_at TIMESTAMPTZ NOT NULL,
+                attempts INTEGER NOT NULL,
+                latency_ms DOUBLE PRECISION,
+                cost_usd DOUBLE PRECISION NOT NULL,
+                mode VARCHAR NOT NULL,
+                run_id VARCHAR,
+                PRIMARY KEY (provider, endpoint, domain)
             )""",
         ],
     ),
