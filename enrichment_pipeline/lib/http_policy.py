@@ -23,7 +23,6 @@ Every attempt (a first call or a retry) is one unit for the policy:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import json
 import logging
@@ -181,16 +180,29 @@ class Pacer:
         self._next = 0.0
         self._lock = asyncio.Lock()
 
-    async def acquire(self) -> None:
+    async def acquire(self, give_up: asyncio.Event | None = None) -> bool:
+        """Wait for a start slot; False (the slot given up) as soon as `give_up` is set."""
         while True:
             async with self._lock:
                 slot = max(self._next, self._clock())
                 self._next = slot + self.interval
             delay = slot - self._clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            if delay > 0 and await _sleep_unless(give_up, delay):
+                return False
             if self._clock() - slot <= self.tolerance:
-                return
+                return True
+
+
+async def _sleep_unless(event: asyncio.Event | None, seconds: float) -> bool:
+    """Sleep `seconds`, or less if `event` is set first; True when the event cut it short."""
+    if event is None:
+        await asyncio.sleep(seconds)
+        return False
+    try:
+        await asyncio.wait_for(event.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 class CircuitBreaker:
@@ -208,6 +220,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probe_in_flight = False
+        self.openings = 0  # times it went from closed or half-open to open
 
     @property
     def state(self) -> str:
@@ -234,6 +247,8 @@ class CircuitBreaker:
     def failure(self) -> None:
         self._failures += 1
         if self._probe_in_flight or self._failures >= self._threshold:
+            if self.state != "open":
+                self.openings += 1
             self._opened_at = self._clock()
         self._probe_in_flight = False
 
@@ -318,8 +333,10 @@ class ProviderClient:
         self._quota = _QuotaGate(ledger, provider.name, settings.daily_quota)
         self._limiter = Pacer(settings.rps) if settings.rps else None
         self._breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
-        # Set while the breaker is not closed: wakes retries sleeping in their backoff.
-        self._tripped = asyncio.Event()
+        # Set (and replaced by a fresh one) when the breaker opens: wakes every call waiting for
+        # its rate-limit slot or sleeping in a retry's backoff, so they give up at once.
+        self._opened = asyncio.Event()
+        self._openings_seen = 0
         self._log = logger or log
         self._clients: list[httpx.AsyncClient] = []
         self._next_client = 0
@@ -426,7 +443,11 @@ class ProviderClient:
         if self._breaker.state == "open":  # don't wait for a rate-limit slot just to be refused
             self._quota.give_back()
             raise _BreakerOpen
-        first = await self._pace()
+        try:
+            first = await self._pace()
+        except _BreakerOpen:  # opened while this attempt waited for its slot
+            self._quota.give_back()
+            raise
         try:
             if self._auth_failed:
                 # The key was rejected while this call waited its turn: don't send it.
@@ -468,15 +489,15 @@ class ProviderClient:
             self._breaker.success()
             return answer
         finally:
-            self._sync_tripped()
+            self._note_openings()
             if first:
                 self._first_answer.set()
 
-    def _sync_tripped(self) -> None:
-        if self._breaker.state == "closed":
-            self._tripped.clear()
-        else:
-            self._tripped.set()
+    def _note_openings(self) -> None:
+        if self._breaker.openings != self._openings_seen:
+            self._openings_seen = self._breaker.openings
+            self._opened.set()
+            self._opened = asyncio.Event()
             self._report_open()
 
     def _report_open(self) -> None:
@@ -497,8 +518,7 @@ class ProviderClient:
 
     async def _sleep(self, seconds: float) -> None:
         """A retry's backoff, cut short when the breaker opens (the retry is then refused)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._tripped.wait(), timeout=seconds)
+        await _sleep_unless(self._opened, seconds)
 
     def _count_call(self, *, retry: bool, undo: bool = False) -> None:
         sign = -1 if undo else 1
@@ -567,11 +587,16 @@ class ProviderClient:
         else:
             await self._first_answer.wait()
         try:
-            delay = self._not_before - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if self._limiter is not None:
-                await self._limiter.acquire()
+            while True:
+                # Opened before or while this call waited: refused now, not when its slot comes.
+                if self._breaker.state == "open":
+                    raise _BreakerOpen
+                opened = self._opened
+                delay = self._not_before - time.monotonic()
+                if not (delay > 0 and await _sleep_unless(opened, delay)) and (
+                    self._limiter is None or await self._limiter.acquire(opened)
+                ):
+                    break
         except BaseException:
             if first:
                 self._first_answer.set()  # cancelled before sending: never leave the others waiting

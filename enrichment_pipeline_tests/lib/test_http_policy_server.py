@@ -454,3 +454,16 @@ async def test_undecodable_encodings_are_parse_errors(server: FakeServer, kind: 
         result = await c.fetch(request_for(f"{kind}.example"))
     assert (result.status, result.detail) == ("parse_error", detail)
     assert server.hits[f"{kind}.example"] == 1
+
+
+async def test_calls_waiting_for_a_rate_slot_give_up_when_the_breaker_opens(server: FakeServer) -> None:
+    """One request every 2 s: the queued calls are refused when the breaker opens, not at their slot."""
+    settings = live_settings(server, rps=0.5, breaker_failures=1, max_attempts=1)
+    async with ProviderClient(FakeProvider(), settings) as c:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(c.fetch(request_for(f"down{i}.example")) for i in range(6))),
+            timeout=6,  # their slots would stretch over 10 s
+        )
+    assert sum(server.hits.values()) == 1
+    assert sorted(r.status for r in results) == ["error"] + ["provider_unavailable"] * 5
+    assert c.stats.calls == 1
