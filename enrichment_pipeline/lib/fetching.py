@@ -5,14 +5,15 @@ or failing provider never holds back the others. With a waterfall, providers
 are called level by level and a lower provider only for the domains whose
 field groups are still empty (see `lib/waterfall.py`).
 
-Every answer is handed to `write` as it arrives, in batches at most
-`flush_interval_s` apart (the warehouse keeps them in `raw.response_journal`), so
-a crash loses at most the answers in flight and the last fraction of a second:
-a re-run reads what the stopped run received as cache and pays for nothing
-twice. `complete` is told, after their rows, which domains no provider will be
-asked about any more; the warehouse then moves each such domain's answers into
-`raw.provider_responses` in one transaction, so readers of that table (and the
-marts built from it) never see a half-enriched domain.
+Every answer is handed over as it arrives, in batches at most `flush_interval_s`
+apart, so a crash loses at most the answers in flight and the last fraction of a
+second: a re-run reads what the stopped run received as cache and pays for
+nothing twice. Answers of domains still in progress go to `write` (the
+warehouse keeps them in `raw.response_journal`); a domain no provider will be
+asked about any more goes to `complete` with its answers not handed over yet,
+and the warehouse writes it whole into `raw.provider_responses` in one
+transaction, so readers of that table (and the marts built from it) never see
+a half-enriched domain. Without `complete`, every answer goes to `write`.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class FetchReport:
 
 
 WriteRows = Callable[[list[ResponseRow]], None]
-CompleteDomains = Callable[[list[str]], None]
+# Finished domains, and their answers not handed to `write` (all in one transaction).
+CompleteDomains = Callable[[list[str], list[ResponseRow]], None]
 Progress = Callable[[int, int], None]
 
 # How late an answer may be written after it arrived: what a crash can lose on top of
@@ -196,10 +198,17 @@ class _Lander:
             raise
 
     def _land(self, rows: list[ResponseRow], finished: list[str]) -> None:
-        if rows:
-            self._write(rows)
-        if finished and self._complete is not None:
-            self._complete(finished)
+        if self._complete is None:
+            if rows:
+                self._write(rows)
+            return
+        done = set(finished)
+        # A domain finished within this batch is written once, straight to its table.
+        open_rows = [r for r in rows if r.domain not in done]
+        if open_rows:
+            self._write(open_rows)
+        if finished:
+            self._complete(finished, [r for r in rows if r.domain in done])
 
     async def drain(self) -> None:
         """Write everything pending now and wait for it (also when the run is cancelled)."""
@@ -311,8 +320,9 @@ async def fetch_domains(
 ) -> FetchReport:
     """Enrich `plan.domains`; without a waterfall every provider is called for every domain.
 
-    `write` gets every answer row within `flush_interval_s` of its arrival; `complete`
-    (optional) gets, after their rows, the domains no provider will be called for any more."""
+    Every answer row is handed over within `flush_interval_s` of its arrival: to `write`
+    while its domain is in progress, else to `complete` (optional) with the domains no
+    provider will be called for any more, after their earlier rows went to `write`."""
     started = time.perf_counter()
     domains = list(dict.fromkeys(plan.domains))  # each domain once, whatever the caller passed
     by_name = {p.name: (p, s) for p, s in providers}

@@ -96,15 +96,20 @@ class Store:
         self.events.append(("rows", list(rows)))
         self.arrived.set()
 
-    def complete(self, domains: list[str]) -> None:
+    def complete(self, domains: list[str], rows: list[ResponseRow]) -> None:
+        assert domains, "empty completions are not written"
+        assert {r.domain for r in rows} <= set(domains)
         for domain in domains:
             assert domain not in self.table, f"{domain} completed twice"
-            self.table[domain] = self.journal.pop(domain, [])
+            self.table[domain] = self.journal.pop(domain, []) + [r for r in rows if r.domain == domain]
         self.events.append(("complete", list(domains)))
+        self.events.append(("completed_rows", list(rows)))
+        self.arrived.set()
 
     @property
     def batches(self) -> list[list[ResponseRow]]:
-        return [rows for kind, rows in self.events if kind == "rows"]
+        """Rows as handed over, journaled or with their completed domain."""
+        return [rows for kind, rows in self.events if kind in ("rows", "completed_rows") and rows]
 
     @property
     def rows(self) -> list[ResponseRow]:
@@ -227,8 +232,8 @@ async def test_each_endpoint_is_written_before_the_next_call_of_the_domain() -> 
 
 async def test_a_long_flush_interval_still_writes_everything_at_the_end() -> None:
     report, store = await run(Router(), flush_interval_s=60)
-    assert len(store.batches) == 1
-    assert len(store.batches[0]) == 100
+    assert [kind for kind, _ in store.events] == ["complete", "completed_rows"]  # one transaction
+    assert len(store.rows) == 100
     assert sorted(store.completed) == DOMAINS
     assert report.domains_written == 50
 
@@ -331,7 +336,7 @@ async def test_second_run_is_served_from_the_warehouse_cache(warehouse: Warehous
     router = Router()
     await fetch_domains(
         providers(), FetchPlan(domains=list(DOMAINS)), write=warehouse.journal_responses,
-        complete=warehouse.promote_responses, mode="sandbox", transport=router.transport(),
+        complete=warehouse.complete_responses, mode="sandbox", transport=router.transport(),
     )  # fmt: skip
     assert warehouse.responses().height == 100
     assert warehouse.journaled_domains() == set()
@@ -361,7 +366,7 @@ async def test_a_stopped_run_pays_for_nothing_twice(warehouse: Warehouse) -> Non
     task = asyncio.create_task(
         fetch_domains(
             providers(), FetchPlan(domains=list(DOMAINS)), write=warehouse.journal_responses,
-            complete=warehouse.promote_responses, mode="sandbox", transport=first.transport(),
+            complete=warehouse.complete_responses, mode="sandbox", transport=first.transport(),
             flush_interval_s=0.01,
         )
     )  # fmt: skip
@@ -382,7 +387,7 @@ async def test_a_stopped_run_pays_for_nothing_twice(warehouse: Warehouse) -> Non
         plan.fresh[name], plan.cached[name] = fresh_answers(warehouse.query, name, DOMAINS, "sandbox", now)
     again = Router()
     report = await fetch_domains(
-        providers(), plan, write=warehouse.journal_responses, complete=warehouse.promote_responses,
+        providers(), plan, write=warehouse.journal_responses, complete=warehouse.complete_responses,
         mode="sandbox", transport=again.transport(),
     )  # fmt: skip
     assert again.calls == {"alpha": 25}  # only what the stopped run never received

@@ -218,6 +218,31 @@ def test_promoted_error_never_replaces_a_stored_answer(warehouse: Warehouse) -> 
     assert journal(warehouse) == {}
 
 
+def test_complete_writes_journaled_and_new_answers_together(warehouse: Warehouse) -> None:
+    warehouse.journal_responses([response_row("a.example", provider="p1", payload={"from": "journal"})])
+    n = warehouse.complete_responses(
+        ["a.example", "b.example"],
+        [response_row("a.example", provider="p2"), response_row("b.example", provider="p1")],
+    )
+    assert n == 3
+    assert set(stored(warehouse)) == {
+        ("p1", "thing", "a.example"),
+        ("p2", "thing", "a.example"),
+        ("p1", "thing", "b.example"),
+    }
+    assert journal(warehouse) == {}
+
+
+def test_a_failed_completion_leaves_the_domain_in_the_journal(warehouse: Warehouse) -> None:
+    """One transaction: if writing the new rows fails, the journaled ones are not moved either."""
+    warehouse.journal_responses([response_row("a.example", provider="p1")])
+    bad = replace(response_row("a.example", provider="p2"), payload=object())  # not JSON-able
+    with pytest.raises(TypeError):
+        warehouse.complete_responses(["a.example"], [bad])
+    assert stored(warehouse) == {}
+    assert set(journal(warehouse)) == {("p1", "thing", "a.example")}
+
+
 def test_fresh_lookups_read_journaled_answers(warehouse: Warehouse) -> None:
     """What a stopped run received is cache for the next run, newest first."""
     fresh = T0 + timedelta(days=30)

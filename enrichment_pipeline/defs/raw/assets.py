@@ -112,10 +112,10 @@ def provider_responses(
             fetch_domains(
                 setup.active,
                 plan,
-                # Each answer is durable within a fraction of a second (journal); a domain moves
+                # Each answer is durable within a fraction of a second (journal); a domain goes
                 # into raw.provider_responses whole, once no provider is left to ask.
                 write=wh.journal_responses,
-                complete=wh.promote_responses,
+                complete=wh.complete_responses,
                 mode=setup.mode,
                 waterfall=waterfall,
                 run_id=context.run_id,

@@ -252,6 +252,14 @@ class Warehouse:
                 )
         return int(moved)
 
+    def complete_responses(self, domains: Sequence[str], rows: Iterable[ResponseRow] = ()) -> int:
+        """Domains no provider will be asked about any more: their journaled answers and `rows`
+        (their answers not journaled yet) go into raw.provider_responses in one transaction.
+        Returns the rows written."""
+        with self.transaction():
+            moved = self.promote_responses(domains)
+            return moved + self.write_responses(rows)
+
     def journaled_domains(self, domains: Sequence[str] | None = None) -> set[str]:
         """Domains with answers waiting in the journal (a run stopped before completing them)."""
         if domains is None:
