@@ -38,7 +38,7 @@ from enrichment_pipeline.lib.http_policy import CallResult, ProviderClient, Prov
 from enrichment_pipeline.lib.providers.base import Emit, Provider
 from enrichment_pipeline.lib.redaction import Redactor
 from enrichment_pipeline.lib.settings import ProviderSettings
-from enrichment_pipeline.lib.warehouse import ResponseRow, current_answers_sql
+from enrichment_pipeline.lib.warehouse import JOURNAL, ResponseRow, current_answers_sql
 from enrichment_pipeline.lib.waterfall import Waterfall
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,12 @@ def fresh_answers(
     `query` is the warehouse's `query` method."""
     if not domains:
         return set(), {}
+    has_journal = query(
+        "SELECT count(*) AS n FROM information_schema.tables "
+        f"WHERE table_schema || '.' || table_name = '{JOURNAL}'"
+    )["n"][0]
     frame = query(
-        f"SELECT r.endpoint, r.domain, r.status, r.payload FROM {current_answers_sql()} r "
+        f"SELECT r.endpoint, r.domain, r.status, r.payload FROM {current_answers_sql(bool(has_journal))} r "
         "JOIN unnest(?::VARCHAR[]) AS wanted(domain) USING (domain) "
         "WHERE r.provider = ? AND r.mode = ? AND r.expires_at > ? AND r.status IN ('ok', 'not_found')",
         [list(domains), provider, mode, now],

@@ -243,6 +243,24 @@ def test_a_failed_completion_leaves_the_domain_in_the_journal(warehouse: Warehou
     assert set(journal(warehouse)) == {("p1", "thing", "a.example")}
 
 
+def test_read_only_lookups_on_a_file_from_before_the_journal(tmp_path: Path) -> None:
+    """The CLI reads the cache read-only before any run migrates an older DuckDB file."""
+    url = f"duckdb:///{tmp_path / 'old.duckdb'}"
+    fresh = T0 + timedelta(days=30)
+    with Warehouse.open(url) as wh:
+        wh.write_responses([response_row("a.example", payload={"v": 1}, expires_at=fresh)])
+        wh.query(f"DROP TABLE {JOURNAL}")
+        wh.query(f"DELETE FROM schema_migrations WHERE version = {MIGRATIONS[-1][0]}")
+    with Warehouse.open(url, read_only=True) as ro:
+        keys, payloads = fresh_answers(ro.query, "fake", ["a.example"], "sandbox", T0)
+        assert keys == {("thing", "a.example")}
+        assert payloads == {"a.example": {"thing": {"v": 1}}}
+        assert ro.fresh_keys("fake", ["a.example"], "sandbox", T0) == keys
+        assert ro.journaled_domains(["a.example"]) == set()
+    with Warehouse.open(url) as wh:  # the next write-open migrates
+        assert wh.has_table(JOURNAL)
+
+
 def test_fresh_lookups_read_journaled_answers(warehouse: Warehouse) -> None:
     """What a stopped run received is cache for the next run, newest first."""
     fresh = T0 + timedelta(days=30)

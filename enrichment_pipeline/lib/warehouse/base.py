@@ -47,11 +47,14 @@ def _replaces(table: str) -> str:
     return f"excluded.status IN ({_ANSWERED_SQL}) OR {stored}.status NOT IN ({_ANSWERED_SQL})"
 
 
-def current_answers_sql() -> str:
+def current_answers_sql(journal: bool = True) -> str:
     """Every stored answer, journaled ones first-class: a subquery with the responses' columns.
 
     A key in both tables is the journal's when that one is an answer (it is the newer), so
-    a cache lookup never calls a provider again for what a stopped run already received."""
+    a cache lookup never calls a provider again for what a stopped run already received.
+    `journal=False`: a read-only connection to a file from before the journal existed."""
+    if not journal:
+        return RESPONSES
     return f"""(SELECT {_COLUMNS} FROM {JOURNAL}
                 UNION ALL
                 SELECT {_COLUMNS} FROM {RESPONSES} r WHERE NOT EXISTS (
@@ -210,7 +213,8 @@ class Warehouse:
             return set()
         rows = self._fetchall(
             f"""SELECT r.endpoint, r.domain
-                FROM {current_answers_sql()} r JOIN unnest(?::VARCHAR[]) AS wanted(domain) USING (domain)
+                FROM {current_answers_sql(self.has_table(JOURNAL))} r
+                JOIN unnest(?::VARCHAR[]) AS wanted(domain) USING (domain)
                 WHERE r.provider = ? AND r.mode = ? AND r.expires_at > ? AND r.status IN ({_ANSWERED_SQL})""",
             [list(domains), provider, mode, now],
         )
@@ -262,6 +266,8 @@ class Warehouse:
 
     def journaled_domains(self, domains: Sequence[str] | None = None) -> set[str]:
         """Domains with answers waiting in the journal (a run stopped before completing them)."""
+        if not self.has_table(JOURNAL):  # read-only, on a file from before the journal
+            return set()
         if domains is None:
             rows = self._fetchall(f"SELECT DISTINCT domain FROM {JOURNAL}")
         else:
