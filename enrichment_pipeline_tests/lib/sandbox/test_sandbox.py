@@ -148,6 +148,11 @@ def test_similarweb_answers_parse_for_200_domains() -> None:
         profiles.append(profile)
 
     assert len(profiles) > 150
+    # Small sites have months with 0 visits (gaps) and an unranked (0) global rank:
+    # gaps never count as traffic and an unranked site has no rank at all.
+    assert any(p["gap_months"] for p in profiles)
+    assert any(p["global_rank"] is None for p in profiles)
+    profiles = [p for p in profiles if p["monthly_visits"] is not None and p["global_rank"] is not None]
     for p in profiles:
         assert 1e4 <= p["monthly_visits"] <= 5e8
         assert 0.25 <= p["bounce_rate"] <= 0.75
