@@ -191,7 +191,7 @@ def test_similarweb_dates_follow_requested_window() -> None:
         "Referrals",
     }
     for source in sources:
-        assert [point["date"] for point in source["share"]] == expected
+        assert [point["date"] for point in source["visits"]] == expected
 
 
 def test_unknown_rates_are_about_one_in_25_and_independent() -> None:
