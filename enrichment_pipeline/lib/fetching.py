@@ -248,7 +248,8 @@ async def fetch_domains(
 
     # What each domain already has: providers answered from cache and the groups they fill.
     called: dict[str, set[str]] = {d: set() for d in domains}
-    filled: dict[str, set[str]] = {d: set() for d in domains}
+    # group -> best waterfall position of a provider that filled it (see Waterfall.fill_positions)
+    filled: dict[str, dict[str, int]] = {d: {} for d in domains}
     for name, (provider, _) in by_name.items():
         fresh = plan.fresh.get(name, set())
         cached = plan.cached.get(name, {})
@@ -257,7 +258,7 @@ async def fetch_domains(
             if all((e, domain) in fresh for e in endpoints):
                 called[domain].add(name)
                 stats[name].cache_hits += len(endpoints)
-                filled[domain] |= filled_groups(provider.extract(domain, cached.get(domain, {})))
+                _fill(filled[domain], waterfall, name, provider.extract(domain, cached.get(domain, {})))
 
     outstanding: dict[str, int] = {}  # providers still working on a domain at the current level
     carried: list[str] = []  # domains that may need a later level
@@ -278,7 +279,7 @@ async def fetch_domains(
         def done(domain: str, payloads: dict[str, Any], rows: list[ResponseRow]) -> None:
             called[domain].add(name)
             if payloads:
-                filled[domain] |= filled_groups(provider.extract(domain, payloads))
+                _fill(filled[domain], waterfall, name, provider.extract(domain, payloads))
             assembler.add(domain, rows)
             outstanding[domain] -= 1
             if outstanding[domain] == 0:
@@ -350,6 +351,15 @@ async def fetch_domains(
         seconds=time.perf_counter() - started,
         disabled=disabled,
     )
+
+
+def _fill(target: dict[str, int], waterfall: Waterfall | None, provider: str, values: dict[str, Any]) -> None:
+    """Record the groups a provider's values fill, at that provider's place in each group's order."""
+    groups = filled_groups(values)
+    if waterfall is None:
+        Waterfall.merge_fills(target, dict.fromkeys(groups, 0))
+    else:
+        Waterfall.merge_fills(target, waterfall.fill_positions(provider, groups))
 
 
 def _count_savings(

@@ -23,6 +23,10 @@ TECH_SCHEMA = {
     "last_detected": pl.Datetime("us", "UTC"),
     "is_premium": pl.Boolean,
     "path": pl.String,
+    "parent": pl.String,
+    # False: BuiltWith still lists it but has not detected it for a long time before
+    # its last crawl; history only, never the current stack (see providers/builtwith.py).
+    "is_live": pl.Boolean,
     "provider": pl.String,
     "observed_at": pl.Datetime("us", "UTC"),
 }

@@ -237,6 +237,8 @@ def country_code(value: str | None) -> str | None:
     if not value or not isinstance(value, str):
         return None
     text = value.strip()
+    if text.upper() == "UK":  # BuiltWith and others write UK; ISO 3166-1 says GB
+        return "GB"
     if len(text) == 2 and text.isalpha():
         return text.upper()
     return _COUNTRIES.get(text.lower())

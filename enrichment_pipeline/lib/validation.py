@@ -112,6 +112,7 @@ class ProviderFields(pa.DataFrameModel):
     operating_margin: float = pa.Field(ge=-100, le=1, nullable=True)
     market_cap_usd: float = pa.Field(ge=0, nullable=True)
     total_funding_usd: float = pa.Field(ge=0, nullable=True)
+    tech_spend_usd: float = pa.Field(ge=0, nullable=True)
     monthly_visits: float = pa.Field(ge=0, nullable=True)
     bounce_rate: float = pa.Field(ge=0, le=1, nullable=True)
     search_share: float = pa.Field(ge=0, le=1, nullable=True)

@@ -242,7 +242,7 @@ def _is_success(payload: Any) -> bool:
 
 
 def _series(payload: Any, key: str) -> list[tuple[date, float]]:
-    """[(date, value)] sorted by date from ``{key: [{"date": ..., key: value}]}``; nulls and negatives dropped.
+    """[(date, value)] by date from ``{key: [{"date": ..., key: value}]}``; nulls and negatives dropped.
 
     Every engagement endpoint and global-rank use this shape, the list and the
     value field both named after the metric. One value per month (the last wins).
@@ -276,7 +276,9 @@ _SOURCE_KEYS: dict[str, str] = {
 
 
 def _source_shares(
-    domain: str, payload: Any, gaps: set[date] = frozenset()  # type: ignore[assignment]
+    domain: str,
+    payload: Any,
+    gaps: set[date] = frozenset(),  # type: ignore[assignment]
 ) -> tuple[dict[str, float], list[date]]:
     """Mean monthly share of total visits per channel from traffic-sources/overview-share.
 

@@ -61,6 +61,12 @@ INDUSTRIES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "Health": ("hospital & health care", ("medical practice",), ("healthcare", "clinics")),
     "Travel": ("leisure, travel & tourism", ("hospitality",), ("travel", "hotels", "booking")),
     "Education": ("e-learning", ("education management", "higher education"), ("edtech", "online courses")),
+    "Media": ("online media", ("newspapers", "broadcast media"), ("news", "streaming", "content")),
+    "Transportation": (
+        "logistics & supply chain",
+        ("transportation/trucking/railroad", "package/freight delivery"),
+        ("logistics", "shipping", "freight"),
+    ),
 }
 # BuiltWith names Apollo spells differently (the provider maps them back).
 APOLLO_SPELLING: dict[str, str] = {
@@ -117,7 +123,7 @@ def organization(domain: str, epoch: int = 1) -> JsonObject | None:
     rng = _rng("apollo-org", key)
     label = key.split(".")[0]
     industry, secondary, keywords = INDUSTRIES[facts.vertical]
-    country_name, city, state, _, postal, _, _, _ = cb.LOCATIONS[facts.country]
+    country_name, city, state, _, postal, _, _, _ = cb.location(facts.country)
 
     employees = max(1, round(cb.observed("apollo", key, facts.employees)))
     revenue = round(cb.observed("apollo", key, facts.revenue))

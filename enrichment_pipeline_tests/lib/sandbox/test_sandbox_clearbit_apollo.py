@@ -137,7 +137,7 @@ def test_a_queued_domain_answers_from_the_second_epoch_on() -> None:
     assert queued
     for domain in queued:
         first = clearbit(domain, epoch=1)
-        assert first.status_code == 202 and first.json()["error"]["type"] == "queued"
+        assert first.status_code == 202 and first.content == b""  # a 202 carries no body
         assert clearbit(domain, epoch=2).status_code == 200
 
 
