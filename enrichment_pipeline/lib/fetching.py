@@ -241,6 +241,9 @@ async def fetch_domains(
     domains = list(dict.fromkeys(plan.domains))  # each domain once, whatever the caller passed
     by_name = {p.name: (p, s) for p, s in providers}
     active = set(by_name)
+    if waterfall is not None:
+        # e.g. Apollo's bulk endpoint has no technologies: never wait on it for them.
+        waterfall = waterfall.for_capabilities({n: p.fillable_groups() for n, (p, _) in by_name.items()})
     redactor = redactor or Redactor(s.api_key for _, s in providers)
     assembler = _Assembler(write, flush_every, progress, len(domains))
     stats: dict[str, ProviderStats] = {name: ProviderStats() for name in by_name}

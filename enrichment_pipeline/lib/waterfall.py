@@ -72,6 +72,17 @@ class Waterfall(BaseModel):
             return list(rule.providers) if level == 0 else []
         return [rule.providers[level]] if level < len(rule.providers) else []
 
+    def for_capabilities(self, fillable: Mapping[str, Collection[str]]) -> Waterfall:
+        """This waterfall without providers listed for groups they cannot fill (`fillable`:
+        provider -> groups), so no level waits on a call that cannot fill its group.
+        Providers not in `fillable` are kept as they are."""
+        groups: dict[str, GroupRule] = {}
+        for group, rule in self.groups.items():
+            kept = [p for p in rule.providers if p not in fillable or group in fillable[p]]
+            if kept:
+                groups[group] = GroupRule(providers=kept, strategy=rule.strategy)
+        return Waterfall(groups=groups)
+
     def fill_positions(self, provider: str, groups: Iterable[str]) -> dict[str, int]:
         """Where `provider` stands in each group it filled: a fill only stops the providers below it.
 
