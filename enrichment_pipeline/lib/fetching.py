@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +32,7 @@ from enrichment_pipeline.lib.http_policy import CallResult, ProviderClient, Prov
 from enrichment_pipeline.lib.providers.base import Provider
 from enrichment_pipeline.lib.redaction import Redactor
 from enrichment_pipeline.lib.settings import ProviderSettings
+from enrichment_pipeline.lib.staging import answer_problem
 from enrichment_pipeline.lib.warehouse import ResponseRow
 from enrichment_pipeline.lib.waterfall import Waterfall
 
@@ -209,7 +210,7 @@ async def _run_provider_level(
                 continue
             fetched = await provider.fetch_domains(client, to_fetch, missing)
             for domain in to_fetch:
-                results = fetched.get(domain, [])
+                results = _readable(provider, domain, fetched.get(domain, []))
                 rows = [_row(provider, endpoint, domain, r, mode, run_id) for endpoint, r in results]
                 payloads = {endpoint: r.payload for endpoint, r in results if r.status == "ok"}
                 on_done(domain, payloads, rows)
@@ -354,6 +355,31 @@ async def fetch_domains(
         seconds=time.perf_counter() - started,
         disabled=disabled,
     )
+
+
+def _readable(
+    provider: Provider, domain: str, results: list[tuple[str, CallResult]]
+) -> list[tuple[str, CallResult]]:
+    """Each `ok` answer that staging could not read becomes a `parse_error` row (with the reason);
+    one bad body never reaches, let alone stops, a later step."""
+    checked: list[tuple[str, CallResult]] = []
+    for endpoint, result in results:
+        if result.status == "ok":
+            problem = answer_problem(provider, endpoint, domain, result.payload)
+            if problem is not None:
+                result = replace(result, status="parse_error", payload=None, detail=problem)
+        checked.append((endpoint, result))
+    ok = {e: r.payload for e, r in checked if r.status == "ok"}
+    if len(ok) > 1:
+        try:
+            provider.extract(domain, ok)
+        except Exception as exc:  # the answers only fail together: none of them is usable
+            detail = f"answers could not be read together ({type(exc).__name__})"
+            checked = [
+                (e, replace(r, status="parse_error", payload=None, detail=detail) if e in ok else r)
+                for e, r in checked
+            ]
+    return checked
 
 
 def _fill(target: dict[str, int], waterfall: Waterfall | None, provider: str, values: dict[str, Any]) -> None:
