@@ -13,6 +13,7 @@ from enrichment_pipeline.lib.fields import FIELD_TYPES
 from enrichment_pipeline.lib.providers.base import Provider
 from enrichment_pipeline.lib.providers.builtwith import groups_from_free_api, technologies_from_domain_api
 from enrichment_pipeline.lib.providers.similarweb import traffic_from_payloads
+from enrichment_pipeline.lib.validation import field_problem
 
 TECH_SCHEMA = {
     "domain": pl.String,
@@ -157,6 +158,9 @@ def answer_problem(provider: Provider, endpoint: str, domain: str, payload: Any)
         json.dumps(payload, allow_nan=True)
         values = provider.extract(domain, {endpoint: payload})
         _fits(values, FIELD_TYPES)
+        problem = field_problem(values)
+        if problem is not None:
+            return f"answer breaks the staging contract: {problem}"
         if provider.name == "builtwith" and endpoint == "domain_api" and isinstance(payload, Mapping):
             for row in technologies_from_domain_api(domain, payload):
                 _fits(row, {k: v for k, v in TECH_SCHEMA.items() if k in row})

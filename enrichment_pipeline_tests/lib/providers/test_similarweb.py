@@ -296,9 +296,15 @@ def test_source_visit_counts_become_shares_of_the_months_total() -> None:
         "meta": _meta(),
         "visits": {
             "acme.com": [
-                {"source_type": "Search", "visits": [{"date": "2026-08-01", "organic": 15000.0, "paid": 3090.6}]},
+                {
+                    "source_type": "Search",
+                    "visits": [{"date": "2026-08-01", "organic": 15000.0, "paid": 3090.6}],
+                },
                 {"source_type": "Direct", "visits": [{"date": "2026-08-01", "organic": 20000.0, "paid": 0}]},
-                {"source_type": "Display Ads", "visits": [{"date": "2026-08-01", "organic": 0, "paid": 1909.4}]},
+                {
+                    "source_type": "Display Ads",
+                    "visits": [{"date": "2026-08-01", "organic": 0, "paid": 1909.4}],
+                },
             ]
         },
     }
