@@ -112,7 +112,7 @@ def test_similarweb_small_site_gaps_unranked_and_shares() -> None:
     assert profile["search_share"] == pytest.approx((sep + oct_) / 2)
 
 
-# --------------------------------------------------------------------------- Clearbit, Apollo, Explorium, Yahoo
+# ------------------------------------------------------------- Clearbit, Apollo, Explorium, Yahoo
 
 
 def test_clearbit_documented_record() -> None:

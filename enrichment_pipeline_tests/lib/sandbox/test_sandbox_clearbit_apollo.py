@@ -178,7 +178,8 @@ def test_apollo_single_enrich_shapes_and_unknown_domains() -> None:
     org = next(a.json()["organization"] for a in answers if a.json())
     for key in (
         "id", "name", "website_url", "primary_domain", "industry", "industries", "secondary_industries",
-        "keywords", "estimated_num_employees", "total_funding", "total_funding_printed", "latest_funding_stage", "founded_year", "publicly_traded_symbol",
+        "keywords", "estimated_num_employees", "total_funding", "total_funding_printed",
+        "latest_funding_stage", "founded_year", "publicly_traded_symbol",
         "publicly_traded_exchange", "country", "city", "state", "technology_names", "current_technologies",
         "short_description", "linkedin_url",
     ):  # fmt: skip
