@@ -330,3 +330,57 @@ def test_a_stored_answer_refused_by_a_contract_makes_the_profile_partial(instanc
     similarweb_status = _statuses(bad_profile)["similarweb"]
     assert similarweb_status["status"] == "refused" and "bounce_rate" in similarweb_status["detail"]
     _assert_checks_passed(result)
+
+
+def test_bodies_that_used_to_crash_the_run_cost_one_row_each(instance, warehouse_url):
+    """Deep nesting, a 5,000-digit integer, wrong types and absurd epochs: one row each, the run goes on."""
+    deep, huge, odd, epochs = BOTH
+    sw = "/v1/website/{}/total-traffic-and-engagement/visits"
+    bodies = {
+        ("/v22/api.json", deep): b"[" * 100_000 + b"]" * 100_000,
+        (
+            sw.format(huge),
+            None,
+        ): b'{"meta": {"status": "Success"}, "visits": [{"date": "2026-08-01", "visits": '
+        + b"9" * 5000
+        + b"}]}",
+        ("/v22/api.json", odd): json.dumps(
+            {"Results": [{"Result": {"Paths": [{"Technologies": [{"Name": ["x"], "FirstDetected": {}}]}]}}]}
+        ).encode(),
+        ("/v22/api.json", epochs): json.dumps(
+            {
+                "Results": [
+                    {
+                        "Result": {
+                            "Paths": [{"Technologies": [{"Name": "Shopify", "FirstDetected": 1e300}]}]
+                        },
+                        "LastIndexed": -(10**30),
+                    }
+                ]
+            }
+        ).encode(),
+    }
+
+    def hostile(request: httpx.Request) -> httpx.Response | None:
+        lookup = request.url.params.get("LOOKUP")
+        body = bodies.get((request.url.path, lookup)) or bodies.get((request.url.path, None))
+        if body is None:
+            return None
+        return httpx.Response(200, content=body, headers={"content-type": "application/json"})
+
+    result = run_pipeline(instance, warehouse_url, BOTH, transport=Recorder(hostile).transport())
+    assert result.success
+
+    raw = read_table(warehouse_url, RAW)
+    status = {(r["provider"], r["endpoint"], r["domain"]): r for r in raw.iter_rows(named=True)}
+    assert status[("builtwith", "domain_api", deep)]["status"] == "parse_error"
+    assert status[("similarweb", "visits", huge)]["status"] == "parse_error"
+    assert status[("builtwith", "domain_api", odd)]["status"] == "not_found"  # no readable technology
+    assert status[("builtwith", "domain_api", epochs)]["status"] == "ok"  # unknown dates, not a crash
+    for row in status.values():
+        if row["status"] == "parse_error":
+            assert row["detail"] and len(row["detail"]) < 200 and row["payload"] is None
+    assert sum(r["status"] == "parse_error" for r in status.values()) == 2
+    profiles = read_table(warehouse_url, PROFILES)
+    assert sorted(profiles["domain"]) == sorted(BOTH)
+    assert profiles.filter(pl.col("domain") == deep)["status"].to_list() == ["partial"]

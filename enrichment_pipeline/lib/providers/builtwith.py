@@ -126,7 +126,7 @@ class BuiltWith(Provider):
         results = body.get("Results")
         if not results:
             return Interpretation("not_found", payload=body, detail="BuiltWith returned no Results")
-        if not any(True for _ in _iter_technologies(body)):
+        if not any(_name(tech.get("Name")) for _, tech in _iter_technologies(body)):
             return Interpretation("not_found", payload=body, detail="BuiltWith returned no technologies")
         return Interpretation("ok", payload=body)
 
