@@ -171,6 +171,9 @@ def answer_problem(provider: Provider, endpoint: str, domain: str, payload: Any)
         if provider.name == "similarweb" and isinstance(payload, Mapping):
             traffic = traffic_from_payloads(domain, {endpoint: payload})
             _fits(traffic, {k: v for k, v in TRAFFIC_SCHEMA.items() if k in traffic})
+            problem = field_problem(traffic)
+            if problem is not None:
+                return f"answer breaks the staging contract: {problem}"
     except Exception as exc:  # any failure is this answer's problem, not the run's
         return _reason(exc)
     return None

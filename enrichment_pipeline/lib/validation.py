@@ -21,6 +21,53 @@ QUARANTINE_SCHEMA = {
 }
 
 
+INF = float("inf")
+# The ranges the ProviderFields contract enforces, in one place: the contract below
+# and the per-answer check at fetch time (`field_problem`) both read them.
+FIELD_BOUNDS: dict[str, tuple[float, float]] = {
+    "employees": (0, 5_000_000),
+    "founded_year": (1600, 2100),
+    "revenue_usd": (0, INF),
+    "revenue_low_usd": (0, INF),
+    "revenue_high_usd": (0, INF),
+    "gross_margin": (-10, 1),
+    "operating_margin": (-100, 1),
+    "market_cap_usd": (0, INF),
+    "total_funding_usd": (0, INF),
+    "tech_spend_usd": (0, INF),
+    "monthly_visits": (0, INF),
+    "bounce_rate": (0, 1),
+    "search_share": (0, 1),
+    "direct_share": (0, 1),
+    "referral_share": (0, 1),
+    "social_share": (0, 1),
+    "pages_per_visit": (0, 1000),
+    "avg_visit_duration_s": (0, INF),
+    "global_rank": (1, INF),
+}
+_COUNTRY = r"^[A-Z]{2}$"
+
+
+def _bounded(name: str) -> Any:
+    low, high = FIELD_BOUNDS[name]
+    return pa.Field(ge=low, nullable=True) if high == INF else pa.Field(ge=low, le=high, nullable=True)
+
+
+def field_problem(values: dict[str, Any]) -> str | None:
+    """The first standard field whose value the ProviderFields contract would refuse, as a reason."""
+    for name, (low, high) in FIELD_BOUNDS.items():
+        value = values.get(name)
+        if value is not None and not (isinstance(value, int | float) and low <= value <= high):
+            return f"{name} out of range ({str(value)[:40]})"
+    naics = values.get("industry_naics")
+    if naics is not None and naics not in _NAICS:
+        return f"industry_naics not a NAICS sector ({str(naics)[:40]})"
+    country = values.get("country")
+    if country is not None and not (isinstance(country, str) and re.match(_COUNTRY, country)):
+        return f"country not ISO alpha-2 ({str(country)[:40]})"
+    return None
+
+
 class BuiltWithTechnology(pa.DataFrameModel):
     domain: str = pa.Field(str_matches=r"^[a-z0-9.-]+$")
     technology: str = pa.Field(str_length={"min_value": 1, "max_value": 200})
@@ -36,13 +83,13 @@ class BuiltWithTechnology(pa.DataFrameModel):
 
 class SimilarWebTraffic(pa.DataFrameModel):
     domain: str = pa.Field(str_matches=r"^[a-z0-9.-]+$", unique=True)
-    monthly_visits: float = pa.Field(ge=0, nullable=True)
-    bounce_rate: float = pa.Field(ge=0, le=1, nullable=True)
-    pages_per_visit: float = pa.Field(ge=0, le=1000, nullable=True)
-    avg_visit_duration_s: float = pa.Field(ge=0, nullable=True)
-    global_rank: int = pa.Field(ge=1, nullable=True)
-    search_share: float = pa.Field(ge=0, le=1, nullable=True)
-    direct_share: float = pa.Field(ge=0, le=1, nullable=True)
+    monthly_visits: float = _bounded("monthly_visits")
+    bounce_rate: float = _bounded("bounce_rate")
+    pages_per_visit: float = _bounded("pages_per_visit")
+    avg_visit_duration_s: float = _bounded("avg_visit_duration_s")
+    global_rank: int = _bounded("global_rank")
+    search_share: float = _bounded("search_share")
+    direct_share: float = _bounded("direct_share")
 
     class Config:
         strict = False
@@ -96,48 +143,6 @@ def split_valid(
 
 _NAICS = ["11", "21", "22", "23", "31-33", "42", "44-45", "48-49", "51", "52", "53", "54", "55", "56", "61",
           "62", "71", "72", "81", "92"]  # fmt: skip
-
-
-INF = float("inf")
-# The ranges the ProviderFields contract enforces, in one place: the contract below
-# and the per-answer check at fetch time (`field_problem`) both read them.
-FIELD_BOUNDS: dict[str, tuple[float, float]] = {
-    "employees": (0, 5_000_000),
-    "founded_year": (1600, 2100),
-    "revenue_usd": (0, INF),
-    "revenue_low_usd": (0, INF),
-    "revenue_high_usd": (0, INF),
-    "gross_margin": (-10, 1),
-    "operating_margin": (-100, 1),
-    "market_cap_usd": (0, INF),
-    "total_funding_usd": (0, INF),
-    "tech_spend_usd": (0, INF),
-    "monthly_visits": (0, INF),
-    "bounce_rate": (0, 1),
-    "search_share": (0, 1),
-    "direct_share": (0, 1),
-}
-_COUNTRY = r"^[A-Z]{2}$"
-
-
-def _bounded(name: str) -> Any:
-    low, high = FIELD_BOUNDS[name]
-    return pa.Field(ge=low, nullable=True) if high == INF else pa.Field(ge=low, le=high, nullable=True)
-
-
-def field_problem(values: dict[str, Any]) -> str | None:
-    """The first standard field whose value the ProviderFields contract would refuse, as a reason."""
-    for name, (low, high) in FIELD_BOUNDS.items():
-        value = values.get(name)
-        if value is not None and not (isinstance(value, int | float) and low <= value <= high):
-            return f"{name} out of range ({str(value)[:40]})"
-    naics = values.get("industry_naics")
-    if naics is not None and naics not in _NAICS:
-        return f"industry_naics not a NAICS sector ({str(naics)[:40]})"
-    country = values.get("country")
-    if country is not None and not (isinstance(country, str) and re.match(_COUNTRY, country)):
-        return f"country not ISO alpha-2 ({str(country)[:40]})"
-    return None
 
 
 class ProviderFields(pa.DataFrameModel):

@@ -171,7 +171,7 @@ def _stage(provider: Provider, endpoint: str, domain: str, payload: Any) -> None
     assert not refused, refused
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated())
 def test_a_mutated_answer_is_one_row_never_a_crash(
     case: tuple[Provider, ProviderRequest, str, bytes, str],
