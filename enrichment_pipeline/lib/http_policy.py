@@ -564,7 +564,7 @@ def _decode(status: int, raw: bytes, content_type: str) -> Any:
         # JSONDecodeError, UnicodeDecodeError, RecursionError (deep nesting),
         # ValueError (an integer of thousands of digits), BodyTooDeep.
         if ok:
-            raise _Final("parse_error", f"undecodable JSON ({exc.__class__.__name__})", status) from None
+            raise _Final("parse_error", f"malformed JSON ({exc.__class__.__name__})", status) from None
         return None
 
 
