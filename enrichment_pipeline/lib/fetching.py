@@ -27,7 +27,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,6 +38,7 @@ from enrichment_pipeline.lib.http_policy import CallResult, ProviderClient, Prov
 from enrichment_pipeline.lib.providers.base import Emit, Provider
 from enrichment_pipeline.lib.redaction import Redactor
 from enrichment_pipeline.lib.settings import ProviderSettings
+from enrichment_pipeline.lib.staging import answer_problem
 from enrichment_pipeline.lib.warehouse import JOURNAL, ResponseRow, current_answers_sql
 from enrichment_pipeline.lib.waterfall import Waterfall
 
@@ -266,9 +267,9 @@ async def _run_provider_level(
     def missing(endpoint: str, domain: str) -> bool:
         return (endpoint, domain) not in fresh
 
-    def emitter(landed: set[tuple[str, str]]) -> Emit:
+    def emitter(landed: dict[tuple[str, str], CallResult]) -> Emit:
         def emit(domain: str, endpoint: str, result: CallResult) -> None:
-            landed.add((domain, endpoint))
+            result = landed[(domain, endpoint)] = _check_answer(provider, endpoint, domain, result)
             land([_row(provider, endpoint, domain, result, mode, run_id)])
 
         return emit
@@ -286,15 +287,20 @@ async def _run_provider_level(
                     on_done(domain, {})
             if not to_fetch:
                 continue
-            landed: set[tuple[str, str]] = set()
+            landed: dict[tuple[str, str], CallResult] = {}
             fetched = await provider.fetch_domains(client, to_fetch, missing, emitter(landed))
             for domain in to_fetch:
-                results = fetched.get(domain, [])
+                results = [
+                    (e, landed.get((domain, e)) or _check_answer(provider, e, domain, r))
+                    for e, r in fetched.get(domain, [])
+                ]
+                results = _check_together(provider, domain, results)
+                # What was not handed over yet, and any answer the check together turned unusable.
                 land(
                     [
                         _row(provider, endpoint, domain, r, mode, run_id)
                         for endpoint, r in results
-                        if (domain, endpoint) not in landed
+                        if landed.get((domain, endpoint)) is not r
                     ]
                 )
                 on_done(domain, {endpoint: r.payload for endpoint, r in results if r.status == "ok"})
@@ -331,6 +337,9 @@ async def fetch_domains(
     domains = list(dict.fromkeys(plan.domains))  # each domain once, whatever the caller passed
     by_name = {p.name: (p, s) for p, s in providers}
     active = set(by_name)
+    if waterfall is not None:
+        # e.g. Apollo's bulk endpoint has no technologies: never wait on it for them.
+        waterfall = waterfall.for_capabilities({n: p.fillable_groups() for n, (p, _) in by_name.items()})
     redactor = redactor or Redactor(s.api_key for _, s in providers)
     lander = _Lander(write, complete, flush_interval_s, progress, len(domains))
     stats: dict[str, ProviderStats] = {name: ProviderStats() for name in by_name}
@@ -338,7 +347,8 @@ async def fetch_domains(
 
     # What each domain already has: providers answered from cache and the groups they fill.
     called: dict[str, set[str]] = {d: set() for d in domains}
-    filled: dict[str, set[str]] = {d: set() for d in domains}
+    # group -> best waterfall position of a provider that filled it (see Waterfall.fill_positions)
+    filled: dict[str, dict[str, int]] = {d: {} for d in domains}
     for name, (provider, _) in by_name.items():
         fresh = plan.fresh.get(name, set())
         cached = plan.cached.get(name, {})
@@ -347,7 +357,7 @@ async def fetch_domains(
             if all((e, domain) in fresh for e in endpoints):
                 called[domain].add(name)
                 stats[name].cache_hits += len(endpoints)
-                filled[domain] |= filled_groups(provider.extract(domain, cached.get(domain, {})))
+                _fill(filled[domain], waterfall, name, provider.extract(domain, cached.get(domain, {})))
 
     outstanding: dict[str, int] = {}  # providers still working on a domain at the current level
     carried: list[str] = []  # domains that may need a later level
@@ -368,7 +378,7 @@ async def fetch_domains(
         def done(domain: str, payloads: dict[str, Any]) -> None:
             called[domain].add(name)
             if payloads:
-                filled[domain] |= filled_groups(provider.extract(domain, payloads))
+                _fill(filled[domain], waterfall, name, provider.extract(domain, payloads))
             outstanding[domain] -= 1
             if outstanding[domain] == 0:
                 settle(domain)
@@ -440,6 +450,49 @@ async def fetch_domains(
         seconds=time.perf_counter() - started,
         disabled=disabled,
     )
+
+
+def _readable(
+    provider: Provider, domain: str, results: list[tuple[str, CallResult]]
+) -> list[tuple[str, CallResult]]:
+    """A domain's answers through both checks the fetcher applies (each on arrival, then together)."""
+    return _check_together(provider, domain, [(e, _check_answer(provider, e, domain, r)) for e, r in results])
+
+
+def _check_answer(provider: Provider, endpoint: str, domain: str, result: CallResult) -> CallResult:
+    """An `ok` answer staging could not read becomes a `parse_error` row (with the reason);
+    one bad body never reaches, let alone stops, a later step."""
+    if result.status == "ok":
+        problem = answer_problem(provider, endpoint, domain, result.payload)
+        if problem is not None:
+            return replace(result, status="parse_error", payload=None, detail=problem)
+    return result
+
+
+def _check_together(
+    provider: Provider, domain: str, checked: list[tuple[str, CallResult]]
+) -> list[tuple[str, CallResult]]:
+    """A domain's `ok` answers that only fail when read together: none of them is usable."""
+    ok = {e: r.payload for e, r in checked if r.status == "ok"}
+    if len(ok) > 1:
+        try:
+            provider.extract(domain, ok)
+        except Exception as exc:
+            detail = f"answers could not be read together ({type(exc).__name__})"
+            checked = [
+                (e, replace(r, status="parse_error", payload=None, detail=detail) if e in ok else r)
+                for e, r in checked
+            ]
+    return checked
+
+
+def _fill(target: dict[str, int], waterfall: Waterfall | None, provider: str, values: dict[str, Any]) -> None:
+    """Record the groups a provider's values fill, at that provider's place in each group's order."""
+    groups = filled_groups(values)
+    if waterfall is None:
+        Waterfall.merge_fills(target, dict.fromkeys(groups, 0))
+    else:
+        Waterfall.merge_fills(target, waterfall.fill_positions(provider, groups))
 
 
 def _count_savings(

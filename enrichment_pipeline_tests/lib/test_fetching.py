@@ -230,6 +230,44 @@ async def test_each_endpoint_is_written_before_the_next_call_of_the_domain() -> 
     assert all(sorted(r.endpoint for r in store.table[d]) == ["first", "second"] for d in DOMAINS[:5])
 
 
+async def test_answers_unreadable_together_are_corrected_after_being_kept(warehouse: Warehouse) -> None:
+    """Each answer is kept as it arrives; if the domain's answers then fail when read together,
+    the rows that were kept as `ok` become `parse_error` rows (the run corrects its own rows)."""
+
+    class Clashing(FakeProvider):
+        def requests_for(self, domain: str):
+            return [
+                ProviderRequest("first", "GET", "/v1/first", {"domain": domain}),
+                ProviderRequest("second", "GET", "/v1/second", {"domain": domain}),
+            ]
+
+        def extract(self, domain: str, payloads: Any) -> dict[str, Any]:
+            if len(payloads) > 1:
+                raise ValueError("these two answers contradict each other")
+            return {}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/second":  # answer once the first answer is kept as `ok`
+            sql = (
+                "SELECT * FROM raw.response_journal WHERE endpoint = 'first' AND domain = ? AND status = 'ok'"
+            )
+            while warehouse.query(sql, [request.url.params["domain"]]).is_empty():
+                await asyncio.sleep(0.005)
+        return ok(request)
+
+    pair = [(Clashing("alpha"), make_settings(name="alpha", base_url="https://alpha.test"))]
+    report = await fetch_domains(
+        pair, FetchPlan(domains=DOMAINS[:3]), write=warehouse.journal_responses,
+        complete=warehouse.complete_responses, mode="sandbox", run_id="run-1",
+        transport=Router(alpha=handler).transport(), flush_interval_s=0.001,
+    )  # fmt: skip
+    rows = warehouse.responses()
+    assert rows.height == 6
+    assert set(rows["status"]) == {"parse_error"}
+    assert set(rows["detail"]) == {"answers could not be read together (ValueError)"}
+    assert report.stats["alpha"].calls == 6
+
+
 async def test_a_long_flush_interval_still_writes_everything_at_the_end() -> None:
     report, store = await run(Router(), flush_interval_s=60)
     assert [kind for kind, _ in store.events] == ["complete", "completed_rows"]  # one transaction

@@ -261,6 +261,17 @@ def test_read_only_lookups_on_a_file_from_before_the_journal(tmp_path: Path) -> 
         assert wh.has_table(JOURNAL)
 
 
+def test_a_run_corrects_its_own_journaled_answer(warehouse: Warehouse) -> None:
+    """An answer found unreadable once its domain was whole replaces the same run's `ok` row;
+    another run's failure never replaces a stored answer."""
+    mine = replace(response_row(status="ok", payload={"v": 1}), run_id="run-1")
+    warehouse.journal_responses([mine])
+    warehouse.journal_responses([replace(response_row(status="error"), run_id="run-2")])
+    assert journal(warehouse)[KEY][0] == "ok"
+    warehouse.journal_responses([replace(response_row(status="parse_error"), run_id="run-1")])
+    assert journal(warehouse)[KEY] == ("parse_error", None)
+
+
 def test_fresh_lookups_read_journaled_answers(warehouse: Warehouse) -> None:
     """What a stopped run received is cache for the next run, newest first."""
     fresh = T0 + timedelta(days=30)

@@ -42,9 +42,13 @@ _UPDATES = ", ".join(f"{c} = excluded.{c}" for c in RESPONSE_SCHEMA if c not in 
 
 
 def _replaces(table: str) -> str:
-    """ON CONFLICT condition: only an answer (ok, not_found) replaces a stored answer."""
+    """ON CONFLICT condition: only an answer (ok, not_found) replaces a stored answer, except
+    the same run's own correction (an answer it found unreadable once the domain was whole)."""
     stored = table.split(".")[-1]
-    return f"excluded.status IN ({_ANSWERED_SQL}) OR {stored}.status NOT IN ({_ANSWERED_SQL})"
+    return (
+        f"excluded.status IN ({_ANSWERED_SQL}) OR {stored}.status NOT IN ({_ANSWERED_SQL}) "
+        f"OR excluded.run_id = {stored}.run_id"
+    )
 
 
 def current_answers_sql(journal: bool = True) -> str:
