@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from enrichment_pipeline.lib import cost, settings
-from enrichment_pipeline.lib.domains import Rejected, normalize_domains, read_domain_file
+from enrichment_pipeline.lib.domains import DomainFileError, Rejected, normalize_domains, read_domain_file
 from enrichment_pipeline.lib.warehouse import Warehouse, WarehouseError, duckdb_path
 
 EXIT_USAGE = 2
@@ -51,11 +51,16 @@ def _collect(domains: Sequence[str], file: str | None) -> tuple[list[str], list[
     raw = list(domains)
     if file:
         try:
-            raw.extend(read_domain_file(file))
+            entries = read_domain_file(file)
         except FileNotFoundError:
             raise UsageError(f"no such file: {file}") from None
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot read {file}: {exc}") from None
+        except DomainFileError as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
+        if not entries:
+            raise UsageError(f"{file}: no domain entries (only blank lines, comments or a header)")
+        raw.extend(entries)
     if not raw:
         raise UsageError("give domains as arguments or with --file PATH")
     return normalize_domains(raw)
