@@ -99,14 +99,19 @@ def _progress_reporter(progress: Progress):
 
 
 def enrich(args: argparse.Namespace) -> int:
-    from enrichment_pipeline.lib.providers.registry import PROVIDER_NAMES
+    from enrichment_pipeline.lib.providers.registry import PROVIDER_NAMES, build_provider
+    from enrichment_pipeline.lib.scoring import load_model
     from enrichment_pipeline.lib.waterfall import load_waterfall
 
-    # Every configuration problem is a usage error before anything runs.
+    # Every configuration problem is a usage error (one line naming the file, exit 2) before
+    # anything runs: settings, the waterfall, each provider's own files, the ICP model.
     mode = settings.enrichment_mode()
-    settings.enabled_providers(PROVIDER_NAMES)
+    enabled = settings.enabled_providers(PROVIDER_NAMES)
     settings.sandbox_epoch()
     load_waterfall().check_providers(PROVIDER_NAMES)
+    for name in enabled:
+        build_provider(name)
+    load_model()
     valid, rejected = _collect(args.domains, args.file)
     for bad in rejected:
         err.print(f"[yellow]invalid[/] {escape(repr(bad.raw))}: {escape(bad.reason)}")
