@@ -31,7 +31,7 @@ test: $(STAMP)
 
 dev: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME)
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_enrich.py

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from enrichment_pipeline.lib import cost, settings
 from enrichment_pipeline.lib.domains import DomainFileError, Rejected, normalize_domains, read_domain_file
+from enrichment_pipeline.lib.redaction import Redactor, shown
 from enrichment_pipeline.lib.warehouse import Warehouse, WarehouseError, duckdb_path
 
 EXIT_USAGE = 2
@@ -64,6 +65,12 @@ def _collect(domains: Sequence[str], file: str | None) -> tuple[list[str], list[
     if not raw:
         raise UsageError("give domains as arguments or with --file PATH")
     return normalize_domains(raw)
+
+
+def _refused(bad: Rejected) -> str:
+    """A refused entry as printed: capped, escaped, every configured secret masked (rich-escaped)."""
+    redactor = Redactor.from_environment()
+    return f"{escape(shown(repr(bad.raw), redactor))}: {escape(shown(bad.reason, redactor))}"
 
 
 def contiguous_ranges(ordered_keys: Sequence[str], wanted: Sequence[str]) -> list[tuple[str, str]]:
@@ -114,7 +121,7 @@ def enrich(args: argparse.Namespace) -> int:
     load_model()
     valid, rejected = _collect(args.domains, args.file)
     for bad in rejected:
-        err.print(f"[yellow]invalid[/] {escape(repr(bad.raw))}: {escape(bad.reason)}")
+        err.print(f"[yellow]invalid[/] {_refused(bad)}")
     if not valid:
         raise UsageError("no valid domain to enrich")
     url = settings.warehouse_url()
@@ -320,7 +327,7 @@ def _print_summary(mode, counts, rejected, totals, seconds, metadata) -> None:
     if counts.get("partial") or counts.get("failed"):
         console.print("Some providers did not answer for some domains; see raw.provider_responses.")
     for bad in rejected:
-        console.print(f"invalid {escape(repr(bad.raw))}: {escape(bad.reason)}")
+        console.print(f"invalid {_refused(bad)}")
 
 
 LEADERBOARD_SQL = """

@@ -115,3 +115,14 @@ def test_the_installed_script_exits_2_on_a_config_error(tmp_path: Path):
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_refused_entries_are_printed_capped_and_redacted(home, monkeypatch, capsys):  # noqa: F811
+    monkeypatch.setenv("BUILTWITH_API_KEY", "SENTINEL-cli-key-42")
+    path = home / "leads.txt"
+    path.write_text("example.com:SENTINEL-cli-key-42\n" + "y" * 3000 + "\n")
+    assert main(["enrich", "--dry-run", "--file", str(path)]) == EXIT_USAGE  # no valid domain
+    out, err = capsys.readouterr()
+    assert "SENTINEL-cli-key-42" not in out + err
+    assert "y" * 300 not in out + err
+    assert "***" in err
