@@ -16,6 +16,14 @@ the same run key. Junk is settled at once: rows `rejected` with the reason,
 files' refused entries in a `.rejected.txt` report next to the moved file,
 and both logged. Junk never becomes a partition.
 
+Files are outside input: only regular files with one link are read (never
+followed through a symbolic link), each on its own, and one that cannot be
+used (a link, a FIFO, over 10 MB, not UTF-8, or any failure while handling it)
+moves to `failed/` with the reason while the tick goes on; if even that move is
+impossible it stays, recorded in the cursor as `stuck`, skipped until it
+changes. Whatever a log line or report quotes of a file's name or entries is
+escaped, capped at 200 characters and masked of every configured secret.
+
 Files are moved rather than remembered in the cursor: the inbox shows what is
 still waiting, the cursor stays small however many files ever arrived, and a
 file dropped again under a used name is read again. The cursor holds only each
@@ -178,10 +186,12 @@ def evaluate_intake(
     stuck = _cursor_part(context.cursor, "stuck")
     seen: dict[str, str] = {}
     still_stuck: dict[str, str] = {}
-    for drop in intake.scan_inbox(inbox)[:MAX_FILES_PER_TICK]:
+    for drop in intake.scan_inbox(inbox):
         if stuck.get(drop.name) == drop.signature:
             still_stuck[drop.name] = drop.signature  # reported when it failed; retried once changed
             continue
+        if len(seen) >= MAX_FILES_PER_TICK:
+            break
         seen[drop.name] = drop.signature
         if previous.get(drop.name) != drop.signature:
             context.log.info(f"{drop.shown}: new or still changing; read when unchanged next tick")
