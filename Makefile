@@ -2,18 +2,20 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+LOCKS := requirements.lock requirements-dev.lock
+STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) pyproject.toml | cksum | cut -d' ' -f1)
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: install run test dev lint bench clean
+.PHONY: install run test dev lint bench clean lock
 
 install: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): $(LOCKS) pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PYTHON=/path/to/python3.11)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -r requirements.lock
+	# Every file checked against the hashes of the locks: a fresh install is the tested one.
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock -r requirements-dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	rm -f $(VENV)/.installed-*
 	touch $@
@@ -29,13 +31,34 @@ test: $(STAMP)
 
 dev: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME)
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_enrich.py
 
 clean:
 	rm -rf data/ .pytest_cache .ruff_cache
+
+# Regenerate the hashed locks after a dependency changed in pyproject.toml (or a merge added one):
+#   make lock                 keep every current pin that still fits, add or drop what changed
+#   make lock UPGRADE=1       move every pin to the newest version the ranges allow
+# requirements.lock is the runtime set (what a deployment installs); requirements-dev.lock adds
+# only the test and lint tools, pinned against it. The resolver lives in .venv-lock/ alone.
+LOCK_VENV := .venv-lock
+UV := $(LOCK_VENV)/bin/uv
+LOCK_FLAGS := --quiet --python-version 3.11 --generate-hashes $(if $(UPGRADE),--upgrade)
+
+$(UV): requirements-resolver.lock
+	test -x $(LOCK_VENV)/bin/python || $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements-resolver.lock
+	@touch $@
+
+lock: $(UV)
+	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) --custom-compile-command "make lock" -o requirements.lock
+	$(UV) pip compile pyproject.toml --extra dev -c requirements.lock $(LOCK_FLAGS) \
+		--custom-compile-command "make lock" \
+		$$(sed -nE 's/^([A-Za-z0-9._-]+)==.*/--no-emit-package \1/p' requirements.lock) \
+		-o requirements-dev.lock
 
 # dbt: the manifest the Dagster code location loads (dbt_models/target/, never committed).
 # Re-parsed only when a file of the dbt project changed; `run`, `test` and `dev` need it.

@@ -19,7 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from enrichment_pipeline.lib import cost, settings
-from enrichment_pipeline.lib.domains import Rejected, normalize_domains, read_domain_file
+from enrichment_pipeline.lib.domains import DomainFileError, Rejected, normalize_domains, read_domain_file
+from enrichment_pipeline.lib.redaction import Redactor, shown
 from enrichment_pipeline.lib.warehouse import Warehouse, WarehouseError, duckdb_path
 
 EXIT_USAGE = 2
@@ -51,14 +52,25 @@ def _collect(domains: Sequence[str], file: str | None) -> tuple[list[str], list[
     raw = list(domains)
     if file:
         try:
-            raw.extend(read_domain_file(file))
+            entries = read_domain_file(file)
         except FileNotFoundError:
             raise UsageError(f"no such file: {file}") from None
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot read {file}: {exc}") from None
+        except DomainFileError as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
+        if not entries:
+            raise UsageError(f"{file}: no domain entries (only blank lines, comments or a header)")
+        raw.extend(entries)
     if not raw:
         raise UsageError("give domains as arguments or with --file PATH")
     return normalize_domains(raw)
+
+
+def _refused(bad: Rejected) -> str:
+    """A refused entry as printed: capped, escaped, every configured secret masked (rich-escaped)."""
+    redactor = Redactor.from_environment()
+    return f"{escape(shown(repr(bad.raw), redactor))}: {escape(shown(bad.reason, redactor))}"
 
 
 def contiguous_ranges(ordered_keys: Sequence[str], wanted: Sequence[str]) -> list[tuple[str, str]]:
@@ -94,17 +106,22 @@ def _progress_reporter(progress: Progress):
 
 
 def enrich(args: argparse.Namespace) -> int:
-    from enrichment_pipeline.lib.providers.registry import PROVIDER_NAMES
+    from enrichment_pipeline.lib.providers.registry import PROVIDER_NAMES, build_provider
+    from enrichment_pipeline.lib.scoring import load_model
     from enrichment_pipeline.lib.waterfall import load_waterfall
 
-    # Every configuration problem is a usage error before anything runs.
+    # Every configuration problem is a usage error (one line naming the file, exit 2) before
+    # anything runs: settings, the waterfall, each provider's own files, the ICP model.
     mode = settings.enrichment_mode()
-    settings.enabled_providers(PROVIDER_NAMES)
+    enabled = settings.enabled_providers(PROVIDER_NAMES)
     settings.sandbox_epoch()
     load_waterfall().check_providers(PROVIDER_NAMES)
+    for name in enabled:
+        build_provider(name)
+    load_model()
     valid, rejected = _collect(args.domains, args.file)
     for bad in rejected:
-        err.print(f"[yellow]invalid[/] {escape(repr(bad.raw))}: {escape(bad.reason)}")
+        err.print(f"[yellow]invalid[/] {_refused(bad)}")
     if not valid:
         raise UsageError("no valid domain to enrich")
     url = settings.warehouse_url()
@@ -313,7 +330,7 @@ def _print_summary(mode, counts, rejected, totals, seconds, metadata) -> None:
     if counts.get("partial") or counts.get("failed"):
         console.print("Some providers did not answer for some domains; see raw.provider_responses.")
     for bad in rejected:
-        console.print(f"invalid {escape(repr(bad.raw))}: {escape(bad.reason)}")
+        console.print(f"invalid {_refused(bad)}")
 
 
 LEADERBOARD_SQL = """

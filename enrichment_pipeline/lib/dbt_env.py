@@ -19,6 +19,10 @@ from enrichment_pipeline.lib.warehouse import DuckDBWarehouse, PostgresWarehouse
 from enrichment_pipeline.lib.warehouse.base import backend_for
 from enrichment_pipeline.lib.warehouse.postgres_backend import PostgresTarget
 
+# dbt masks the value of every `DBT_ENV_SECRET_*` variable in its output (logs, errors, events)
+# and refuses to render one anywhere but profiles.yml, so a model cannot print or store it.
+PASSWORD_VAR = "DBT_ENV_SECRET_PG_PASSWORD"
+
 # Every variable `dbt_env` may set; the others of a previous call are cleared with these.
 DBT_ENV_NAMES = (
     "DBT_TARGET",
@@ -26,9 +30,13 @@ DBT_ENV_NAMES = (
     "DBT_PG_HOST",
     "DBT_PG_PORT",
     "DBT_PG_USER",
-    "DBT_PG_PASSWORD",
+    PASSWORD_VAR,
+    "DBT_PG_PASSWORD",  # the name before the secret convention: never set, cleared if inherited
     "DBT_PG_DATABASE",
     "DBT_PG_SSLMODE",
+    "DBT_PG_SSLROOTCERT",
+    "DBT_PG_SSLCERT",
+    "DBT_PG_SSLKEY",
 )
 
 
@@ -36,8 +44,9 @@ def dbt_env(url: str) -> dict[str, str]:
     """The `DBT_*` variables for the warehouse at `url` (same URL forms as `Warehouse.open`).
 
     DuckDB: `DBT_TARGET=duckdb` and the absolute path of the file. PostgreSQL:
-    `DBT_TARGET=postgres` and host, port, user, password, database (and sslmode
-    when the URL sets one); percent-escapes in the URL are decoded.
+    `DBT_TARGET=postgres` and host, port, user, password (as `DBT_ENV_SECRET_PG_PASSWORD`),
+    database, and the same TLS settings as the warehouse connection (`sslmode`, `require` by
+    default for a remote server, and certificate files); percent-escapes in the URL are decoded.
     """
     backend = backend_for(url)
     if backend is DuckDBWarehouse:
@@ -50,18 +59,20 @@ def dbt_env(url: str) -> dict[str, str]:
             "DBT_PG_HOST": target.host,
             "DBT_PG_PORT": target.port,
             "DBT_PG_USER": target.user or "postgres",
-            "DBT_PG_PASSWORD": str(params.get("password") or ""),
+            PASSWORD_VAR: str(params.get("password") or ""),
             "DBT_PG_DATABASE": target.dbname or target.user or "postgres",
+            "DBT_PG_SSLMODE": target.sslmode or "prefer",
         }
-        if params.get("sslmode"):
-            env["DBT_PG_SSLMODE"] = str(params["sslmode"])
+        for key, value in target.ssl_files.items():
+            if value:
+                env[f"DBT_PG_{key.upper()}"] = value
         return env
     raise WarehouseError(f"no dbt target for {backend.__name__}")  # pragma: no cover
 
 
 def redacted(env: dict[str, str]) -> dict[str, str]:
     """The same variables with the password hidden, for showing which target dbt uses."""
-    return {k: ("***" if k == "DBT_PG_PASSWORD" and v else v) for k, v in env.items()}
+    return {k: ("***" if k == PASSWORD_VAR and v else v) for k, v in env.items()}
 
 
 _ENVIRON_LOCK = threading.Lock()

@@ -3,56 +3,101 @@
 Keys travel in query strings (BuiltWith, SimilarWeb), headers (Apollo) and
 basic auth (Clearbit). Every string that leaves the HTTP policy — log lines,
 exception text, stored payloads, Dagster metadata — passes through a Redactor
-built from the secrets actually in use.
+built from the secrets actually in use; what the intake quotes of outside
+input goes through one built from every secret the environment configures.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import os
+import re
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import unquote
 
 MASK = "***"
+MIN_SECRET_LENGTH = 4
+# What a log line or a report quotes of one outside entry (a refused domain, a file name).
+QUOTE_LIMIT = 200
 
 # httpx logs every request URL (query string and key included) at INFO; httpcore
 # and hpack log headers at DEBUG.
 _NOISY_LOGGERS = ("httpx", "httpcore", "hpack")
 
 
-def _forms(secret: str) -> set[str]:
-    """A secret as written, URL-encoded (as httpx puts it in a query string or
-    an echoing server quotes it back) and inside HTTP basic credentials."""
-    return {
-        secret,
-        quote(secret, safe=""),
-        quote_plus(secret, safe=""),
-        base64.b64encode(f"{secret}:".encode()).decode(),
-    }
+def _char_pattern(ch: str) -> str:
+    """One character of a secret as it may appear: itself (any case), percent-encoded with upper- or
+    lowercase hex, or `+` for a space (form encoding). A server that re-encodes only some characters
+    (`abc%2Fdef`, `abc%2fdef`) is caught as well as a fully encoded or a plain copy."""
+    encoded = "".join(f"%{b:02x}" for b in ch.encode())
+    forms = [re.escape(ch), re.escape(encoded)]
+    if ch == " ":
+        forms.append(r"\+")
+    return "(?:" + "|".join(forms) + ")"
+
+
+def _patterns(secret: str) -> list[str]:
+    """A secret as written or URL-encoded in any mix (see `_char_pattern`), and inside HTTP basic
+    credentials (`user:` base64-encoded, as Clearbit's key travels)."""
+    basic = base64.b64encode(f"{secret}:".encode()).decode()
+    return ["".join(_char_pattern(ch) for ch in secret), re.escape(basic)]
+
+
+# Environment variables whose values are secrets, whatever the component that reads them.
+_SECRET_NAME = re.compile(r"(API_?KEY|PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIALS?)$|^DBT_ENV_SECRET_", re.I)
+# Variables that may hold a URL with a password in it (`scheme://user:password@host`).
+_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^:/@\s]*:([^@\s]+)@", re.I)
+
+
+def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Every secret configured in the environment: the values of `*_API_KEY`, `*_PASSWORD`,
+    `*_SECRET`, `*_TOKEN`, `DBT_ENV_SECRET_*` variables, and the password of any URL variable
+    (`WAREHOUSE_URL=postgresql://user:password@...`), also percent-decoded."""
+    env = os.environ if environ is None else environ
+    found: list[str] = []
+    for name, value in env.items():
+        if not value:
+            continue
+        if _SECRET_NAME.search(name):
+            found.append(value)
+        match = _URL_PASSWORD.match(value.strip())
+        if match:
+            found += [match.group(1), unquote(match.group(1))]
+    return found
 
 
 class Redactor:
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        self._secrets: list[str] = []
+        self._secrets: set[str] = set()
+        self._regex: re.Pattern[str] | None = None
         for secret in secrets:
             self.add(secret)
 
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Redactor:
+        """A redactor of every secret the environment configures (see `environment_secrets`)."""
+        return cls(environment_secrets(environ))
+
     def add(self, secret: str | None) -> None:
-        if secret and len(secret) >= 4:
-            # Longest first so a key that contains another key is masked whole.
-            self._secrets = sorted({*self._secrets, *_forms(secret)}, key=len, reverse=True)
+        if not secret or len(secret) < MIN_SECRET_LENGTH or secret in self._secrets:
+            return
+        self._secrets.add(secret)
+        # Longest first so a key that contains another key is masked whole.
+        patterns = sorted({p for s in self._secrets for p in _patterns(s)}, key=len, reverse=True)
+        self._regex = re.compile("|".join(patterns), re.IGNORECASE)
 
     def text(self, value: str) -> str:
-        for secret in self._secrets:
-            if secret in value:
-                value = value.replace(secret, MASK)
-        return value
+        if self._regex is None:
+            return value
+        return self._regex.sub(MASK, value)
 
     def obj(self, value: Any) -> Any:
-        """Redact every string inside a JSON-like value (keys included)."""
-        if not self._secrets:
+        """Redact every string inside a JSON-like value (keys included); a number that spells a
+        secret (an all-digit key echoed back as a JSON number) becomes the mask too."""
+        if self._regex is None:
             return value
         if isinstance(value, str):
             return self.text(value)
@@ -60,7 +105,34 @@ class Redactor:
             return {self.obj(k): self.obj(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.obj(v) for v in value]
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            text = str(value)
+            return MASK if self.text(text) != text else value
         return value
+
+
+def shown(text: object, redactor: Redactor | None = None, limit: int = QUOTE_LIMIT) -> str:
+    """Outside text as a log line or a report may quote it: secrets masked, control characters and
+    undecodable bytes escaped (no forged lines), at most `limit` characters."""
+    value = str(text)
+    if redactor is not None:
+        value = redactor.text(value)
+    value = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    value = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in value)
+    if len(value) > limit:
+        value = f"{value[:limit]}... ({len(value) - limit} more characters)"
+    return value
+
+
+def hide_header_values(names: Iterable[str]) -> None:
+    """Make `repr()` of httpx headers (a request's, a client's) mask these headers' values, as it
+    masks Authorization. httpx keeps that list in a module set with no public hook; if it moves,
+    the redaction tests say so."""
+    from httpx import _models
+
+    sensitive = getattr(_models, "SENSITIVE_HEADERS", None)
+    if isinstance(sensitive, set):
+        sensitive.update(name.lower() for name in names)
 
 
 class _HttpLogRedaction(logging.Filter):

@@ -50,6 +50,13 @@ from pydantic import (
     model_validator,
 )
 
+from enrichment_pipeline.lib.config_files import (
+    ConfigFileError,
+    StrictLoader,
+    decode_config,
+    read_config_bytes,
+    yaml_problem,
+)
 from enrichment_pipeline.lib.profiles import PROFILE_SCHEMA
 from enrichment_pipeline.lib.units import NAICS_SECTORS
 
@@ -93,8 +100,9 @@ SCORE_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-class ModelError(ValueError):
-    """The ICP model file is invalid; the message says where (file:line: path) and why."""
+class ModelError(ConfigFileError):
+    """The ICP model file is invalid; the message says where (file:line: path) and why, one line
+    per problem. A configuration error: the CLI prints it and exits 2."""
 
 
 class _At(ValueError):
@@ -360,9 +368,9 @@ class IcpModel(_Strict):
 # --------------------------------------------------------------------------- loading
 
 
-class ModelLoader(yaml.SafeLoader):
+class ModelLoader(StrictLoader):
     """YAML 1.2 scalars where 1.1 surprises: only true/false are booleans (so `NO`, Norway,
-    stays a string) and `1e6` is a number, not the string "1e6"."""
+    stays a string) and `1e6` is a number, not the string "1e6". No aliases (`StrictLoader`)."""
 
 
 ModelLoader.yaml_implicit_resolvers = {
@@ -381,6 +389,36 @@ ModelLoader.add_implicit_resolver(
 
 def default_model_path() -> Path:
     return Path(str(resources.files("enrichment_pipeline") / "config" / "icp_model.yaml"))
+
+
+MODELS_DIR_ENV = "ICP_MODELS_DIR"
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}\.ya?ml$")
+
+
+def models_dir(environ: typing.Mapping[str, str] | None = None) -> Path:
+    """Where run config may pick a model from: `ICP_MODELS_DIR`, else the bundled config folder."""
+    env = os.environ if environ is None else environ
+    configured = env.get(MODELS_DIR_ENV, "").strip()
+    return Path(configured) if configured else default_model_path().parent
+
+
+def model_in_dir(name: str, environ: typing.Mapping[str, str] | None = None) -> Path:
+    """The model file `name` inside `models_dir()`; a path, a hidden file, another suffix or a link
+    out of the folder is refused (ModelError), so run config cannot point the loader elsewhere."""
+    folder = models_dir(environ)
+    if not _MODEL_NAME.match(name) or ".." in name:
+        raise ModelError(
+            f"model {name[:100]!r}: give the file name of a .yaml model "
+            f"in {folder} ({MODELS_DIR_ENV}), not a path"
+        )
+    path = folder / name
+    try:
+        inside = path.resolve(strict=True).parent == folder.resolve(strict=True)
+    except OSError:
+        raise ModelError(f"no model {name!r} in {folder} ({MODELS_DIR_ENV})") from None
+    if not inside:
+        raise ModelError(f"model {name!r} links out of {folder}; models must live in that folder")
+    return path
 
 
 def _compose(text: str) -> tuple[yaml.Node | None, Any]:
@@ -486,21 +524,14 @@ def load_model(path: str | Path | None = None) -> IcpModel:
     """Read and validate the model (`path`, else $ICP_MODEL, else the bundled file)."""
     path = Path(path or os.environ.get("ICP_MODEL") or default_model_path())
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read ICP model {path}: {exc.strerror}") from None
+        raw = read_config_bytes(path, "ICP model")
+        text = decode_config(path, raw, "ICP model")
+    except ConfigFileError as exc:
+        raise ModelError(str(exc)) from None
     try:
-        node, data = _compose(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ModelError(f"{path}: not UTF-8 text: {exc.reason}") from None
+        node, data = _compose(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if context and start is not None and (mark is None or start.line != mark.line):
-            problem += f" ({context} at line {start.line + 1})"
-        raise ModelError(f"{where}: not valid YAML: {problem}") from None
+        raise ModelError(yaml_problem(path, exc)) from None
     if node is None or not isinstance(data, dict):
         raise ModelError(f"{path}: expected a mapping at the top level")
     located: list[tuple[int, str]] = [

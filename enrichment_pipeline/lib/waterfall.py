@@ -15,9 +15,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from enrichment_pipeline.lib.config_files import load_yaml
 from enrichment_pipeline.lib.fields import GROUPS
 from enrichment_pipeline.lib.settings import SettingsError
 
@@ -44,6 +44,8 @@ class Waterfall(BaseModel):
     @field_validator("groups")
     @classmethod
     def _known_groups(cls, groups: dict[str, GroupRule]) -> dict[str, GroupRule]:
+        if not groups:
+            raise ValueError(f"at least one field group is needed; known: {', '.join(GROUPS)}")
         unknown = sorted(set(groups) - set(GROUPS))
         if unknown:
             raise ValueError(f"unknown field group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}")
@@ -153,15 +155,13 @@ def default_waterfall_path() -> Path:
 def load_waterfall(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Waterfall:
     env = os.environ if environ is None else environ
     path = Path(path or env.get("WATERFALL_CONFIG") or default_waterfall_path())
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SettingsError(f"cannot read waterfall config {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"{path}: not valid YAML: {exc}") from None
+    data = load_yaml(path, "waterfall config")  # one-line ConfigFileError (a SettingsError)
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: expected a mapping with `groups` at the top level")
     try:
         return Waterfall.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise SettingsError(f"{path}: {where}: {first['msg']}") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"{path}: {where}: {message}") from None

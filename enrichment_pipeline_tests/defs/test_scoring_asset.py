@@ -67,9 +67,16 @@ def _bundled() -> dict[str, Any]:
     return yaml.load(default_model_path().read_text(), Loader=ModelLoader)
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Shared sub-objects written out in full: the model loader refuses aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _write(tmp_path: Path, data: dict[str, Any] | str, name: str = "model.yaml") -> Path:
     path = tmp_path / name
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    path.write_text(data if isinstance(data, str) else yaml.dump(data, Dumper=_NoAliases, sort_keys=False))
     return path
 
 
@@ -91,7 +98,7 @@ def _materialize_scores(
     transport: httpx.AsyncBaseTransport | None = None,
     raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult:
-    config = {"model_path": str(model_path)} if model_path else {}
+    config = {"model": model_path.name} if model_path else {}
     return dg.materialize(
         [icp_scores, scores_in_range],
         instance=instance,
@@ -127,6 +134,8 @@ def test_rescoring_with_another_model_makes_no_provider_call(
     model_path = _strict_model(tmp_path)
     if how == "env":
         monkeypatch.setenv("ICP_MODEL", str(model_path))
+    else:
+        monkeypatch.setenv("ICP_MODELS_DIR", str(tmp_path))
     result = _materialize_scores(
         instance,
         warehouse_url,
@@ -239,11 +248,14 @@ def test_an_old_scores_table_gains_the_new_column(instance, warehouse_url, no_ca
     ]
 
 
-def test_a_bad_model_fails_the_run_naming_file_and_line(instance, warehouse_url, tmp_path, no_calls):
+def test_a_bad_model_fails_the_run_naming_file_and_line(
+    instance, warehouse_url, tmp_path, no_calls, monkeypatch
+):
     _seed(warehouse_url, [_profile("a.com", monthly_visits=1e6)], [])
     text = default_model_path().read_text().replace("family: timing\n", "family: timing\n    weight: 3\n", 1)
     path = _write(tmp_path, text, "bad.yaml")
     line = text.splitlines().index("    weight: 3") + 1
+    monkeypatch.setenv("ICP_MODELS_DIR", str(tmp_path))
     result = _materialize_scores(instance, warehouse_url, model_path=path, raise_on_error=False)
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
@@ -280,3 +292,39 @@ def test_stack_changes_from_the_sandbox_reach_the_scores(instance, warehouse_url
         assert points == (10 if n >= 5 else 7 if n >= 2 else 4), (domain, n)
     for domain in set(domains) - changed:
         assert json.loads(scores[domain]["score_breakdown"])["stack_in_motion"] == 0
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["/etc/passwd", "../../etc/passwd.yaml", "sub/model.yaml", ".hidden.yaml", "model.txt", "outside.yaml"],
+)
+def test_run_config_cannot_point_the_model_loader_outside_the_models_dir(
+    instance, warehouse_url, tmp_path, monkeypatch, name
+):
+    models = tmp_path / "models"
+    models.mkdir()
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("version: SENTINEL-SECRET\n")
+    (models / "outside.yaml").symlink_to(secret)
+    monkeypatch.setenv("ICP_MODELS_DIR", str(models))
+    _seed(warehouse_url, [_profile("a.com", monthly_visits=1e6)], [])
+    result = dg.materialize(
+        [icp_scores],
+        instance=instance,
+        resources={"warehouse": WarehouseResource(url=warehouse_url)},
+        run_config={"ops": {"marts__icp_scores": {"config": {"model": name}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = str(failure.step_failure_data.user_failure_data.description)
+    assert "invalid ICP model" in message and "SENTINEL" not in message
+    assert "not a path" in message or "links out of" in message or "no model" in message
+
+
+def test_old_path_options_are_gone_from_run_config():
+    from enrichment_pipeline.defs.scoring.assets import ScoringConfig
+    from enrichment_pipeline.defs.serving.assets import marts_snapshot
+
+    assert "model_path" not in ScoringConfig.model_fields
+    assert marts_snapshot.op.config_schema is None or "path" not in str(marts_snapshot.op.config_schema)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -75,3 +76,37 @@ def test_keys_are_redacted_everywhere(instance, warehouse_url, monkeypatch, capl
     assert files
     for path in files:
         assert BUILTWITH_KEY.encode() not in path.read_bytes(), path.name
+
+
+ODD_KEY = "Sentinel/Key+9c2e=="  # characters that travel percent-encoded
+
+
+def _echo_reencoded(request: httpx.Request) -> httpx.Response | None:
+    """Servers that quote the key re-encoded their own way: lowercase hex, partly decoded, as a number."""
+    if ECHO_DOMAIN not in str(request.url):
+        return None
+    url = str(request.url)
+    lowered = re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), url)
+    partly = url.replace("%2F", "/")
+    message = f"bad request {lowered} (also {partly}, {url.upper()})"
+    if request.url.path.startswith("/v1/website/"):
+        meta = {"status": "Error", "error_code": 400, "error_message": message}
+        return httpx.Response(400, json={"meta": meta})
+    return httpx.Response(400, json={"Errors": [{"Message": message, "Code": 12345678}]})
+
+
+def test_reencoded_and_numeric_echoes_are_redacted_in_stored_payloads(instance, warehouse_url, monkeypatch):
+    monkeypatch.setenv("BUILTWITH_API_KEY", ODD_KEY)
+    monkeypatch.setenv("SIMILARWEB_API_KEY", "12345678")  # an all-digit key, echoed as a JSON number
+    recorder = Recorder(_echo_reencoded)
+    result = run_pipeline(instance, warehouse_url, DOMAINS, transport=recorder.transport())
+    assert result.success
+    raw = read_table(warehouse_url, "raw.provider_responses")
+    echoed = raw.filter(pl.col("domain") == ECHO_DOMAIN)
+    text = " ".join(echoed["payload"].fill_null("").to_list() + echoed["detail"].fill_null("").to_list())
+    assert MASK in text
+    lowered = text.lower()
+    for form in ("sentinel/key", "sentinel%2fkey", "key+9c2e", "key%2b9c2e", "12345678"):
+        assert form not in lowered, form
+    events = "".join(dg.serialize_value(e) for e in instance.all_logs(result.run_id)).lower()
+    assert "sentinel%2fkey" not in events and "sentinel/key" not in events

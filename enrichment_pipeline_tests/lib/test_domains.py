@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import os
 import pickle
 import re
 from pathlib import Path
@@ -12,11 +14,15 @@ from hypothesis import strategies as st
 
 from enrichment_pipeline.lib import domains
 from enrichment_pipeline.lib.domains import (
+    MAX_FILE_BYTES,
+    SNIFF_BYTES,
+    DomainFileError,
     InvalidDomain,
     Rejected,
     normalize_domain,
     normalize_domains,
     read_domain_file,
+    sniff_delimiter,
 )
 
 SAMPLE_FILE = Path(domains.__file__).resolve().parents[1] / "data" / "sample_domains.txt"
@@ -379,3 +385,94 @@ def test_normalize_domains_partitions_every_input(raws: list[str]) -> None:
     accepted, rejected = normalize_domains(raws)
     assert accepted == expected_accepted
     assert [r.raw for r in rejected] == expected_rejected
+
+
+# --- hostile files -----------------------------------------------------------------------------------
+
+
+def _crafted_csv(lines: int = 50, width: int = 6000) -> str:
+    """The shape that sends `csv.Sniffer` into cubic backtracking: 300 KB took minutes."""
+    return "\n".join("," + " " * width + '"' for _ in range(lines)) + "\nstripe.com\n"
+
+
+def test_crafted_csv_is_read_without_the_stdlib_sniffer(tmp_path: Path, monkeypatch) -> None:
+    def quadratic(*_args, **_kwargs):
+        raise AssertionError("csv.Sniffer is quadratic on crafted input; use sniff_delimiter")
+
+    monkeypatch.setattr(csv.Sniffer, "sniff", quadratic)
+    path = tmp_path / "crafted.csv"
+    path.write_text(_crafted_csv())
+    assert path.stat().st_size > 300_000
+    entries = read_domain_file(path)
+    assert entries[-1] == "stripe.com"
+
+
+@pytest.mark.parametrize(
+    ("sample", "expected"),
+    [
+        ("name,website\nA,a.com\n", ","),
+        ("name;website\nA;a.com\n", ";"),
+        ("name\twebsite\nA\ta.com\n", "\t"),
+        ('name;website\n"A, Inc.";a.com\n"B, Ltd";b.com\n', ";"),  # commas inside quotes don't count
+        ("website\na.com\nb.com\n", ","),  # one column
+        ("", ","),
+        ("a,b;c\nd;e\nf;g\n", ";"),  # found on more lines wins
+    ],
+)
+def test_sniff_delimiter(sample: str, expected: str) -> None:
+    assert sniff_delimiter(sample) == expected
+
+
+def test_delimiter_is_guessed_from_the_first_64_kb_only(tmp_path: Path) -> None:
+    # Semicolon rows first; a long comma tail must not change the guess (nor cost a pass over it).
+    head = "name;website\n" + "".join(f"N{i};n{i}.com\n" for i in range(6000))
+    assert len(head) > SNIFF_BYTES
+    path = tmp_path / "big.csv"
+    path.write_text(head + "".join(f"x{i},y,z\n" for i in range(20000)))
+    entries = read_domain_file(path)
+    assert entries[:2] == ["n0.com", "n1.com"]
+
+
+def test_file_over_the_size_cap_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    path = tmp_path / "huge.txt"
+    path.write_text("stripe.com\n" * 1000)
+    with pytest.raises(DomainFileError, match=r"huge\.txt: larger than 100 bytes"):
+        read_domain_file(path, max_bytes=100)
+    assert MAX_FILE_BYTES == 10 * 1024 * 1024  # documented in the README
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_is_refused_instead_of_hanging(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    with pytest.raises(DomainFileError, match="not a regular file"):
+        read_domain_file(fifo)
+
+
+def test_device_is_refused(tmp_path: Path) -> None:
+    link = tmp_path / "zero.txt"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(DomainFileError, match="not a regular file"):
+        read_domain_file(link)
+
+
+def test_symlink_refused_when_links_are_not_followed(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SENTINEL-SECRET-1234\n")
+    link = tmp_path / "inbox.txt"
+    link.symlink_to(secret)
+    assert read_domain_file(link) == ["SENTINEL-SECRET-1234"]  # the CLI follows links the user gives
+    with pytest.raises(DomainFileError, match="symbolic link") as error:
+        read_domain_file(link, follow_symlinks=False)
+    assert "SENTINEL" not in str(error.value)
+    hard = tmp_path / "hard.txt"
+    os.link(secret, hard)
+    with pytest.raises(DomainFileError, match="hard links"):
+        read_domain_file(hard, follow_symlinks=False)
+
+
+def test_bad_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(b"stripe.com\nm\xfcller.de\n")
+    with pytest.raises(DomainFileError, match=r"latin1\.txt: not valid UTF-8 text \(byte 0xfc on line 2\)"):
+        read_domain_file(path)

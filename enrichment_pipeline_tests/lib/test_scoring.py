@@ -67,9 +67,16 @@ def score(*rows: dict[str, Any], model: IcpModel = MODEL) -> list[dict[str, Any]
     return score_profiles(profiles(*rows), model, SCORED_AT).to_dicts()
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Shared sub-objects written out in full: the model loader refuses aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def write_model(tmp_path: Path, data: Any, name: str = "model.yaml") -> Path:
     path = tmp_path / name
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    path.write_text(data if isinstance(data, str) else yaml.dump(data, Dumper=_NoAliases, sort_keys=False))
     return path
 
 

@@ -17,6 +17,7 @@ from enrichment_pipeline.lib.scoring import (
     SIGNAL_FAMILIES,
     ModelError,
     load_model,
+    model_in_dir,
     score_profiles,
     with_recent_tech_changes,
 )
@@ -26,7 +27,11 @@ SCORES_TABLE = "marts.icp_scores"
 
 
 class ScoringConfig(dg.Config):
-    model_path: str | None = None  # default: ICP_MODEL, else the bundled model
+    """Re-score with another model from the launchpad: `model` is a file NAME in the models
+    directory (`ICP_MODELS_DIR`, default the bundled config folder), never a path, so whoever can
+    launch a run reads no other file the worker can. Unset: `ICP_MODEL`, else the bundled model."""
+
+    model: str | None = None
 
 
 def _add_missing_columns(wh, table: str, schema: dict[str, pl.DataType]) -> list[str]:
@@ -55,7 +60,7 @@ def _add_missing_columns(wh, table: str, schema: dict[str, pl.DataType]) -> list
 def icp_scores(config: ScoringConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Score 0-100, tier, per-criterion breakdown, reasons and budget/pain/timing signals."""
     try:
-        model = load_model(config.model_path)
+        model = load_model(model_in_dir(config.model) if config.model else None)
     except ModelError as exc:
         raise dg.Failure(description=f"invalid ICP model:\n{exc}") from None
     scored_at = datetime.now(UTC)

@@ -6,7 +6,6 @@ so BI tools reading the serving file never wait for, nor block, the pipeline.
 """
 
 import time
-from pathlib import Path
 
 import dagster as dg
 
@@ -31,22 +30,20 @@ DBT_MART_KEYS = [
 ]
 
 
-class ServingConfig(dg.Config):
-    path: str | None = None  # default: SERVING_DUCKDB, else serving.duckdb next to the warehouse file
-
-
 @dg.asset(
     key=SERVING_KEY,
     deps=[PROFILES_KEY, icp_scores, tech_changes, *DBT_MART_KEYS],
     group_name="serving",
     kinds={"duckdb"},
 )
-def marts_snapshot(
-    context: dg.AssetExecutionContext, config: ServingConfig, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
-    """Every `marts` table (Python and dbt) copied to the serving DuckDB file, swapped in atomically."""
+def marts_snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Every `marts` table (Python and dbt) copied to the serving DuckDB file, swapped in atomically.
+
+    The file is where the operator says (`SERVING_DUCKDB`, else next to the warehouse file), never
+    where a run's config says: whoever can launch a run must not be able to replace any file the
+    worker can write."""
     url = warehouse.resolved_url()
-    path = serving.serving_path(url) if config.path is None else Path(config.path)
+    path = serving.serving_path(url)
     started = time.perf_counter()
     with warehouse.open() as wh:
         counts = serving.publish(wh, path)

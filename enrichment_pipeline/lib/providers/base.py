@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from enrichment_pipeline.lib.redaction import MASK, hide_header_values
+
 if TYPE_CHECKING:
     from enrichment_pipeline.lib.http_policy import CallResult, ProviderClient
 
@@ -82,11 +84,21 @@ class Interpretation:
 
 @dataclass(frozen=True)
 class Auth:
-    """Where a provider wants its key."""
+    """Where a provider wants its key. Its repr shows where, never the key."""
 
     params: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     basic_user: str | None = None
+
+    def __post_init__(self) -> None:
+        # httpx shows header values in `repr(headers)` except Authorization's: mask ours too.
+        hide_header_values(self.headers)
+
+    def __repr__(self) -> str:
+        params = {k: MASK for k in self.params}
+        headers = {k: MASK for k in self.headers}
+        basic = MASK if self.basic_user else None
+        return f"Auth(params={params}, headers={headers}, basic_user={basic})"
 
 
 class Provider(ABC):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import Path
 
+from enrichment_pipeline.lib.config_files import ConfigFileError
 from enrichment_pipeline.lib.providers.apollo import Apollo
 from enrichment_pipeline.lib.providers.base import Provider
 from enrichment_pipeline.lib.providers.builtwith import BuiltWith
@@ -52,11 +54,15 @@ def build_provider(name: str, environ: Mapping[str, str] | None = None) -> Provi
             return Explorium(batch_size=_int(env, "EXPLORIUM_BATCH_SIZE", 50))
         if name == "yahoo":
             path = env.get("YAHOO_TICKERS_PATH", "").strip() or None
+            if path is not None and not Path(path).is_file():
+                raise SettingsError(f"YAHOO_TICKERS_PATH {path}: no such file (a domain,ticker CSV)")
             if enrichment_mode(env) == "sandbox":
                 from enrichment_pipeline.lib.sandbox.yahoo import SandboxFinanceSource
 
                 return Yahoo(source=SandboxFinanceSource(tickers_path=path), tickers_path=path)
             return Yahoo(tickers_path=path)
+    except ConfigFileError as exc:
+        raise SettingsError(f"{name}: {exc}") from None  # names the file (and YAHOO_TICKERS_PATH)
     except ValueError as exc:
         if isinstance(exc, SettingsError):
             raise

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -44,6 +45,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+from enrichment_pipeline.lib.config_files import read_config_text
 from enrichment_pipeline.lib.domains import InvalidDomain, normalize_domain
 from enrichment_pipeline.lib.http_policy import CallResult
 from enrichment_pipeline.lib.providers.base import (
@@ -217,24 +219,23 @@ def load_tickers(path: str | Path) -> dict[str, str]:
     """
     path = Path(path)
     mapping: dict[str, str] = {}
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        for line_no, row in enumerate(csv.reader(handle), start=1):
-            cells = [cell.strip() for cell in row]
-            if not any(cells) or cells[0].startswith("#"):
-                continue
-            if [c.lower() for c in cells[:2]] == ["domain", "ticker"]:
-                continue
-            if len(cells) < 2 or not cells[1]:
-                raise ValueError(f"{path}:{line_no}: expected 'domain,ticker', got {row!r}")
-            try:
-                domain = normalize_domain(cells[0])
-            except InvalidDomain as exc:
-                raise ValueError(f"{path}:{line_no}: {exc}") from None
-            if mapping.get(domain, cells[1]) != cells[1]:
-                raise ValueError(
-                    f"{path}:{line_no}: {domain} is mapped twice ({mapping[domain]}, {cells[1]})"
-                )
-            mapping[domain] = cells[1]
+    # Regular file, size cap, UTF-8: a ConfigFileError naming the file otherwise.
+    text = read_config_text(path, "ticker map")
+    for line_no, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        cells = [cell.strip() for cell in row]
+        if not any(cells) or cells[0].startswith("#"):
+            continue
+        if [c.lower() for c in cells[:2]] == ["domain", "ticker"]:
+            continue
+        if len(cells) < 2 or not cells[1]:
+            raise ValueError(f"{path}:{line_no}: expected 'domain,ticker', got {row!r}")
+        try:
+            domain = normalize_domain(cells[0])
+        except InvalidDomain as exc:
+            raise ValueError(f"{path}:{line_no}: {exc}") from None
+        if mapping.get(domain, cells[1]) != cells[1]:
+            raise ValueError(f"{path}:{line_no}: {domain} is mapped twice ({mapping[domain]}, {cells[1]})")
+        mapping[domain] = cells[1]
     return mapping
 
 

@@ -12,8 +12,9 @@ The password in the URL never reaches an exception message, `url` or `repr`.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
@@ -31,6 +32,9 @@ from enrichment_pipeline.lib.warehouse.schema import (
     quoted_columns,
 )
 
+# libpq's values; `require` encrypts, `verify-ca` / `verify-full` also check the certificate
+# (and, for verify-full, that it names the host): use verify-full for a server across a network.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2", "postgres+psycopg")
 CONNECT_TIMEOUT_S = 10
 APPLICATION_NAME = "enrichment_pipeline"
@@ -101,7 +105,7 @@ def pyformat(sql: str) -> str:
 class PostgresTarget:
     """A parsed PostgreSQL URL: what to connect with, and what may be shown (no password)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, environ: Mapping[str, str] | None = None) -> None:
         scheme, _, rest = url.partition("://")
         # SQLAlchemy-style driver suffixes name a Python driver, not a server: psycopg 3 it is.
         self.conninfo = f"postgresql://{rest}"
@@ -121,6 +125,26 @@ class PostgresTarget:
             for k, v in (("connect_timeout", CONNECT_TIMEOUT_S), ("application_name", APPLICATION_NAME))
             if k not in params
         }
+        env = os.environ if environ is None else environ
+        self.sslmode = self._sslmode(params, env)
+        if "sslmode" not in params and self.sslmode is not None:
+            self.defaults["sslmode"] = self.sslmode
+        # Certificate files for verify-ca / verify-full (URL parameters, else libpq's PGSSL* variables).
+        self.ssl_files = {
+            key: str(params.get(key) or env.get(f"PG{key.upper()}", ""))
+            for key in ("sslrootcert", "sslcert", "sslkey")
+        }
+
+    def _sslmode(self, params: dict[str, Any], environ: Mapping[str, str]) -> str | None:
+        """The URL's `sslmode`, else libpq's `PGSSLMODE`, else `require` for a server that is not on
+        this machine: libpq's own default (`prefer`) falls back to plaintext and checks no
+        certificate, so a password could cross the network in clear. None: libpq decides."""
+        mode = str(params.get("sslmode") or environ.get("PGSSLMODE", "")).strip() or None
+        if mode is not None and mode not in SSL_MODES:
+            raise WarehouseError(f"sslmode must be one of {', '.join(SSL_MODES)}, not {mode[:40]!r}")
+        if mode is None and not _is_local(self.host):
+            mode = "require"
+        return mode
 
     @property
     def where(self) -> str:
@@ -136,6 +160,14 @@ class PostgresTarget:
         for secret in sorted(self._secrets, key=len, reverse=True):
             text = text.replace(secret, "***")
         return text
+
+
+def _is_local(hosts: str) -> bool:
+    """Every host of a (possibly comma-separated) host list is this machine or a Unix socket."""
+    return all(
+        not h or h.startswith("/") or h == "localhost" or h.startswith("127.") or h == "::1"
+        for h in (part.strip().strip("[]") for part in hosts.split(","))
+    )
 
 
 def _password_forms(rest: str) -> set[str]:
