@@ -18,10 +18,11 @@ $(STAMP): requirements.lock pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# One summary and the top of the leaderboard; dbt's log is in data/logs/dbt.log (`enrich --verbose` prints it).
 run: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME)
-	$(BIN)/enrichment-pipeline enrich --file enrichment_pipeline/data/sample_domains.txt
-	$(BIN)/enrichment-pipeline scores --top 100
+	@$(BIN)/enrichment-pipeline enrich --file enrichment_pipeline/data/sample_domains.txt
+	@$(BIN)/enrichment-pipeline scores --top 10
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -235,15 +235,20 @@ async def fetch_domains(
     progress: Progress | None = None,
     logger: logging.Logger | None = None,
     flush_every: int = 200,
+    stats: dict[str, ProviderStats] | None = None,
 ) -> FetchReport:
-    """Enrich `plan.domains`; without a waterfall every provider is called for every domain."""
+    """Enrich `plan.domains`; without a waterfall every provider is called for every domain.
+
+    `stats`, when given, is filled with each provider's accounting and updated as
+    calls are made (a progress display reads it while the run goes on)."""
     started = time.perf_counter()
     domains = list(dict.fromkeys(plan.domains))  # each domain once, whatever the caller passed
     by_name = {p.name: (p, s) for p, s in providers}
     active = set(by_name)
     redactor = redactor or Redactor(s.api_key for _, s in providers)
     assembler = _Assembler(write, flush_every, progress, len(domains))
-    stats: dict[str, ProviderStats] = {name: ProviderStats() for name in by_name}
+    stats = {} if stats is None else stats
+    stats.update({name: ProviderStats() for name in by_name})
     disabled: dict[str, str] = {}
 
     # What each domain already has: providers answered from cache and the groups they fill.

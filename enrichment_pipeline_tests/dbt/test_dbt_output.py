@@ -29,7 +29,7 @@ def failure_description(result: dg.ExecuteInProcessResult) -> str:
     return failures[0].step_failure_data.user_failure_data.description
 
 
-def test_build_log_goes_to_a_file_and_the_counts_to_metadata(tmp_path, dbt_marts, capsys):
+def test_build_log_goes_to_a_file_and_the_counts_to_metadata(tmp_path, dbt_marts, dbt_manifest, capsys):
     url = f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
     warehouse_data.fill(url)
     log = tmp_path / "logs" / "dbt.log"
@@ -43,11 +43,13 @@ def test_build_log_goes_to_a_file_and_the_counts_to_metadata(tmp_path, dbt_marts
     assert "OK created sql table model marts.dim_company" in text
     assert "\x1b[" not in text  # no colour codes in the file
     metadata = build_metadata(first)
-    assert metadata["dbt_models"] == 12
-    assert metadata["dbt_tests"] == metadata["dbt_tests_passed"] == 62
+    kinds = [node["resource_type"] for node in dbt_manifest["nodes"].values()]
+    models, tests = kinds.count("model"), kinds.count("test")
+    assert metadata["dbt_models"] == models == 12
+    assert metadata["dbt_tests"] == metadata["dbt_tests_passed"] == tests
     assert metadata["dbt_tests_failed"] == metadata["dbt_models_failed"] == 0
     assert metadata["dbt_log"] == str(log)
-    assert metadata["dbt_summary"].startswith("marts: 12 models, 62 tests passed in ")
+    assert metadata["dbt_summary"].startswith(f"marts: 12 models, {tests} tests passed in ")
     # Every dbt model's materialization carries them (whichever one a person opens in the UI).
     assert all("dbt_summary" in e.materialization.metadata for e in first.get_asset_materialization_events())
 
