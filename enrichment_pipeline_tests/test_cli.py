@@ -68,7 +68,7 @@ def in_enriched(enriched: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
 
 
 def _summary_value(out: str, label: str) -> str:
-    match = re.search(rf"{re.escape(label)}\s*│\s*([\d.]+)", out)
+    match = re.search(rf"(?:^|· |  ){re.escape(label)} ([\d.]+)", out, re.MULTILINE)
     assert match, f"no {label!r} row in:\n{out}"
     return match.group(1)
 
@@ -92,6 +92,25 @@ def test_enrich_prints_the_summary(enriched):
     # Default places: the sandbox warehouse and the Dagster home given.
     assert (directory / "data" / "sandbox.duckdb").is_file()
     assert (directory / "dagster" / "dagster.yaml").is_file()
+
+
+def test_enrich_output_is_short_and_ends_with_what_to_do_next(enriched):
+    directory, out, err = enriched
+    lines = out.strip().splitlines()
+    # dbt's own log is in the file, the terminal gets one line for the whole build.
+    assert "START sql" not in out + err and "PASS" not in out
+    marts = next(line for line in lines if line.startswith("marts: "))
+    assert re.fullmatch(r"marts: 12 models, \d+ tests passed in [\d.]+ s — log: data/logs/dbt\.log", marts)
+    assert "OK created sql table model marts.dim_company" in (directory / "data/logs/dbt.log").read_text()
+    # Each provider called: its HTTP latency and, apart from it, the wait for a rate-limit slot.
+    builtwith = next(line for line in lines if line.strip().startswith("builtwith "))
+    assert re.search(r"\d+ calls · latency p50 [\d.]+ m?s, p95 [\d.]+ m?s · rate-limit wait p50 ", builtwith)
+    # What to do next: the UI, the leaderboard, the serving file.
+    tail = "\n".join(lines[lines.index("next:") :])
+    assert "make dev" in tail and "http://127.0.0.1:3000" in tail
+    assert "scores --top 25" in tail
+    assert "data/serving.duckdb" in tail
+    assert len(lines) <= 15, out
 
 
 def test_second_enrich_makes_no_provider_calls(in_enriched, capsys):

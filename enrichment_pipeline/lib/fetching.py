@@ -171,6 +171,7 @@ def _row(provider: Provider, endpoint: str, domain: str, result: CallResult, mod
         expires_at=expires_at(provider, result.status, now),
         attempts=result.attempts,
         latency_ms=result.latency_ms,
+        wait_ms=result.wait_ms,
         cost_usd=result.cost,
         mode=mode,
         run_id=run_id,

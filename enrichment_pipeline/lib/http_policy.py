@@ -64,12 +64,17 @@ class ProviderStats:
     cost: float = 0.0
     statuses: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    # One HTTP round trip (or library call) per attempt sent: how fast the provider answers.
     latencies_ms: list[float] = field(default_factory=list)
+    # Per call, the time it waited before it could be sent (rate-limit slot, a pause the
+    # provider asked for): how tight the limit is. Retry backoff is in neither.
+    waits_ms: list[float] = field(default_factory=list)
 
-    def percentile(self, q: float) -> float | None:
-        if not self.latencies_ms:
+    def percentile(self, q: float, samples: list[float] | None = None) -> float | None:
+        values = self.latencies_ms if samples is None else samples
+        if not values:
             return None
-        ordered = sorted(self.latencies_ms)
+        ordered = sorted(values)
         rank = math.ceil(round(q * len(ordered), 9))  # nearest rank, 1-based
         return round(ordered[min(len(ordered), max(1, rank)) - 1], 1)
 
@@ -85,6 +90,8 @@ class ProviderStats:
             "errors": dict(self.errors),
             "latency_p50_ms": self.percentile(0.50),
             "latency_p95_ms": self.percentile(0.95),
+            "wait_p50_ms": self.percentile(0.50, self.waits_ms),
+            "wait_p95_ms": self.percentile(0.95, self.waits_ms),
         }
 
 
@@ -97,8 +104,9 @@ class CallResult:
     payload: Any
     detail: str | None
     attempts: int
-    latency_ms: float
+    latency_ms: float  # the HTTP round trips of the attempts sent, nothing else
     cost: float
+    wait_ms: float = 0.0  # waited for a rate-limit slot or a provider's pause before sending
 
 
 class _Retryable(Exception):
@@ -329,8 +337,9 @@ class ProviderClient:
                 )
             return self._result("provider_unavailable", None, None, "circuit breaker open", 0, 0.0)
 
-        started = time.perf_counter()
         attempts = 0
+        round_trips = 0.0  # seconds inside HTTP exchanges
+        waited = 0.0  # seconds waiting for the first answer, a provider's pause, a rate-limit slot
         try:
             retrying = AsyncRetrying(
                 stop=stop_after_attempt(self.settings.max_attempts),
@@ -345,7 +354,10 @@ class ProviderClient:
                         raise _Final(
                             "quota_exhausted", f"daily quota of {self.settings.daily_quota} calls reached"
                         )
+                    queued = time.perf_counter()
                     first = await self._pace()
+                    sent = time.perf_counter()
+                    waited += sent - queued
                     attempts += 1  # calls actually sent: these are what cost and count
                     try:
                         if request.call is not None:
@@ -353,32 +365,37 @@ class ProviderClient:
                         else:
                             http_status, body = await self._attempt(request)
                     finally:
+                        round_trip = time.perf_counter() - sent
+                        round_trips += round_trip
+                        self.stats.latencies_ms.append(round_trip * 1000)
                         if first:
                             self._first_answer.set()
         except _Retryable as exc:
-            latency = (time.perf_counter() - started) * 1000
+            latency, wait = round_trips * 1000, waited * 1000
             self.stats.errors[exc.kind] += 1
             if exc.kind == "rate_limited":
                 self._breaker.success()  # the provider answered; it is throttling, not down
-                return self._result("rate_limited", exc.http_status, None, exc.detail, attempts, latency)
+                return self._result(
+                    "rate_limited", exc.http_status, None, exc.detail, attempts, latency, wait
+                )
             self._breaker.failure()
             detail = f"{exc.detail} after {attempts} attempt(s)"
-            return self._result("error", exc.http_status, None, detail, attempts, latency)
+            return self._result("error", exc.http_status, None, detail, attempts, latency, wait)
         except _Final as exc:
-            latency = (time.perf_counter() - started) * 1000
+            latency, wait = round_trips * 1000, waited * 1000
             self.stats.errors[exc.status] += 1
             if exc.status != "quota_exhausted":
                 self._breaker.success()  # the provider answered
             elif probing:
                 self._breaker.release()  # no call was made, so no verdict on the provider
-            return self._result(exc.status, exc.http_status, None, exc.detail, attempts, latency)
+            return self._result(exc.status, exc.http_status, None, exc.detail, attempts, latency, wait)
         except BaseException:
             if probing:
                 self._breaker.release()  # cancelled or crashed mid-probe: never wedge the breaker
             raise
 
         self._breaker.success()
-        latency = (time.perf_counter() - started) * 1000
+        latency, wait = round_trips * 1000, waited * 1000
         verdict = self.provider.interpret(request, http_status, body) or _default_reading(http_status, body)
         if verdict.fallback is not None and not _fallback:
             self._log.info("%s: %s", self.provider.name, self.redactor.text(verdict.detail or "fallback"))
@@ -391,10 +408,13 @@ class ProviderClient:
                 attempts + follow.attempts,
                 latency + follow.latency_ms,
                 self._cost(attempts) + follow.cost,
+                wait + follow.wait_ms,
             )
         if verdict.status == "auth_failed":
             self._disable(http_status)
-        return self._result(verdict.status, http_status, verdict.payload, verdict.detail, attempts, latency)
+        return self._result(
+            verdict.status, http_status, verdict.payload, verdict.detail, attempts, latency, wait
+        )
 
     def _disable(self, http_status: int | None) -> None:
         if self._auth_failed is None:
@@ -416,10 +436,11 @@ class ProviderClient:
         detail: str | None,
         attempts: int,
         latency_ms: float,
+        wait_ms: float = 0.0,
     ) -> CallResult:
         self.stats.statuses[status] += 1
         if attempts:
-            self.stats.latencies_ms.append(latency_ms)
+            self.stats.waits_ms.append(wait_ms)
         return CallResult(
             status=status,
             http_status=http_status,
@@ -428,6 +449,7 @@ class ProviderClient:
             attempts=attempts,
             latency_ms=round(latency_ms, 2),
             cost=self._cost(attempts),
+            wait_ms=round(wait_ms, 2),
         )
 
     def _cost(self, attempts: int) -> float:
