@@ -190,6 +190,92 @@ def test_enrich_of_non_contiguous_partitions(in_enriched, capsys):
     assert _summary_value(out, "provider calls") == "0"
 
 
+def test_verbose_prints_dbt_log_and_dagster_events(in_enriched, capsys):
+    assert main(["enrich", *DOMAINS, "--verbose"]) == 0
+    captured = capsys.readouterr()
+    assert "OK created sql table model marts.dim_company" in captured.out
+    assert re.search(r"^marts: 12 models, \d+ tests passed", captured.out, re.MULTILINE)
+
+
+def test_live_mode_without_any_key_can_call_nothing(home, monkeypatch, capsys):
+    monkeypatch.setenv("ENRICHMENT_MODE", "live")  # builtwith and similarweb only, and no key
+    assert main(["enrich", DOMAINS[0]]) == 2
+    err = capsys.readouterr().err
+    assert "no provider can be called" in err
+    assert "BUILTWITH_API_KEY" in err and "SIMILARWEB_API_KEY" in err
+    assert "ENRICHMENT_MODE=sandbox" in err
+    assert "Traceback" not in err
+    assert not (home / "data").exists(), "nothing should run"
+
+
+def test_live_mode_without_keys_says_so_up_front(home, monkeypatch, capsys):
+    monkeypatch.setenv("ENRICHMENT_MODE", "live")
+    monkeypatch.setenv("ENRICHMENT_PROVIDERS", "builtwith,yahoo")  # Yahoo Finance needs no key
+    # --dry-run: the warning comes before anything else, and no provider is called.
+    assert main(["enrich", DOMAINS[0], "--dry-run"]) == 0
+    first = capsys.readouterr().err.strip().splitlines()[0]
+    assert "live mode with no API key set" in first
+    assert "only yahoo" in first and "BUILTWITH_API_KEY" in first
+
+
+def test_live_mode_with_some_keys_names_the_skipped(home, monkeypatch, capsys):
+    monkeypatch.setenv("ENRICHMENT_MODE", "live")
+    monkeypatch.setenv("BUILTWITH_API_KEY", "k")
+    assert main(["enrich", DOMAINS[0], "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "calling builtwith" in err and "SIMILARWEB_API_KEY" in err
+
+
+def test_unicode_domains_beside_the_punycode_key(home, capsys):
+    assert main(["enrich", "https://www.Bücher.de/", "--no-marts"]) == 0
+    capsys.readouterr()
+    assert main(["scores", "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["domain"], row["domain_unicode"]) == ("xn--bcher-kva.de", "bücher.de")
+    assert main(["scores", "--format", "csv"]) == 0
+    (line,) = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert (line["domain"], line["domain_unicode"]) == ("xn--bcher-kva.de", "bücher.de")
+    assert main(["scores"]) == 0
+    assert "bücher.de (xn--bcher-kva.de)" in capsys.readouterr().out
+    from enrichment_pipeline.lib.warehouse import Warehouse
+
+    with Warehouse.open(f"duckdb:///{home / 'data' / 'sandbox.duckdb'}", read_only=True) as wh:
+        profile = wh.query("SELECT domain, domain_unicode FROM marts.company_profiles")
+    assert profile.rows() == [("xn--bcher-kva.de", "bücher.de")]
+
+
+def test_progress_line_shows_calls_and_rate_per_provider():
+    from rich.console import Console
+
+    from enrichment_pipeline.cli import _make_reporter, provider_rates
+    from enrichment_pipeline.lib.http_policy import ProviderStats
+
+    stats = {
+        "builtwith": ProviderStats(calls=120),
+        "similarweb": ProviderStats(calls=0),
+        "yahoo": ProviderStats(calls=10),
+    }
+    assert provider_rates(stats, 10.0) == "builtwith 120 calls (12.0/s) · yahoo 10 (1.0/s)"
+    assert provider_rates({"yahoo": ProviderStats()}, 1.0) == ""
+
+    out = io.StringIO()
+    reporter = _make_reporter(Console(file=out, width=200), every_s=0.0)
+    reporter.watch(stats)
+    reporter.update(50, 100)
+    reporter.update(100, 100)  # the end needs no progress line: the summary follows
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1
+    assert re.fullmatch(
+        r"fetched 50/100 domains in \d+ s · builtwith 120 calls \([\d.]+/s\) · yahoo 10 \([\d.]+/s\)",
+        lines[0],
+    )
+    quiet = io.StringIO()
+    slow = _make_reporter(Console(file=quiet), every_s=3600.0)
+    slow.watch(stats)
+    slow.update(1, 100)
+    assert quiet.getvalue() == ""  # a short run prints no progress lines at all
+
+
 # --------------------------------------------------------------------------- scores
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from enrichment_pipeline.defs.dbt.factory import ASSETS_NAME, shared_target_dir
 from enrichment_pipeline.defs.dbt.project import dbt_project
+from enrichment_pipeline.lib.domains import display_domain
 from enrichment_pipeline.lib.warehouse import Warehouse
 from enrichment_pipeline_tests.dbt import warehouse_data
 from enrichment_pipeline_tests.dbt.test_dbt_build import materialize_dbt
@@ -52,6 +53,14 @@ def test_build_log_goes_to_a_file_and_the_counts_to_metadata(tmp_path, dbt_marts
     assert metadata["dbt_summary"].startswith(f"marts: 12 models, {tests} tests passed in ")
     # Every dbt model's materialization carries them (whichever one a person opens in the UI).
     assert all("dbt_summary" in e.materialization.metadata for e in first.get_asset_materialization_events())
+
+    # The marts carry the Unicode form of every domain beside the punycode key.
+    with Warehouse.open(url, read_only=True) as wh:
+        shown = wh.query("SELECT domain, domain_unicode FROM marts.icp_leaderboard").rows()
+        assert (
+            wh.query("SELECT count(*) AS n FROM marts.dim_company WHERE domain_unicode IS NULL")["n"][0] == 0
+        )
+    assert shown and all(unicode == display_domain(domain) for domain, unicode in shown)
 
     # The first build of this warehouse re-parses (its profile differs from the session's parse);
     # the state it leaves is carried back, so the next build parses only what changed: nothing.
