@@ -40,9 +40,9 @@ _FAILED = ("error", "fail", "runtime error")
 
 
 def dbt_log_path(url: str, environ: Mapping[str, str] | None = None) -> Path:
-    """`DBT_LOG_FILE`, else `logs/dbt.log` next to a DuckDB warehouse, else `data/logs/dbt.log`."""
+    """`ENRICHMENT_DBT_LOG`, else `logs/dbt.log` next to a DuckDB warehouse, else `data/logs/dbt.log`."""
     env = os.environ if environ is None else environ
-    override = env.get("DBT_LOG_FILE", "").strip()
+    override = env.get("ENRICHMENT_DBT_LOG", "").strip()
     if override:
         return Path(override).expanduser()
     if url.strip().lower().startswith("duckdb:"):

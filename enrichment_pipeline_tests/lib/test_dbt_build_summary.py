@@ -70,7 +70,9 @@ def test_log_path_follows_the_warehouse(tmp_path, monkeypatch):
         dbt_build.dbt_log_path(f"duckdb:///{tmp_path}/w/x.duckdb", {}) == tmp_path / "w" / "logs" / "dbt.log"
     )
     assert dbt_build.dbt_log_path("postgresql://u@h/db", {}) == tmp_path / "data" / "logs" / "dbt.log"
-    assert dbt_build.dbt_log_path("duckdb:///x.duckdb", {"DBT_LOG_FILE": "/tmp/d.log"}) == Path("/tmp/d.log")
+    assert dbt_build.dbt_log_path("duckdb:///x.duckdb", {"ENRICHMENT_DBT_LOG": "/tmp/d.log"}) == Path(
+        "/tmp/d.log"
+    )
 
 
 def test_captured_log_keeps_stdout_clean(tmp_path, capsys):
