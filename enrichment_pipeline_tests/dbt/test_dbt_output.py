@@ -85,3 +85,19 @@ def test_build_log_goes_to_a_file_and_the_counts_to_metadata(tmp_path, dbt_marts
     assert first_line.endswith(f"log: {log}")
     assert any("test unique_stg_icp_scores_domain failed: Got 1 result" in d for d in details), description
     assert "FAIL 1 unique_stg_icp_scores_domain" in log.read_text()
+
+
+def test_the_resource_skips_what_a_build_never_uses():
+    """No `dbt --version` process and no in-process adapter before each build; the hooks it
+    overrides must still exist in dagster-dbt, else the saving silently disappears."""
+    from importlib.metadata import version
+
+    from dagster_dbt import DbtCliResource
+
+    from enrichment_pipeline.defs.dbt.resources import MartsDbtCliResource, dbt_cli_resource
+
+    assert {"_cli_version", "_initialize_dbt_core_adapter"} <= set(vars(DbtCliResource))
+    resource = dbt_cli_resource()
+    assert isinstance(resource, MartsDbtCliResource)
+    assert str(resource._cli_version) == version("dbt-core")
+    assert resource._initialize_dbt_core_adapter(["build"]) is None
