@@ -918,7 +918,9 @@ def _check_row(row: dict[str, Any], model: IcpModel) -> None:
     else:
         assert row["disqualification_reason"] is None
         earned = sum(breakdown.values())
-        assert row["icp_score"] == pytest.approx(round(earned / model.max_points * 100, 1))
+        # Rounded to one decimal; a tie (21.25) may round either way (polars rounds half away from
+        # zero, Python's round() to even), so compare within half a step.
+        assert row["icp_score"] == pytest.approx(earned / model.max_points * 100, abs=0.05 + 1e-9)
 
 
 @PROPERTY
