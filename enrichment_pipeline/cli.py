@@ -415,16 +415,14 @@ def _print_summary(mode, counts, rejected, totals, seconds, metadata) -> None:
     )
     # Per provider, only when it was called: the HTTP round trip, and apart from it the time
     # calls waited for a rate-limit slot, so a slow provider and a tight limit read differently.
-    for m in metadata:
-        for key, value in m.items():
-            if not key.startswith("provider/") or not isinstance(value, dict) or not value.get("calls"):
-                continue
-            console.print(
-                f"  {key.removeprefix('provider/'):<10}{value['calls']} calls · latency p50 "
-                f"{_ms(value.get('latency_p50_ms'))}, p95 {_ms(value.get('latency_p95_ms'))} · "
-                f"rate-limit wait p50 {_ms(value.get('wait_p50_ms'))}, p95 {_ms(value.get('wait_p95_ms'))}",
-                highlight=False,
-            )
+    for name, figures in _per_provider(metadata).items():
+        calls = figures["calls"]
+        console.print(
+            f"  {name:<10}{calls} call{'s' if calls != 1 else ''} · latency p50 "
+            f"{_ms(figures.get('latency_p50_ms'))}, p95 {_ms(figures.get('latency_p95_ms'))} · "
+            f"rate-limit wait p50 {_ms(figures.get('wait_p50_ms'))}, p95 {_ms(figures.get('wait_p95_ms'))}",
+            highlight=False,
+        )
     for m in metadata:
         for name, reason in (m.get("skipped_providers") or {}).items():
             console.print(f"  [yellow]{name} skipped[/]: {escape(str(reason))}")
@@ -432,6 +430,28 @@ def _print_summary(mode, counts, rejected, totals, seconds, metadata) -> None:
             console.print(f"  [red]{name} stopped[/]: {escape(str(reason))}")
     if counts.get("partial") or counts.get("failed"):
         console.print("  Some providers did not answer for some domains; see raw.provider_responses.")
+
+
+def _per_provider(metadata: list[dict]) -> dict[str, dict[str, Any]]:
+    """Each called provider's figures over the runs of one `enrich` (one per partition range):
+    calls added up; percentiles from the run that made most calls, p95 the highest seen."""
+    merged: dict[str, dict[str, Any]] = {}
+    for m in metadata:
+        for key, value in m.items():
+            if not key.startswith("provider/") or not isinstance(value, dict) or not value.get("calls"):
+                continue
+            name = key.removeprefix("provider/")
+            before = merged.get(name)
+            if before is None:
+                merged[name] = dict(value)
+                continue
+            best = value if value["calls"] > before["calls"] else before
+            combined = {**best, "calls": before["calls"] + value["calls"]}
+            for p95 in ("latency_p95_ms", "wait_p95_ms"):
+                seen = [v for v in (before.get(p95), value.get(p95)) if v is not None]
+                combined[p95] = max(seen) if seen else None
+            merged[name] = combined
+    return merged
 
 
 def _program() -> str:

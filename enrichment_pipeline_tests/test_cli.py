@@ -386,3 +386,31 @@ def test_contiguous_ranges_cover_exactly_the_wanted_keys():
         for k in KEYS[KEYS.index(start) : KEYS.index(end) + 1]
     ]
     assert sorted(covered) == sorted(wanted)
+
+
+def test_provider_figures_add_up_over_the_runs_of_one_enrich():
+    from enrichment_pipeline.cli import _per_provider
+
+    first = {"calls": 1, "latency_p50_ms": 1.0, "latency_p95_ms": 9.0, "wait_p50_ms": 0.0, "wait_p95_ms": 0.0}
+    second = {
+        "calls": 2,
+        "latency_p50_ms": 3.0,
+        "latency_p95_ms": 4.0,
+        "wait_p50_ms": 1.0,
+        "wait_p95_ms": 5.0,
+    }
+    merged = _per_provider(
+        [
+            {"provider/clearbit": first, "calls": 1},
+            {"provider/clearbit": second, "provider/apollo": {"calls": 0}},
+        ]
+    )
+    assert merged == {
+        "clearbit": {
+            "calls": 3,
+            "latency_p50_ms": 3.0,
+            "latency_p95_ms": 9.0,
+            "wait_p50_ms": 1.0,
+            "wait_p95_ms": 5.0,
+        }
+    }
