@@ -10,21 +10,32 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from enrichment_pipeline.lib import cost, settings
-from enrichment_pipeline.lib.domains import DomainFileError, Rejected, normalize_domains, read_domain_file
+from enrichment_pipeline.lib.domains import (
+    DomainFileError,
+    Rejected,
+    display_domain,
+    normalize_domains,
+    read_domain_file,
+)
 from enrichment_pipeline.lib.redaction import Redactor, shown
 from enrichment_pipeline.lib.warehouse import Warehouse, WarehouseError, duckdb_path
 
 EXIT_USAGE = 2
 EXIT_RUN_FAILED = 1
+# Without a terminal (CI logs, pipes) a long fetch reports a plain line this often.
+PLAIN_PROGRESS_EVERY_S = 10.0
+UI_URL = "http://127.0.0.1:3000"
 
 # Piped output (CI logs, `| less`) gets a fixed wide layout instead of 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -90,19 +101,90 @@ def contiguous_ranges(ordered_keys: Sequence[str], wanted: Sequence[str]) -> lis
     return ranges
 
 
-def _progress_reporter(progress: Progress):
+def provider_rates(stats: Mapping[str, Any], elapsed: float) -> str:
+    """Calls so far per provider and their rate, e.g. "builtwith 120 calls (9.8/s) · yahoo 3 (1.0/s)"."""
+    parts = []
+    for name, s in stats.items():
+        if not s.calls:
+            continue
+        rate = f" ({s.calls / elapsed:.1f}/s)" if elapsed > 0 else ""
+        parts.append(f"{name} {s.calls}{' calls' if not parts else ''}{rate}")
+    return " · ".join(parts)
+
+
+class _FetchProgress(Progress):
+    """The bar, and under it each provider's calls and rate (read live at every refresh)."""
+
+    def __init__(self, reporter: Any, *columns: Any, **kwargs: Any) -> None:
+        self._reporter = reporter  # before super(): rich renders once while constructing
+        super().__init__(*columns, **kwargs)
+
+    def get_renderables(self):
+        yield self.make_tasks_table(self.tasks)
+        line = self._reporter.rates()
+        if line:
+            yield Text(f"  {line}", style="dim")
+
+
+def _make_reporter(out: Console, *, every_s: float = PLAIN_PROGRESS_EVERY_S):
     from enrichment_pipeline.defs.resources import ProgressReporter
 
-    class BarReporter(ProgressReporter):
+    class Reporter(ProgressReporter):
+        """A live bar on a terminal; elsewhere (CI logs) a plain line every `every_s` seconds."""
+
         def __init__(self) -> None:
+            self.stats: Mapping[str, Any] = {}
+            self.started = time.monotonic()
             self.task = None
+            self.last_line = self.started
+            self.progress: Progress | None = None
+
+        def watch(self, stats: Mapping[str, Any]) -> None:
+            self.stats = stats
+            self.started = self.last_line = time.monotonic()
+
+        def rates(self) -> str:
+            return provider_rates(self.stats, time.monotonic() - self.started)
 
         def update(self, done: int, total: int) -> None:
-            if self.task is None:
-                self.task = progress.add_task("fetching", total=total)
-            progress.update(self.task, completed=done, total=total)
+            if self.progress is not None:
+                if self.task is None:
+                    self.task = self.progress.add_task("fetching", total=total)
+                self.progress.update(self.task, completed=done, total=total)
+                return
+            now = time.monotonic()
+            if done < total and now - self.last_line >= every_s:
+                self.last_line = now
+                rates = self.rates()
+                line = f"fetched {done}/{total} domains in {now - self.started:.0f} s"
+                out.print(f"{line} · {rates}" if rates else line, highlight=False)
 
-    return BarReporter()
+    return Reporter()
+
+
+def _check_live_keys(mode: settings.Mode) -> None:
+    """Live mode without keys: say up front what to set; refuse when no provider can be called."""
+    if mode != "live":
+        return
+    active, skipped = cost.configured_providers(mode)
+    if not skipped:
+        return
+    wanted = ", ".join(f"{name.upper()}_API_KEY" for name in skipped)
+    if not active:
+        raise UsageError(
+            f"live mode, but no provider can be called: set {wanted} "
+            "(or ENRICHMENT_MODE=sandbox for the offline simulator)"
+        )
+    called = ", ".join(p.name for p, _ in active)
+    if all(not p.needs_key for p, _ in active):
+        err.print(
+            f"[yellow]live mode with no API key set[/]: only {escape(called)} (no key needed) will be "
+            f"called. Set {escape(wanted)} to call the others, or use ENRICHMENT_MODE=sandbox."
+        )
+    else:
+        err.print(
+            f"[yellow]live mode[/]: calling {escape(called)}; skipping the others (set {escape(wanted)})"
+        )
 
 
 def enrich(args: argparse.Namespace) -> int:
@@ -119,6 +201,7 @@ def enrich(args: argparse.Namespace) -> int:
     for name in enabled:
         build_provider(name)
     load_model()
+    _check_live_keys(mode)
     valid, rejected = _collect(args.domains, args.file)
     for bad in rejected:
         err.print(f"[yellow]invalid[/] {_refused(bad)}")
@@ -143,6 +226,7 @@ def enrich(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from enrichment_pipeline.definitions import defs
+    from enrichment_pipeline.defs.dbt.factory import ASSETS_NAME as DBT_STEP
     from enrichment_pipeline.defs.operations.jobs import ENRICH_JOB_NAME, MARTS_JOB_NAME
     from enrichment_pipeline.defs.partitions import domains_partitions
     from enrichment_pipeline.defs.raw.assets import RAW_KEY
@@ -156,13 +240,17 @@ def enrich(args: argparse.Namespace) -> int:
         instance.add_dynamic_partitions(name, new)
     due, cached_keys = _due_domains(url, valid, mode, force=bool(args.force))
     job = defs.resolve_job_def(ENRICH_JOB_NAME)
+    # Dagster's own event log goes to the UI (`make dev`); --verbose prints it here as well.
+    loggers = {"console": {"config": {"log_level": "INFO" if args.verbose else "CRITICAL"}}}
     run_config = {
         "ops": {"raw__provider_responses": {"config": {"force": bool(args.force)}}},
-        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+        "loggers": loggers,
     }
-    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    quiet = {"loggers": loggers}
     metadata: list[dict] = []
-    progress = Progress(
+    reporter = _make_reporter(err)
+    progress = _FetchProgress(
+        reporter,
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -171,8 +259,10 @@ def enrich(args: argparse.Namespace) -> int:
         transient=True,
         disable=not err.is_terminal,
     )
+    if err.is_terminal:
+        reporter.progress = progress
+    marts_line = None
     with progress:
-        reporter = _progress_reporter(progress)
         # Domains answered entirely from the cache need no partitioned run (Dagster writes two
         # events per partition); the tables downstream are still rebuilt once, below.
         ranges = contiguous_ranges(instance.get_dynamic_partitions(name), due) if due else []
@@ -199,12 +289,19 @@ def enrich(args: argparse.Namespace) -> int:
             if events:
                 metadata.append({k: v.value for k, v in events[0].metadata.items()})
         if not args.no_marts:
+            marts_config = {**quiet, "ops": {DBT_STEP: {"config": {"echo_log": bool(args.verbose)}}}}
             marts = defs.resolve_job_def(MARTS_JOB_NAME).execute_in_process(
-                run_config=quiet, instance=instance, tags={"enrichment/source": "cli"}, raise_on_error=False
+                run_config=marts_config,
+                instance=instance,
+                tags={"enrichment/source": "cli"},
+                raise_on_error=False,
             )
             if not marts.success:
                 err.print("[yellow]the enrichment is stored, but building the marts failed:[/]")
                 return _run_failed(marts)
+            built = marts.asset_materializations_for_node(DBT_STEP)
+            if built and "dbt_summary" in built[0].metadata:
+                marts_line = str(built[0].metadata["dbt_summary"].value)
 
     seconds = time.perf_counter() - started
     with Warehouse.open(url, read_only=True) as wh:
@@ -218,7 +315,10 @@ def enrich(args: argparse.Namespace) -> int:
         k: sum(m.get(k, 0) or 0 for m in metadata) for k in ("calls", "cache_hits", "retries", "cost_usd")
     }
     totals["cache_hits"] += cached_keys
+    if marts_line:
+        console.print(escape(marts_line), highlight=False)
     _print_summary(mode, counts, rejected, totals, seconds, metadata)
+    _print_next_steps(url, marts_built=marts_line is not None)
     return 0
 
 
@@ -250,15 +350,24 @@ def _due_domains(url: str, domains: list[str], mode: settings.Mode, *, force: bo
 
 
 def _run_failed(result) -> int:
-    failures = [
-        e.step_key or "run"
-        for e in result.all_events
-        if e.event_type_value in ("STEP_FAILURE", "RUN_FAILURE")
-    ]
+    """Which step failed and why, in a few lines; the full log is in the UI."""
+    failures = [e for e in result.all_events if e.event_type_value in ("STEP_FAILURE", "RUN_FAILURE")]
+    steps = dict.fromkeys(e.step_key or "run" for e in failures)
     err.print(
-        f"[red]run {result.run_id} failed[/] at {escape(', '.join(dict.fromkeys(failures)))}; "
-        "see `make dev` for the full log"
+        f"[red]run {result.run_id} failed[/] at {escape(', '.join(steps))}; "
+        "`make dev` shows the full log in the UI"
     )
+    for event in failures:
+        data = event.step_failure_data if event.event_type_value == "STEP_FAILURE" else None
+        if data is None:
+            continue
+        user = data.user_failure_data
+        if user is not None and user.description:
+            text = user.description
+        else:
+            text = data.error.message if data.error else ""
+        for line in str(text or "").strip().splitlines()[:12]:
+            err.print(f"  {escape(line)}", highlight=False)
     return EXIT_RUN_FAILED
 
 
@@ -311,26 +420,92 @@ def _print_estimate(estimate, out: Console) -> None:
         )
 
 
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1000:.1f} s" if value >= 1000 else f"{value:.0f} ms"
+
+
 def _print_summary(mode, counts, rejected, totals, seconds, metadata) -> None:
-    table = Table(title=f"enrichment summary ({mode} mode)", show_header=False)
-    for label in ("enriched", "partial", "not_found", "failed"):
-        table.add_row(label.replace("_", " "), str(counts.get(label, 0)))
-    table.add_row("invalid", str(len(rejected)))
-    table.add_row("provider calls", str(totals["calls"]))
-    table.add_row("cache hits", str(totals["cache_hits"]))
-    table.add_row("retries", str(totals["retries"]))
-    table.add_row("cost (USD)", f"{totals['cost_usd']:.2f}")
-    table.add_row("seconds", f"{seconds:.1f}")
-    console.print(table)
+    domains = " · ".join(
+        f"{label.replace('_', ' ')} {counts.get(label, 0)}"
+        for label in ("enriched", "partial", "not_found", "failed")
+    )
+    invalid = f" · invalid {len(rejected)}" + (" (listed above)" if rejected else "")
+    console.print(f"[bold]enrichment summary[/] ({mode} mode, {seconds:.1f} s)", highlight=False)
+    console.print(f"  domains   {domains}{invalid}", highlight=False)
+    console.print(
+        f"  calls     provider calls {totals['calls']} · cache hits {totals['cache_hits']} · "
+        f"retries {totals['retries']} · cost (USD) {totals['cost_usd']:.2f}",
+        highlight=False,
+    )
+    # Per provider, only when it was called: the HTTP round trip, and apart from it the time
+    # calls waited for a rate-limit slot, so a slow provider and a tight limit read differently.
+    for name, figures in _per_provider(metadata).items():
+        calls = figures["calls"]
+        console.print(
+            f"  {name:<10}{calls} call{'s' if calls != 1 else ''} · latency p50 "
+            f"{_ms(figures.get('latency_p50_ms'))}, p95 {_ms(figures.get('latency_p95_ms'))} · "
+            f"rate-limit wait p50 {_ms(figures.get('wait_p50_ms'))}, p95 {_ms(figures.get('wait_p95_ms'))}",
+            highlight=False,
+        )
     for m in metadata:
         for name, reason in (m.get("skipped_providers") or {}).items():
-            console.print(f"[yellow]{name} skipped[/]: {escape(str(reason))}")
+            console.print(f"  [yellow]{name} skipped[/]: {escape(str(reason))}")
         for name, reason in (m.get("disabled_providers") or {}).items():
-            console.print(f"[red]{name} stopped[/]: {escape(str(reason))}")
+            console.print(f"  [red]{name} stopped[/]: {escape(str(reason))}")
     if counts.get("partial") or counts.get("failed"):
-        console.print("Some providers did not answer for some domains; see raw.provider_responses.")
-    for bad in rejected:
-        console.print(f"invalid {_refused(bad)}")
+        console.print("  Some providers did not answer for some domains; see raw.provider_responses.")
+
+
+def _per_provider(metadata: list[dict]) -> dict[str, dict[str, Any]]:
+    """Each called provider's figures over the runs of one `enrich` (one per partition range):
+    calls added up; percentiles from the run that made most calls, p95 the highest seen."""
+    merged: dict[str, dict[str, Any]] = {}
+    for m in metadata:
+        for key, value in m.items():
+            if not key.startswith("provider/") or not isinstance(value, dict) or not value.get("calls"):
+                continue
+            name = key.removeprefix("provider/")
+            before = merged.get(name)
+            if before is None:
+                merged[name] = dict(value)
+                continue
+            best = value if value["calls"] > before["calls"] else before
+            combined = {**best, "calls": before["calls"] + value["calls"]}
+            for p95 in ("latency_p95_ms", "wait_p95_ms"):
+                seen = [v for v in (before.get(p95), value.get(p95)) if v is not None]
+                combined[p95] = max(seen) if seen else None
+            merged[name] = combined
+    return merged
+
+
+def _program() -> str:
+    """How the user called us, so the suggested commands can be pasted as they are."""
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if argv0 is None or argv0.name != "enrichment-pipeline":
+        return "enrichment-pipeline"
+    try:
+        return str(argv0.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return "enrichment-pipeline"
+
+
+def _print_next_steps(url: str, *, marts_built: bool) -> None:
+    from enrichment_pipeline.lib.dbt_build import shown_path
+    from enrichment_pipeline.lib.serving import serving_path
+
+    steps = [
+        ("make dev", f"open the Dagster UI ({UI_URL}): runs, assets, metadata"),
+        (f"{_program()} scores --top 25", "read the ICP leaderboard (--format csv|json)"),
+    ]
+    if marts_built:
+        serving = shown_path(serving_path(url))
+        steps.append((serving, "the marts for BI tools (read-only copy, swapped atomically)"))
+    width = max(len(command) for command, _ in steps)
+    console.print("next:", highlight=False)
+    for command, what in steps:
+        console.print(f"  [bold]{escape(command):<{width}}[/]  {what}", highlight=False)
 
 
 LEADERBOARD_SQL = """
@@ -349,35 +524,55 @@ def scores(args: argparse.Namespace) -> int:
         if not wh.has_table("marts.icp_scores"):
             raise UsageError("no scores yet: run `enrichment-pipeline enrich` first")
         board = wh.query(LEADERBOARD_SQL, [args.top])
+    # The key stays punycode (joins, the API); people read the Unicode form beside it.
     rows = [
-        {**r, "score_reasons": json.loads(r["score_reasons"] or "[]")} for r in board.iter_rows(named=True)
+        {
+            "domain": r["domain"],
+            "domain_unicode": display_domain(r["domain"]),
+            **{k: v for k, v in r.items() if k != "domain"},
+            "score_reasons": json.loads(r["score_reasons"] or "[]"),
+        }
+        for r in board.iter_rows(named=True)
     ]
     if args.format == "json":
-        print(json.dumps(rows, indent=2, default=str))
+        print(json.dumps(rows, indent=2, default=str, ensure_ascii=False))
     elif args.format == "csv":
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(board.columns))
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["domain", "domain_unicode"])
         writer.writeheader()
         for r in rows:
             writer.writerow({**r, "score_reasons": "; ".join(r["score_reasons"])})
         print(out.getvalue(), end="")
     else:
         table = Table(title="ICP leaderboard")
-        for column in ("#", "domain", "score", "tier", "status", "visits/mo", "search"):
-            table.add_column(column, no_wrap=True, min_width=len(column) if column != "tier" else 4)
-        table.add_column("top reasons", overflow="ellipsis", no_wrap=True, max_width=70)
+        cells = []
         for i, r in enumerate(rows, 1):
+            shown = r["domain_unicode"]
+            if shown != r["domain"]:
+                shown = f"{shown} ({r['domain']})"
             visits = f"{r['monthly_visits']:,.0f}" if r["monthly_visits"] is not None else "-"
-            table.add_row(
-                str(i),
-                r["domain"],
-                f"{r['icp_score']:.1f}",
-                r["icp_tier"],
-                r["status"],
-                visits,
-                r["search_vendor"] or "-",
-                "; ".join(r["score_reasons"][:2]),
+            cells.append(
+                [
+                    str(i),
+                    shown,
+                    f"{r['icp_score']:.1f}",
+                    r["icp_tier"],
+                    r["status"],
+                    visits,
+                    r["search_vendor"] or "-",
+                    "; ".join(r["score_reasons"][:2]),
+                ]
             )
+        # Every column keeps its full width; only the reasons are cut to what is left.
+        used = 4  # the outer borders and the reasons column's padding
+        for n, column in enumerate(("#", "domain", "score", "tier", "status", "visits/mo", "search")):
+            width = max([len(column), *(len(row[n]) for row in cells)])
+            table.add_column(column, no_wrap=True, min_width=width)
+            used += width + 3
+        left = max(20, min(70, console.width - used))
+        table.add_column("top reasons", overflow="ellipsis", no_wrap=True, max_width=left)
+        for row in cells:
+            table.add_row(*(escape(cell) for cell in row))
         console.print(table)
     return 0
 
@@ -398,6 +593,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run",
         action="store_true",
         help="print the estimated calls and cost per provider, then exit without registering or calling",
+    )
+    p_enrich.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print everything: Dagster's event log and dbt's own log (otherwise in data/logs/dbt.log)",
     )
     p_enrich.set_defaults(func=enrich)
     p_scores = sub.add_parser("scores", help="print the ICP leaderboard")

@@ -68,7 +68,7 @@ def in_enriched(enriched: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
 
 
 def _summary_value(out: str, label: str) -> str:
-    match = re.search(rf"{re.escape(label)}\s*│\s*([\d.]+)", out)
+    match = re.search(rf"(?:^|· |  ){re.escape(label)} ([\d.]+)", out, re.MULTILINE)
     assert match, f"no {label!r} row in:\n{out}"
     return match.group(1)
 
@@ -92,6 +92,25 @@ def test_enrich_prints_the_summary(enriched):
     # Default places: the sandbox warehouse and the Dagster home given.
     assert (directory / "data" / "sandbox.duckdb").is_file()
     assert (directory / "dagster" / "dagster.yaml").is_file()
+
+
+def test_enrich_output_is_short_and_ends_with_what_to_do_next(enriched):
+    directory, out, err = enriched
+    lines = out.strip().splitlines()
+    # dbt's own log is in the file, the terminal gets one line for the whole build.
+    assert "START sql" not in out + err and "PASS" not in out
+    marts = next(line for line in lines if line.startswith("marts: "))
+    assert re.fullmatch(r"marts: 12 models, \d+ tests passed in [\d.]+ s — log: data/logs/dbt\.log", marts)
+    assert "OK created sql table model marts.dim_company" in (directory / "data/logs/dbt.log").read_text()
+    # Each provider called: its HTTP latency and, apart from it, the wait for a rate-limit slot.
+    builtwith = next(line for line in lines if line.strip().startswith("builtwith "))
+    assert re.search(r"\d+ calls · latency p50 [\d.]+ m?s, p95 [\d.]+ m?s · rate-limit wait p50 ", builtwith)
+    # What to do next: the UI, the leaderboard, the serving file.
+    tail = "\n".join(lines[lines.index("next:") :])
+    assert "make dev" in tail and "http://127.0.0.1:3000" in tail
+    assert "scores --top 25" in tail
+    assert "data/serving.duckdb" in tail
+    assert len(lines) <= 15, out
 
 
 def test_second_enrich_makes_no_provider_calls(in_enriched, capsys):
@@ -169,6 +188,92 @@ def test_enrich_of_non_contiguous_partitions(in_enriched, capsys):
     assert main(["enrich", keys[0], keys[-1]]) == 0
     out = capsys.readouterr().out
     assert _summary_value(out, "provider calls") == "0"
+
+
+def test_verbose_prints_dbt_log_and_dagster_events(in_enriched, capsys):
+    assert main(["enrich", *DOMAINS, "--verbose"]) == 0
+    captured = capsys.readouterr()
+    assert "OK created sql table model marts.dim_company" in captured.out
+    assert re.search(r"^marts: 12 models, \d+ tests passed", captured.out, re.MULTILINE)
+
+
+def test_live_mode_without_any_key_can_call_nothing(home, monkeypatch, capsys):
+    monkeypatch.setenv("ENRICHMENT_MODE", "live")  # builtwith and similarweb only, and no key
+    assert main(["enrich", DOMAINS[0]]) == 2
+    err = capsys.readouterr().err
+    assert "no provider can be called" in err
+    assert "BUILTWITH_API_KEY" in err and "SIMILARWEB_API_KEY" in err
+    assert "ENRICHMENT_MODE=sandbox" in err
+    assert "Traceback" not in err
+    assert not (home / "data").exists(), "nothing should run"
+
+
+def test_live_mode_without_keys_says_so_up_front(home, monkeypatch, capsys):
+    monkeypatch.setenv("ENRICHMENT_MODE", "live")
+    monkeypatch.setenv("ENRICHMENT_PROVIDERS", "builtwith,yahoo")  # Yahoo Finance needs no key
+    # --dry-run: the warning comes before anything else, and no provider is called.
+    assert main(["enrich", DOMAINS[0], "--dry-run"]) == 0
+    first = capsys.readouterr().err.strip().splitlines()[0]
+    assert "live mode with no API key set" in first
+    assert "only yahoo" in first and "BUILTWITH_API_KEY" in first
+
+
+def test_live_mode_with_some_keys_names_the_skipped(home, monkeypatch, capsys):
+    monkeypatch.setenv("ENRICHMENT_MODE", "live")
+    monkeypatch.setenv("BUILTWITH_API_KEY", "k")
+    assert main(["enrich", DOMAINS[0], "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "calling builtwith" in err and "SIMILARWEB_API_KEY" in err
+
+
+def test_unicode_domains_beside_the_punycode_key(home, capsys):
+    assert main(["enrich", "https://www.Bücher.de/", "--no-marts"]) == 0
+    capsys.readouterr()
+    assert main(["scores", "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["domain"], row["domain_unicode"]) == ("xn--bcher-kva.de", "bücher.de")
+    assert main(["scores", "--format", "csv"]) == 0
+    (line,) = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert (line["domain"], line["domain_unicode"]) == ("xn--bcher-kva.de", "bücher.de")
+    assert main(["scores"]) == 0
+    assert "bücher.de (xn--bcher-kva.de)" in capsys.readouterr().out
+    from enrichment_pipeline.lib.warehouse import Warehouse
+
+    with Warehouse.open(f"duckdb:///{home / 'data' / 'sandbox.duckdb'}", read_only=True) as wh:
+        profile = wh.query("SELECT domain, domain_unicode FROM marts.company_profiles")
+    assert profile.rows() == [("xn--bcher-kva.de", "bücher.de")]
+
+
+def test_progress_line_shows_calls_and_rate_per_provider():
+    from rich.console import Console
+
+    from enrichment_pipeline.cli import _make_reporter, provider_rates
+    from enrichment_pipeline.lib.http_policy import ProviderStats
+
+    stats = {
+        "builtwith": ProviderStats(calls=120),
+        "similarweb": ProviderStats(calls=0),
+        "yahoo": ProviderStats(calls=10),
+    }
+    assert provider_rates(stats, 10.0) == "builtwith 120 calls (12.0/s) · yahoo 10 (1.0/s)"
+    assert provider_rates({"yahoo": ProviderStats()}, 1.0) == ""
+
+    out = io.StringIO()
+    reporter = _make_reporter(Console(file=out, width=200), every_s=0.0)
+    reporter.watch(stats)
+    reporter.update(50, 100)
+    reporter.update(100, 100)  # the end needs no progress line: the summary follows
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1
+    assert re.fullmatch(
+        r"fetched 50/100 domains in \d+ s · builtwith 120 calls \([\d.]+/s\) · yahoo 10 \([\d.]+/s\)",
+        lines[0],
+    )
+    quiet = io.StringIO()
+    slow = _make_reporter(Console(file=quiet), every_s=3600.0)
+    slow.watch(stats)
+    slow.update(1, 100)
+    assert quiet.getvalue() == ""  # a short run prints no progress lines at all
 
 
 # --------------------------------------------------------------------------- scores
@@ -281,3 +386,31 @@ def test_contiguous_ranges_cover_exactly_the_wanted_keys():
         for k in KEYS[KEYS.index(start) : KEYS.index(end) + 1]
     ]
     assert sorted(covered) == sorted(wanted)
+
+
+def test_provider_figures_add_up_over_the_runs_of_one_enrich():
+    from enrichment_pipeline.cli import _per_provider
+
+    first = {"calls": 1, "latency_p50_ms": 1.0, "latency_p95_ms": 9.0, "wait_p50_ms": 0.0, "wait_p95_ms": 0.0}
+    second = {
+        "calls": 2,
+        "latency_p50_ms": 3.0,
+        "latency_p95_ms": 4.0,
+        "wait_p50_ms": 1.0,
+        "wait_p95_ms": 5.0,
+    }
+    merged = _per_provider(
+        [
+            {"provider/clearbit": first, "calls": 1},
+            {"provider/clearbit": second, "provider/apollo": {"calls": 0}},
+        ]
+    )
+    assert merged == {
+        "clearbit": {
+            "calls": 3,
+            "latency_p50_ms": 3.0,
+            "latency_p95_ms": 9.0,
+            "wait_p50_ms": 1.0,
+            "wait_p95_ms": 5.0,
+        }
+    }

@@ -1,12 +1,13 @@
 """Resources: one per outside system (the warehouse, the providers)."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
 import httpx
 
 from enrichment_pipeline.lib import settings
+from enrichment_pipeline.lib.http_policy import ProviderStats
 from enrichment_pipeline.lib.providers.base import Provider
 from enrichment_pipeline.lib.providers.registry import PROVIDER_NAMES, build_provider
 from enrichment_pipeline.lib.sandbox.transport import sandbox_transport
@@ -64,6 +65,10 @@ class ProvidersResource(dg.ConfigurableResource):
 
 class ProgressReporter:
     """Told how far a long fetch has come; the CLI swaps in a progress bar."""
+
+    def watch(self, stats: Mapping[str, ProviderStats]) -> None:
+        """The run's per-provider accounting, updated live while the fetch goes on."""
+        return None
 
     def update(self, done: int, total: int) -> None:
         return None

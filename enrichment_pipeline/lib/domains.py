@@ -226,6 +226,23 @@ def normalize_domain(raw: str) -> str:
     return registrable
 
 
+def display_domain(domain: str) -> str:
+    """The domain as people write it: `bücher.de` for the key `xn--bcher-kva.de`.
+
+    Keys stay punycode (one spelling per company); this is for showing them. A
+    label that does not decode (never the case for a normalized key) is kept as is.
+    """
+    if "xn--" not in domain:
+        return domain
+    labels = []
+    for label in domain.split("."):
+        try:
+            labels.append(idna.ulabel(label) if label.startswith("xn--") else label)
+        except UnicodeError:
+            labels.append(label)
+    return ".".join(labels)
+
+
 def normalize_domains(raws: Iterable[str]) -> tuple[list[str], list[Rejected]]:
     """Normalize many inputs; keep the first occurrence of each domain and report every rejection.
 

@@ -239,6 +239,7 @@ def _row(provider: Provider, endpoint: str, domain: str, result: CallResult, mod
         expires_at=expires_at(provider, result.status, now),
         attempts=result.attempts,
         latency_ms=result.latency_ms,
+        wait_ms=result.wait_ms,
         cost_usd=result.cost,
         mode=mode,
         run_id=run_id,
@@ -327,12 +328,15 @@ async def fetch_domains(
     logger: logging.Logger | None = None,
     complete: CompleteDomains | None = None,
     flush_interval_s: float = FLUSH_INTERVAL_S,
+    stats: dict[str, ProviderStats] | None = None,
 ) -> FetchReport:
     """Enrich `plan.domains`; without a waterfall every provider is called for every domain.
 
     Every answer row is handed over within `flush_interval_s` of its arrival: to `write`
     while its domain is in progress, else to `complete` (optional) with the domains no
-    provider will be called for any more, after their earlier rows went to `write`."""
+    provider will be called for any more, after their earlier rows went to `write`.
+    `stats`, when given, is filled with each provider's accounting and updated as
+    calls are made (a progress display reads it while the run goes on)."""
     started = time.perf_counter()
     domains = list(dict.fromkeys(plan.domains))  # each domain once, whatever the caller passed
     by_name = {p.name: (p, s) for p, s in providers}
@@ -342,7 +346,8 @@ async def fetch_domains(
         waterfall = waterfall.for_capabilities({n: p.fillable_groups() for n, (p, _) in by_name.items()})
     redactor = redactor or Redactor(s.api_key for _, s in providers)
     lander = _Lander(write, complete, flush_interval_s, progress, len(domains))
-    stats: dict[str, ProviderStats] = {name: ProviderStats() for name in by_name}
+    stats = {} if stats is None else stats
+    stats.update({name: ProviderStats() for name in by_name})
     disabled: dict[str, str] = {}
 
     # What each domain already has: providers answered from cache and the groups they fill.

@@ -84,12 +84,17 @@ class ProviderStats:
     cost: float = 0.0
     statuses: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    # One HTTP round trip (or library call) per attempt sent: how fast the provider answers.
     latencies_ms: list[float] = field(default_factory=list)
+    # Per call, the time it waited before it could be sent (rate-limit slot, a pause the
+    # provider asked for): how tight the limit is. Retry backoff is in neither.
+    waits_ms: list[float] = field(default_factory=list)
 
-    def percentile(self, q: float) -> float | None:
-        if not self.latencies_ms:
+    def percentile(self, q: float, samples: list[float] | None = None) -> float | None:
+        values = self.latencies_ms if samples is None else samples
+        if not values:
             return None
-        ordered = sorted(self.latencies_ms)
+        ordered = sorted(values)
         rank = math.ceil(round(q * len(ordered), 9))  # nearest rank, 1-based
         return round(ordered[min(len(ordered), max(1, rank)) - 1], 1)
 
@@ -105,6 +110,8 @@ class ProviderStats:
             "errors": dict(self.errors),
             "latency_p50_ms": self.percentile(0.50),
             "latency_p95_ms": self.percentile(0.95),
+            "wait_p50_ms": self.percentile(0.50, self.waits_ms),
+            "wait_p95_ms": self.percentile(0.95, self.waits_ms),
         }
 
 
@@ -117,8 +124,21 @@ class CallResult:
     payload: Any
     detail: str | None
     attempts: int
-    latency_ms: float
+    latency_ms: float  # the HTTP round trips of the attempts sent, nothing else
     cost: float
+    wait_ms: float = 0.0  # waited for a rate-limit slot or a provider's pause before sending
+
+
+@dataclass
+class _Clock:
+    """One call's accounting across its attempts: sent attempts, HTTP round trips, waiting to send."""
+
+    sent: int = 0  # attempts that went out: what costs and counts
+    round_trips: float = 0.0  # seconds inside HTTP exchanges (or library calls)
+    waited: float = 0.0  # seconds waiting for a rate-limit slot or a pause the provider asked for
+
+    def ms(self) -> tuple[float, float]:
+        return self.round_trips * 1000, self.waited * 1000
 
 
 class _Retryable(Exception):
@@ -383,8 +403,7 @@ class ProviderClient:
     async def fetch(self, request: ProviderRequest, *, _fallback: bool = False) -> CallResult:
         if self._auth_failed:
             return self._result("auth_failed", None, None, self._auth_failed, 0, 0.0)
-        started = time.perf_counter()
-        sent = [0]  # attempts that went out: what costs and counts
+        clock = _Clock()
         try:
             retrying = AsyncRetrying(
                 stop=stop_after_attempt(self.settings.max_attempts) | _UntilBreakerOpens(self._breaker),
@@ -395,30 +414,27 @@ class ProviderClient:
             )
             async for attempt in retrying:
                 with attempt:
-                    http_status, body = await self._send(request, sent)
+                    http_status, body = await self._send(request, clock)
         except _Retryable as exc:
-            latency = (time.perf_counter() - started) * 1000
             self.stats.errors[exc.kind] += 1
-            attempts = sent[0]
+            attempts = clock.sent
             if exc.kind == "rate_limited":
-                return self._result("rate_limited", exc.http_status, None, exc.detail, attempts, latency)
+                return self._result("rate_limited", exc.http_status, None, exc.detail, attempts, *clock.ms())
             detail = f"{exc.detail} after {attempts} attempt(s)"
             if attempts < self.settings.max_attempts and self._breaker.state != "closed":
                 detail += "; then the circuit opened"
-                return self._unavailable(exc.http_status, detail, attempts, latency)
-            return self._result("error", exc.http_status, None, detail, attempts, latency)
+                return self._unavailable(exc.http_status, detail, attempts, *clock.ms())
+            return self._result("error", exc.http_status, None, detail, attempts, *clock.ms())
         except _BreakerOpen:
-            latency = (time.perf_counter() - started) * 1000
-            attempts = sent[0]
+            attempts = clock.sent
             detail = "circuit breaker open" + (f" after {attempts} attempt(s)" if attempts else "")
-            return self._unavailable(None, detail, attempts, latency)
+            return self._unavailable(None, detail, attempts, *clock.ms())
         except _Final as exc:
-            latency = (time.perf_counter() - started) * 1000
             self.stats.errors[exc.status] += 1
-            return self._result(exc.status, exc.http_status, None, exc.detail, sent[0], latency)
+            return self._result(exc.status, exc.http_status, None, exc.detail, clock.sent, *clock.ms())
 
-        attempts = sent[0]
-        latency = (time.perf_counter() - started) * 1000
+        attempts = clock.sent
+        latency, wait = clock.ms()
         try:
             verdict = self.provider.interpret(request, http_status, body) or _default_reading(
                 http_status, body
@@ -436,23 +452,29 @@ class ProviderClient:
                 attempts + follow.attempts,
                 latency + follow.latency_ms,
                 self._cost(attempts) + follow.cost,
+                wait + follow.wait_ms,
             )
         if verdict.status == "auth_failed":
             self._disable(http_status)
-        return self._result(verdict.status, http_status, verdict.payload, verdict.detail, attempts, latency)
+        return self._result(
+            verdict.status, http_status, verdict.payload, verdict.detail, attempts, latency, wait
+        )
 
-    async def _send(self, request: ProviderRequest, sent: list[int]) -> tuple[int, Any]:
+    async def _send(self, request: ProviderRequest, clock: _Clock) -> tuple[int, Any]:
         """One attempt: quota, pacing, the breaker's admission, the exchange and its verdict."""
         if not self._quota.take():
             raise _Final("quota_exhausted", f"daily quota of {self.settings.daily_quota} calls reached")
         if self._breaker.state == "open":  # don't wait for a rate-limit slot just to be refused
             self._quota.give_back()
             raise _BreakerOpen
+        queued = time.perf_counter()
         try:
             first = await self._pace()
         except _BreakerOpen:  # opened while this attempt waited for its slot
             self._quota.give_back()
             raise
+        finally:
+            clock.waited += time.perf_counter() - queued
         try:
             if self._auth_failed:
                 # The key was rejected while this call waited its turn: don't send it.
@@ -464,8 +486,10 @@ class ProviderClient:
                 self._quota.give_back()
                 self._report_open()
                 raise _BreakerOpen
-            sent[0] += 1
-            self._count_call(retry=sent[0] > 1)
+            clock.sent += 1
+            self._count_call(retry=clock.sent > 1)
+            went = time.perf_counter()
+            left_process = True
             try:
                 if request.call is not None:
                     answer = await self._call_attempt(request)
@@ -474,8 +498,9 @@ class ProviderClient:
             except _Retryable as exc:
                 if exc.kind == "pool":
                     # Never left this process: not a call, not a verdict on the provider.
-                    sent[0] -= 1
-                    self._count_call(retry=sent[0] > 0, undo=True)
+                    left_process = False
+                    clock.sent -= 1
+                    self._count_call(retry=clock.sent > 0, undo=True)
                     self._quota.give_back()
                     if probing:
                         self._breaker.release()
@@ -491,6 +516,11 @@ class ProviderClient:
                 if probing:
                     self._breaker.release()  # cancelled or crashed mid-probe: never wedge the breaker
                 raise
+            finally:
+                if left_process:
+                    round_trip = time.perf_counter() - went
+                    clock.round_trips += round_trip
+                    self.stats.latencies_ms.append(round_trip * 1000)
             self._breaker.success()
             return answer
         finally:
@@ -517,9 +547,9 @@ class ProviderClient:
             )
 
     def _unavailable(
-        self, http_status: int | None, detail: str, attempts: int, latency_ms: float
+        self, http_status: int | None, detail: str, attempts: int, latency_ms: float, wait_ms: float = 0.0
     ) -> CallResult:
-        return self._result("provider_unavailable", http_status, None, detail, attempts, latency_ms)
+        return self._result("provider_unavailable", http_status, None, detail, attempts, latency_ms, wait_ms)
 
     async def _sleep(self, seconds: float) -> None:
         """A retry's backoff, cut short when the breaker opens (the retry is then refused)."""
@@ -552,10 +582,11 @@ class ProviderClient:
         detail: str | None,
         attempts: int,
         latency_ms: float,
+        wait_ms: float = 0.0,
     ) -> CallResult:
         self.stats.statuses[status] += 1
         if attempts:
-            self.stats.latencies_ms.append(latency_ms)
+            self.stats.waits_ms.append(wait_ms)
         return CallResult(
             status=status,
             http_status=http_status,
@@ -564,6 +595,7 @@ class ProviderClient:
             attempts=attempts,
             latency_ms=round(latency_ms, 2),
             cost=self._cost(attempts),
+            wait_ms=round(wait_ms, 2),
         )
 
     def _cost(self, attempts: int) -> float:

@@ -16,6 +16,7 @@ from datetime import datetime
 import polars as pl
 
 from enrichment_pipeline.lib.agreement import CONFIDENCE_SCHEMA, field_agreement
+from enrichment_pipeline.lib.domains import display_domain
 from enrichment_pipeline.lib.fields import FIELD_TYPES, GROUPS
 from enrichment_pipeline.lib.frames import first_present, json_list
 from enrichment_pipeline.lib.waterfall import Waterfall
@@ -40,6 +41,7 @@ UTC_TS = pl.Datetime("us", "UTC")
 
 PROFILE_SCHEMA: dict[str, pl.DataType] = {
     "domain": pl.String(),
+    "domain_unicode": pl.String(),  # as people write it (bücher.de); `domain` is the punycode key
     **{f: (pl.String() if f == "technologies" else t) for f, t in FIELD_TYPES.items()},
     "technology_count": pl.Int32(),
     "search_vendor": pl.String(),
@@ -195,6 +197,9 @@ def build_profiles(
     """
     statuses = with_refused(statuses, refused)
     base = pl.DataFrame({"domain": list(dict.fromkeys(domains))}, schema={"domain": pl.String})
+    base = base.with_columns(
+        pl.col("domain").map_elements(display_domain, return_dtype=pl.String).alias("domain_unicode")
+    )
     fields = fields.cast({k: v for k, v in FIELD_TYPES.items() if k in fields.columns})
     picked = pick_groups(base, fields, waterfall)
     techs = pl.col("technologies")

@@ -24,12 +24,15 @@ from enrichment_pipeline_tests.dbt import warehouse_data
 pytestmark = pytest.mark.usefixtures("dbt_run_env")
 
 
-def materialize_dbt(dbt_marts: dg.AssetsDefinition, url: str) -> dg.ExecuteInProcessResult:
+def materialize_dbt(
+    dbt_marts: dg.AssetsDefinition, url: str, run_config: dict | None = None
+) -> dg.ExecuteInProcessResult:
     with dg.DagsterInstance.ephemeral() as instance:
         return dg.materialize(
             [dbt_marts],
             instance=instance,
             resources={"dbt": dbt_cli_resource(), "warehouse": WarehouseResource(url=url)},
+            run_config=run_config,
             raise_on_error=False,
         )
 

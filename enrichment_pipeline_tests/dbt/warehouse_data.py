@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 
 from enrichment_pipeline.lib import staging, tech_history
+from enrichment_pipeline.lib.domains import display_domain
 from enrichment_pipeline.lib.scoring import SCORE_SCHEMA
 from enrichment_pipeline.lib.warehouse import ResponseRow, Warehouse
 
@@ -24,6 +25,7 @@ T1 = T0 + timedelta(days=30)
 # The columns of marts.company_profiles after the widening (the dbt models' contract).
 PROFILE_SCHEMA: dict[str, pl.DataType] = {
     "domain": pl.String(),
+    "domain_unicode": pl.String(),
     "company_name": pl.String(),
     "industry_naics": pl.String(),
     "industry_label": pl.String(),
@@ -108,6 +110,7 @@ def profiles_frame() -> pl.DataFrame:
         rows.append(
             {
                 "domain": domain,
+                "domain_unicode": display_domain(domain),
                 "company_name": name,
                 "industry_naics": naics,
                 "industry_label": label,

@@ -815,6 +815,7 @@ def test_stats_summary_shape() -> None:
     stats.statuses["ok"] += 2
     stats.errors["timeout"] += 1
     stats.latencies_ms = [10.0, 20.0]
+    stats.waits_ms = [0.0, 400.0]
     assert stats.summary() == {
         "calls": 3,
         "cache_hits": 2,
@@ -826,6 +827,8 @@ def test_stats_summary_shape() -> None:
         "errors": {"timeout": 1},
         "latency_p50_ms": 10.0,
         "latency_p95_ms": 20.0,
+        "wait_p50_ms": 0.0,
+        "wait_p95_ms": 400.0,
     }
 
 
@@ -861,8 +864,9 @@ async def test_accounting_through_client() -> None:
     assert sum(r.cost for r in results.values()) == pytest.approx(stats.cost)
     assert dict(stats.statuses) == {"ok": 2, "not_found": 1, "error": 1}
     assert dict(stats.errors) == {"timeout": 1}
-    assert len(stats.latencies_ms) == 4
-    assert all(v >= 0 for v in stats.latencies_ms)
+    assert len(stats.latencies_ms) == 6  # one round trip per attempt sent
+    assert len(stats.waits_ms) == 4  # one wait per call
+    assert all(v >= 0 for v in stats.latencies_ms + stats.waits_ms)
     summary = stats.summary()
     assert summary["cost_usd"] == 1.5
     assert summary["latency_p50_ms"] is not None

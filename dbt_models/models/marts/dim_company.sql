@@ -9,6 +9,7 @@ scores as (
 final as (
     select
         profiles.domain,
+        profiles.domain_unicode,
         profiles.company_name,
         profiles.industry_naics,
         profiles.industry_label,

@@ -10,6 +10,7 @@ ranked as (
     select
         row_number() over (order by scores.icp_score desc, scores.domain) as rank,
         scores.domain,
+        companies.domain_unicode,
         companies.company_name,
         scores.icp_score,
         scores.icp_tier,

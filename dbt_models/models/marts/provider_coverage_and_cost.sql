@@ -47,7 +47,8 @@ calls as (
         count(case when status = 'pending' then 1 end) as status_pending,
         count(case when status = 'skipped' then 1 end) as status_skipped,
         sum(cost_usd) as cost_usd,
-        avg(latency_ms) as avg_latency_ms,
+        avg(case when attempts > 0 then latency_ms end) as avg_latency_ms,
+        avg(case when attempts > 0 then wait_ms end) as avg_wait_ms,
         min(fetched_at) as first_fetched_at,
         max(fetched_at) as last_fetched_at
     from responses
@@ -80,6 +81,7 @@ final as (
         calls.cost_usd,
         {{ safe_ratio('calls.cost_usd', 'domains.domains_with_data') }} as cost_per_domain_with_data_usd,
         calls.avg_latency_ms,
+        calls.avg_wait_ms,
         calls.first_fetched_at,
         calls.last_fetched_at
     from calls

@@ -5,6 +5,7 @@ with source as (
 renamed as (
     select
         domain,
+        domain_unicode,
 
         -- firmographics
         company_name,

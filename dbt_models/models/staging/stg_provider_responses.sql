@@ -13,6 +13,7 @@ renamed as (
         http_status,
         attempts,
         latency_ms,
+        wait_ms,
         cost_usd,
         fetched_at,
         expires_at,

@@ -16,6 +16,7 @@ from enrichment_pipeline.defs.resources import ProgressReporter, ProvidersResour
 from enrichment_pipeline.lib import cost
 from enrichment_pipeline.lib.domains import normalize_domains
 from enrichment_pipeline.lib.fetching import FetchPlan, fetch_domains, fresh_answers
+from enrichment_pipeline.lib.http_policy import ProviderStats
 from enrichment_pipeline.lib.providers.registry import PROVIDER_NAMES
 from enrichment_pipeline.lib.warehouse import ResponseRow
 from enrichment_pipeline.lib.waterfall import load_waterfall
@@ -108,6 +109,8 @@ def provider_responses(
             if done == total or done % max(1, total // 10) == 0:
                 context.log.info(f"fetched {done}/{total} domains")
 
+        live: dict[str, ProviderStats] = {}
+        progress.watch(live)
         report_ = asyncio.run(
             fetch_domains(
                 setup.active,
@@ -123,6 +126,7 @@ def provider_responses(
                 ledger=wh,
                 progress=report,
                 logger=context.log,
+                stats=live,
             )
         )
     totals = {

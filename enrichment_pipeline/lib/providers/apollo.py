@@ -239,7 +239,14 @@ def split_bulk(domains: Sequence[str], result: CallResult) -> dict[str, CallResu
 
     def each(status: Any, payload: Any, detail: str | None) -> CallResult:
         return CallResult(
-            status, result.http_status, payload, detail, result.attempts, result.latency_ms, share
+            status,
+            result.http_status,
+            payload,
+            detail,
+            result.attempts,
+            result.latency_ms,
+            share,
+            result.wait_ms,
         )
 
     if result.status != "ok":

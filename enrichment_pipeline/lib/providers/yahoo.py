@@ -543,6 +543,7 @@ def _combined(status: Status, payload: Any, detail: str | None, spent: list[Call
         attempts=sum(r.attempts for r in spent),
         latency_ms=round(sum(r.latency_ms for r in spent), 2),
         cost=sum(r.cost for r in spent),
+        wait_ms=round(sum(r.wait_ms for r in spent), 2),
     )
 
 

@@ -104,6 +104,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        4,
+        "provider responses: time waited for a rate-limit slot, apart from the HTTP round trip",
+        [
+            f"ALTER TABLE {RESPONSES} ADD COLUMN IF NOT EXISTS wait_ms DOUBLE PRECISION",
+            f"ALTER TABLE {JOURNAL} ADD COLUMN IF NOT EXISTS wait_ms DOUBLE PRECISION",
+        ],
+    ),
 ]
 
 
@@ -125,6 +133,9 @@ class ResponseRow:
     cost_usd: float
     mode: str
     run_id: str | None = None
+    # latency_ms: the provider's HTTP round trips; wait_ms: time spent waiting to send
+    # (rate-limit slot, a pause the provider asked for), so the two never blur.
+    wait_ms: float | None = None
 
 
 class WarehouseError(RuntimeError):
@@ -147,6 +158,7 @@ RESPONSE_SCHEMA: dict[str, pl.DataType] = {
     "cost_usd": pl.Float64(),
     "mode": pl.String(),
     "run_id": pl.String(),
+    "wait_ms": pl.Float64(),
 }
 
 
