@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
+# `make dev DAGSTER_PORT=3119` for a second UI next to another one.
+DAGSTER_PORT ?= 3000
 
 .PHONY: install run test dev lint bench clean
 
@@ -18,8 +20,13 @@ $(STAMP): requirements.lock pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-run: $(STAMP)
-	@mkdir -p $(DAGSTER_HOME)
+# The project's instance settings (enrichment_pipeline/instance/dagster.yaml) into DAGSTER_HOME,
+# for the CLI, the webserver, the daemon, the code server and every run worker alike.
+.PHONY: instance
+instance: $(STAMP)
+	@$(BIN)/python -m enrichment_pipeline.instance
+
+run: $(STAMP) instance
 	$(BIN)/enrichment-pipeline enrich --file enrichment_pipeline/data/sample_domains.txt
 	$(BIN)/enrichment-pipeline scores --top 100
 
@@ -27,9 +34,8 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
-dev: $(STAMP)
-	@mkdir -p $(DAGSTER_HOME)
-	$(BIN)/dagster dev -w workspace.yaml
+dev: $(STAMP) instance
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_enrich.py

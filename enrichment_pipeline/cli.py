@@ -40,10 +40,11 @@ def _dagster_home() -> Path:
         # Persistent, so `make dev` shows the runs the CLI made.
         home = str(Path.cwd() / "data" / "dagster")
         os.environ["DAGSTER_HOME"] = home
-    Path(home).mkdir(parents=True, exist_ok=True)
-    config = Path(home) / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+    from enrichment_pipeline.instance import install_instance_config
+
+    # The project's instance settings (batched event writes, one planned event per run), unless
+    # the user's own dagster.yaml is there.
+    install_instance_config(Path(home))
     return Path(home)
 
 

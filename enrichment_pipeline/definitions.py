@@ -28,6 +28,8 @@ defs = dg.Definitions(
     jobs=[enrich_job, marts_job],
     sensors=[marts_after_enrichment, domain_intake_sensor],
     schedules=[stale_reenrich_schedule],
+    # Steps run inside the run worker (see defs/operations/jobs.py), for the UI's Materialize too.
+    executor=dg.in_process_executor,
     resources={
         "warehouse": WarehouseResource(),
         "providers": ProvidersResource(),
