@@ -14,6 +14,7 @@ from enrichment_pipeline.defs.operations.schedules import stale_reenrich_schedul
 from enrichment_pipeline.defs.operations.sensors import domain_intake_sensor
 from enrichment_pipeline.defs.profiles import assets as profiles
 from enrichment_pipeline.defs.raw import assets as raw
+from enrichment_pipeline.defs.raw import checks as raw_checks
 from enrichment_pipeline.defs.resources import ProgressReporter, ProvidersResource, WarehouseResource
 from enrichment_pipeline.defs.scoring import assets as scoring
 from enrichment_pipeline.defs.serving.assets import marts_snapshot
@@ -24,7 +25,11 @@ defs = dg.Definitions(
     assets=freshness.with_marts_freshness(
         [*dg.load_assets_from_modules(_modules), dbt_marts, marts_snapshot]
     ),
-    asset_checks=[*dg.load_asset_checks_from_modules(_modules), freshness.answers_within_ttl],
+    asset_checks=[
+        *dg.load_asset_checks_from_modules(_modules),
+        raw_checks.every_domain_answered,
+        freshness.answers_within_ttl,
+    ],
     jobs=[enrich_job, marts_job],
     sensors=[marts_after_enrichment, domain_intake_sensor],
     schedules=[stale_reenrich_schedule],

@@ -170,7 +170,9 @@ class ProjectSqliteEventLogStorage(SubsetPlannedEventsMixin, SqliteEventLogStora
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """A batch of materializations (or observations) in one transaction per sqlite file."""
-        events = [e for e in events if not (e.dagster_event and e.dagster_event.is_asset_failed_to_materialize)]
+        events = [
+            e for e in events if not (e.dagster_event and e.dagster_event.is_asset_failed_to_materialize)
+        ]
         if not events:
             return
         kinds = {e.dagster_event_type for e in events}
@@ -188,7 +190,9 @@ class ProjectSqliteEventLogStorage(SubsetPlannedEventsMixin, SqliteEventLogStora
         with self.index_transaction() as conn:
             ids: list[int] = []
             for chunk in _chunks(events):
-                result = conn.execute(self.prepare_insert_event_batch(chunk).returning(SqlEventLogStorageTable.c.id))
+                result = conn.execute(
+                    self.prepare_insert_event_batch(chunk).returning(SqlEventLogStorageTable.c.id)
+                )
                 # One statement assigns ascending rowids in row order.
                 ids.extend(sorted(int(row[0]) for row in result.fetchall()))
             self._store_asset_event_tags(conn, events, ids)
