@@ -104,7 +104,8 @@ def test_one_planned_event_per_run_and_every_partition_materialized(
     assert result.success
     planned = events(project_instance, PLANNED, result.run_id)
     assert len(planned) == 1
-    assert sorted(planned[0].event_log_entry.dagster_event.event_specific_data.partitions_subset.get_partition_keys()) == sorted(domains)  # fmt: skip
+    subset = planned[0].event_log_entry.dagster_event.event_specific_data.partitions_subset
+    assert sorted(subset.get_partition_keys()) == sorted(domains)
     assert sorted(r.partition_key for r in events(project_instance, MATERIALIZED, result.run_id)) == sorted(
         domains
     )

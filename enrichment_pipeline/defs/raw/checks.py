@@ -37,7 +37,8 @@ def every_domain_answered(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
     with warehouse.open(read_only=True) as wh:
-        rows = wh.query(UNANSWERED_SQL, [context.run.run_id]) if wh.has_table("raw.provider_responses") else None
+        fetched = wh.has_table("raw.provider_responses")
+        rows = wh.query(UNANSWERED_SQL, [context.run.run_id]) if fetched else None
     unanswered = [] if rows is None else list(rows.iter_rows(named=True))
     return dg.AssetCheckResult(
         passed=not unanswered,
