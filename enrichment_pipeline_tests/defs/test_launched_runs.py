@@ -22,10 +22,11 @@ from enrichment_pipeline.defs.operations.jobs import (
 )
 from enrichment_pipeline.defs.partitions import domains_partitions
 from enrichment_pipeline.defs.raw.assets import RAW_KEY
+from enrichment_pipeline.defs.resources import ProvidersResource, WarehouseResource
 from enrichment_pipeline.instance import DAGSTER_YAML_TEMPLATE, install_instance_config
 from enrichment_pipeline.instance.event_log import EVENT_BATCH_SIZE_ENV, ProjectSqliteEventLogStorage
 from enrichment_pipeline.lib import cost
-from enrichment_pipeline_tests.defs.helpers import Recorder, run_pipeline, sandbox_domains
+from enrichment_pipeline_tests.defs.helpers import Recorder, read_table, run_pipeline, sandbox_domains
 
 PLANNED = dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
 MATERIALIZED = dg.DagsterEventType.ASSET_MATERIALIZATION
@@ -179,3 +180,52 @@ def test_the_marts_follow_the_uis_materialize_runs_too(instance: dg.DagsterInsta
     )
     request = marts_after_enrichment(context)
     assert isinstance(request, dg.RunRequest) and request.run_key == "marts-after-a"
+
+
+def test_scattered_domains_are_reenriched_in_one_run(
+    project_instance: dg.DagsterInstance, warehouse_url: str
+) -> None:
+    domains = sandbox_domains(8)
+    broken = {domains[2], domains[5]}
+
+    def garbage(request: httpx.Request) -> httpx.Response | None:
+        return httpx.Response(200, text="<html>") if any(b in str(request.url) for b in broken) else None
+
+    first = run_pipeline(
+        project_instance,
+        warehouse_url,
+        domains,
+        providers=["builtwith"],
+        transport=Recorder(garbage).transport(),
+    )
+    assert first.success
+    listed = sandbox_domains(12)[10]  # a domain never registered, from an uploaded list
+    recorder = Recorder()
+    rerun = defs.resolve_job_def(ENRICH_JOB_NAME).execute_in_process(
+        run_config={
+            "ops": {
+                "raw__provider_responses": {"config": {"failed": True, "domains": [listed, "not a domain"]}}
+            }
+        },
+        instance=project_instance,
+        partition_key=domains[0],
+        resources={
+            "warehouse": WarehouseResource(url=warehouse_url),
+            "providers": ProvidersResource(mode="sandbox", providers=["builtwith"]),
+            "http_transport": recorder.transport(),
+        },
+    )
+    assert rerun.success
+    # only the failed ones and the listed one were called (the run's own partition is cached)
+    assert sorted({r.url.params["LOOKUP"] for r in recorder.requests}) == sorted([*broken, listed])
+    assert listed in project_instance.get_dynamic_partitions(domains_partitions.name)
+    by_partition = {
+        r.partition_key: r.run_id
+        for r in project_instance.fetch_materializations(RAW_KEY, limit=1000).records
+        if r.run_id == rerun.run_id
+    }
+    assert sorted(by_partition) == sorted([domains[0], *broken, listed])
+    assert len(events(project_instance, PLANNED, rerun.run_id)) == 1  # one run, planned once
+    # the tables downstream were rebuilt in the same run: the broken ones now have profiles
+    profiles = read_table(warehouse_url, "marts.company_profiles")
+    assert set(broken) | {listed} <= set(profiles["domain"].to_list())
