@@ -262,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="launches per mode")
     parser.add_argument("--timeout-s", type=float, default=300)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        help="another checkout of the project (e.g. an older commit, dbt manifest parsed) to measure with "
+        "this virtualenv: PYTHONPATH=TREE, `dagster dev -w workspace.yaml` run in it instead of `make dev`",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "launch.json")
     args = parser.parse_args(argv)
 
@@ -286,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
             admin.execute(f"CREATE DATABASE {database}")
         env.update(pg_env(urlunsplit(urlsplit(args.postgres_url)._replace(path=f"/{database}"))))
         shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    tree = (args.tree or ROOT).resolve()
+    if args.tree:
+        env["PYTHONPATH"] = str(tree)
     dev: subprocess.Popen | None = None
     results: list[dict[str, Any]] = []
     try:
@@ -293,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"filling the cache: enrich the sample domains (DAGSTER_HOME {home})")
         subprocess.run(
             [str(bin_dir / "enrichment-pipeline"), "enrich", "--file", str(SAMPLE), "--no-marts"],
-            env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+            env=env, cwd=tree, check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
         os.environ["DAGSTER_HOME"] = str(home)
         import dagster as dg
@@ -307,9 +316,13 @@ def main(argv: list[str] | None = None) -> int:
         asset_paths = enrich_asset_paths()
 
         port = free_port()
+        command = ["make", "-s", "dev", f"DAGSTER_PORT={port}"]
+        if args.tree:
+            env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+            command = [str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-p", str(port)]
         dev = subprocess.Popen(
-            ["make", "-s", "dev", f"DAGSTER_PORT={port}"],
-            env=env, cwd=ROOT, stdout=open(tmp / "dev.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+            command,
+            env=env, cwd=tree, stdout=open(tmp / "dev.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
             start_new_session=True,
         )  # fmt: skip
         gql = GraphQL(port)
