@@ -126,7 +126,8 @@ def enrich(args: argparse.Namespace) -> int:
     _dagster_home()
     import dagster as dg
 
-    from enrichment_pipeline.definitions import defs
+    # The enrichment part only: no dbt import unless the marts are built (below).
+    from enrichment_pipeline.defs.enrichment import enrichment_defs
     from enrichment_pipeline.defs.operations.jobs import ENRICH_JOB_NAME, MARTS_JOB_NAME
     from enrichment_pipeline.defs.partitions import domains_partitions
     from enrichment_pipeline.defs.raw.assets import RAW_KEY
@@ -139,7 +140,7 @@ def enrich(args: argparse.Namespace) -> int:
     if new:
         instance.add_dynamic_partitions(name, new)
     due, cached_keys = _due_domains(url, valid, mode, force=bool(args.force))
-    job = defs.resolve_job_def(ENRICH_JOB_NAME)
+    job = enrichment_defs.resolve_job_def(ENRICH_JOB_NAME)
     run_config = {
         "ops": {"raw__provider_responses": {"config": {"force": bool(args.force)}}},
         "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
@@ -183,6 +184,8 @@ def enrich(args: argparse.Namespace) -> int:
             if events:
                 metadata.append({k: v.value for k, v in events[0].metadata.items()})
         if not args.no_marts:
+            from enrichment_pipeline.definitions import defs
+
             marts = defs.resolve_job_def(MARTS_JOB_NAME).execute_in_process(
                 run_config=quiet, instance=instance, tags={"enrichment/source": "cli"}, raise_on_error=False
             )
