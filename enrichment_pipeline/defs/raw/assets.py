@@ -12,7 +12,12 @@ import dagster as dg
 import httpx
 
 from enrichment_pipeline.defs.partitions import domains_partitions
-from enrichment_pipeline.defs.resources import ProgressReporter, ProvidersResource, WarehouseResource
+from enrichment_pipeline.defs.resources import (
+    FETCH_LOCK,
+    ProgressReporter,
+    ProvidersResource,
+    WarehouseResource,
+)
 from enrichment_pipeline.lib import cost, reenrich
 from enrichment_pipeline.lib.domains import normalize_domains
 from enrichment_pipeline.lib.fetching import FetchPlan, fetch_domains, fresh_answers
@@ -71,7 +76,7 @@ def provider_responses(
     for name, reason in setup.skipped.items():
         context.log.warning(f"{name} skipped: {reason}")
     now = datetime.now(UTC)
-    with warehouse.open() as wh:
+    with warehouse.open(lock=FETCH_LOCK) as wh:
         plan = FetchPlan(domains=domains)
         if not config.force:
             for provider, _ in setup.active:
