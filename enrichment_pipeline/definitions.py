@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dagster as dg
 
+from enrichment_pipeline.defs import enrichment
 from enrichment_pipeline.defs.dbt.assets import dbt_marts
 from enrichment_pipeline.defs.dbt.resources import dbt_cli_resource
-from enrichment_pipeline.defs.enrichment import enrichment_defs
 from enrichment_pipeline.defs.operations.jobs import marts_after_enrichment, marts_job
 from enrichment_pipeline.defs.serving.assets import marts_snapshot
 
+# `enrichment.enrichment_defs`, not imported by name: Dagster loads the one Definitions object it
+# finds at this module's top level.
 defs = dg.Definitions.merge(
-    enrichment_defs,
+    enrichment.enrichment_defs,
     dg.Definitions(
         assets=[dbt_marts, marts_snapshot],
         jobs=[marts_job],
