@@ -136,21 +136,33 @@ class ProjectSqliteEventLogStorage(SubsetPlannedEventsMixin, SqliteEventLogStora
     """`SqliteEventLogStorage` (same files, same layout) with the project's bookkeeping settings.
 
     `base_dir` defaults to where Dagster's default sqlite storage keeps event logs
-    (`$DAGSTER_HOME/history/runs`), so switching an existing home to it keeps its history.
+    (`<instance root>/history/runs`), so switching an existing home to it keeps its history.
     """
 
     def __init__(
         self,
-        base_dir: str,
+        base_dir: str | None,
         inst_data: ConfigurableClassData | None = None,
         *,
         event_batch_size: int = DEFAULT_EVENT_BATCH_SIZE,
         partition_subset_in_planned_events: bool = True,
     ) -> None:
-        super().__init__(base_dir, inst_data=inst_data)
         self._partition_subset_in_planned_events = partition_subset_in_planned_events
         self._event_batch_size = event_batch_size
+        self._pending_inst_data = inst_data
+        self._inst_data = inst_data
         apply_event_batch_size(event_batch_size)
+        if base_dir is not None:
+            super().__init__(base_dir, inst_data=inst_data)
+        # else: the instance's own directory, known once it registers (see register_instance)
+
+    def register_instance(self, instance: Any) -> None:
+        if not hasattr(self, "_base_dir"):
+            # Dagster's default place for sqlite event logs, under the instance's root directory
+            # (DAGSTER_HOME, or the directory given to `DagsterInstance.from_config`).
+            base_dir = os.path.join(instance.root_directory, "history", "runs", "")
+            super().__init__(base_dir, inst_data=self._pending_inst_data)
+        super().register_instance(instance)
 
     @classmethod
     def config_type(cls) -> dict[str, Field]:
@@ -160,9 +172,8 @@ class ProjectSqliteEventLogStorage(SubsetPlannedEventsMixin, SqliteEventLogStora
     def from_config_value(  # type: ignore[override]
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
     ) -> ProjectSqliteEventLogStorage:
-        base_dir = config_value.get("base_dir") or default_event_log_dir()
         return cls(
-            base_dir,
+            config_value.get("base_dir"),
             inst_data=inst_data,
             event_batch_size=config_value.get("event_batch_size", DEFAULT_EVENT_BATCH_SIZE),
             partition_subset_in_planned_events=config_value.get("partition_subset_in_planned_events", True),
@@ -206,10 +217,3 @@ class ProjectSqliteEventLogStorage(SubsetPlannedEventsMixin, SqliteEventLogStora
 
 def _chunks(events: Sequence[EventLogEntry]) -> list[Sequence[EventLogEntry]]:
     return [events[i : i + _SQLITE_ROWS_PER_INSERT] for i in range(0, len(events), _SQLITE_ROWS_PER_INSERT)]
-
-
-def default_event_log_dir() -> str:
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        raise ValueError("DAGSTER_HOME is not set and event_log_storage.config.base_dir is not given")
-    return os.path.join(os.path.abspath(os.path.expanduser(home)), "history", "runs", "")

@@ -40,9 +40,13 @@ def project_instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     monkeypatch.delenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", raising=False)
     home = tmp_path / "dagster_home"
     assert install_instance_config(home) == "installed"
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    with dg.DagsterInstance.get() as instance:
+    # Not `with instance:` (it leaves the instance's state storage in a context variable
+    # that later tests in this process would pick up).
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
         yield instance
+    finally:
+        instance.dispose()
 
 
 def events(instance: dg.DagsterInstance, kind: dg.DagsterEventType, run_id: str) -> list[dg.EventLogRecord]:
