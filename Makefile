@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 LOCKS := requirements.lock requirements-dev.lock
 STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) pyproject.toml | cksum | cut -d' ' -f1)
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
+# `make dev DAGSTER_PORT=3119` for a second UI next to another one.
+DAGSTER_PORT ?= 3000
 
 .PHONY: install run test dev lint bench clean lock
 
@@ -20,9 +22,14 @@ $(STAMP): $(LOCKS) pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# The project's instance settings (enrichment_pipeline/instance/dagster.yaml) into DAGSTER_HOME,
+# for the CLI, the webserver, the daemon, the code server and every run worker alike.
+.PHONY: instance
+instance: $(STAMP)
+	@$(BIN)/python -m enrichment_pipeline.instance
+
 # One summary and the top of the leaderboard; dbt's log is in data/logs/dbt.log (`enrich --verbose` prints it).
-run: $(STAMP)
-	@mkdir -p $(DAGSTER_HOME)
+run: $(STAMP) instance
 	@$(BIN)/enrichment-pipeline enrich --file enrichment_pipeline/data/sample_domains.txt
 	@$(BIN)/enrichment-pipeline scores --top 10
 
@@ -30,9 +37,8 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
-dev: $(STAMP)
-	@mkdir -p $(DAGSTER_HOME)
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1
+dev: $(STAMP) instance
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_enrich.py

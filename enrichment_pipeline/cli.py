@@ -52,10 +52,11 @@ def _dagster_home() -> Path:
         # Persistent, so `make dev` shows the runs the CLI made.
         home = str(Path.cwd() / "data" / "dagster")
         os.environ["DAGSTER_HOME"] = home
-    Path(home).mkdir(parents=True, exist_ok=True)
-    config = Path(home) / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+    from enrichment_pipeline.instance import install_instance_config
+
+    # The project's instance settings (batched event writes, one planned event per run), unless
+    # the user's own dagster.yaml is there.
+    install_instance_config(Path(home))
     return Path(home)
 
 
@@ -225,8 +226,8 @@ def enrich(args: argparse.Namespace) -> int:
     _dagster_home()
     import dagster as dg
 
-    from enrichment_pipeline.definitions import defs
-    from enrichment_pipeline.defs.dbt.factory import ASSETS_NAME as DBT_STEP
+    # The enrichment part only: no dbt import unless the marts are built (below).
+    from enrichment_pipeline.defs.enrichment import enrichment_defs
     from enrichment_pipeline.defs.operations.jobs import ENRICH_JOB_NAME, MARTS_JOB_NAME
     from enrichment_pipeline.defs.partitions import domains_partitions
     from enrichment_pipeline.defs.raw.assets import RAW_KEY
@@ -239,7 +240,7 @@ def enrich(args: argparse.Namespace) -> int:
     if new:
         instance.add_dynamic_partitions(name, new)
     due, cached_keys = _due_domains(url, valid, mode, force=bool(args.force))
-    job = defs.resolve_job_def(ENRICH_JOB_NAME)
+    job = enrichment_defs.resolve_job_def(ENRICH_JOB_NAME)
     # Dagster's own event log goes to the UI (`make dev`); --verbose prints it here as well.
     loggers = {"console": {"config": {"log_level": "INFO" if args.verbose else "CRITICAL"}}}
     run_config = {
@@ -289,6 +290,9 @@ def enrich(args: argparse.Namespace) -> int:
             if events:
                 metadata.append({k: v.value for k, v in events[0].metadata.items()})
         if not args.no_marts:
+            from enrichment_pipeline.definitions import defs
+            from enrichment_pipeline.defs.dbt.factory import ASSETS_NAME as DBT_STEP
+
             marts_config = {**quiet, "ops": {DBT_STEP: {"config": {"echo_log": bool(args.verbose)}}}}
             marts = defs.resolve_job_def(MARTS_JOB_NAME).execute_in_process(
                 run_config=marts_config,

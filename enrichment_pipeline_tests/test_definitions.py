@@ -14,6 +14,15 @@ def test_definitions_are_loadable():
     dg.Definitions.validate_loadable(defs)
 
 
+def test_the_module_is_a_loadable_code_location():
+    """What `dagster dev`, the code server and every run worker do with workspace.yaml's module:
+    exactly one Definitions object at its top level."""
+    from dagster._core.workspace.autodiscovery import loadable_targets_from_python_module
+
+    targets = loadable_targets_from_python_module("enrichment_pipeline.definitions", working_directory=None)
+    assert [t.attribute for t in targets] == ["defs"]
+
+
 def test_the_two_jobs_cover_every_asset_once():
     job = defs.resolve_job_def(ENRICH_JOB_NAME)
     assert job.name == ENRICH_JOB_NAME

@@ -14,6 +14,9 @@ from enrichment_pipeline.lib.sandbox.transport import sandbox_transport
 from enrichment_pipeline.lib.settings import ProviderSettings
 from enrichment_pipeline.lib.warehouse import Warehouse
 
+FETCH_LOCK = "enrichment_pipeline/fetch"
+DERIVED_LOCK = "enrichment_pipeline/derived"
+
 
 class WarehouseResource(dg.ConfigurableResource):
     """DuckDB file or PostgreSQL database named by `WAREHOUSE_URL`.
@@ -27,8 +30,23 @@ class WarehouseResource(dg.ConfigurableResource):
     def resolved_url(self) -> str:
         return self.url or settings.warehouse_url()
 
-    def open(self, *, read_only: bool = False) -> Warehouse:
-        return Warehouse.open(self.resolved_url(), read_only=read_only)
+    def open(self, *, read_only: bool = False, lock: str | None = DERIVED_LOCK) -> Warehouse:
+        """The warehouse; a writing step also holds `lock` until it closes it.
+
+        Derived steps read tables, compute, and replace a table: holding one lock from the read
+        to the write means two runs' rebuilds never interleave, so the last rebuild of each
+        table always reads the last state of its inputs (no stale table left behind by a run
+        that finished out of order). The raw step holds `FETCH_LOCK` instead: one fetch at a
+        time across all runs, so each provider's per-process rate limit holds across runs, and
+        a fetch never waits for a rebuild."""
+        wh = Warehouse.open(self.resolved_url(), read_only=read_only)
+        if lock and not read_only:
+            try:
+                wh.hold_lock(lock)
+            except BaseException:
+                wh.close()
+                raise
+        return wh
 
 
 @dataclass(frozen=True)

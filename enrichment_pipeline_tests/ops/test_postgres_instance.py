@@ -6,6 +6,7 @@ Each test gets fresh databases for the Dagster instance and the warehouse
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -104,8 +105,11 @@ def test_deploy_config_is_the_production_instance(make_pg_home):
         assert instance.run_retries_max_retries == 2
         assert not instance.run_retries_retry_on_asset_or_op_failure
         storage = instance.event_log_storage
-        assert type(storage).__name__ == "PostgresEventLogStorage"
+        assert type(storage).__name__ == "ProjectPostgresEventLogStorage"
         assert storage.supports_global_concurrency_limits
+        # the project's bookkeeping settings, from this file alone
+        assert storage.supports_partition_subset_in_asset_materialization_planned_events
+        assert os.environ["DAGSTER_EVENT_BATCH_SIZE"] == "1000"
         # psycopg2: with psycopg 3 every event write fails on `NOTIFY run_events, $1`.
         assert storage.postgres_url.startswith("postgresql+psycopg2://")  # type: ignore[attr-defined]
 
@@ -210,3 +214,43 @@ def test_whole_pipeline_on_postgres_twice_second_run_is_all_cache(make_pg_home, 
         .sort("domain")
         .equals(before["marts.icp_scores"].drop("scored_at").sort("domain"))
     )
+
+
+def test_the_warehouse_locks_alone_make_fetches_and_rebuilds_take_turns(make_pg_home, new_database, workers):
+    """Pool limit raised to 2, so nothing in Dagster keeps two runs apart: the warehouse's fetch
+    lock still makes their fetches take turns (so a provider's per-process rate limit holds
+    across runs), and the derived-rebuild lock leaves every derived table equal to a fresh
+    rebuild after both runs, whichever finished last."""
+    from enrichment_pipeline.defs.operations.jobs import ENRICH_JOB_NAME
+    from enrichment_pipeline.defs.resources import ProvidersResource, WarehouseResource
+
+    home = make_pg_home()
+    warehouse_url = new_database()
+    domains = sandbox_domains(50)
+    a, b = domains[:30], domains[20:]
+    with home.instance() as instance:
+        instance.event_log_storage.set_concurrency_slots(PROVIDER_POOL, 2)
+        _register(instance, domains)
+        first, second = _run_two_at_once(warehouse_url, a, b, workers, env=home.env, latency_ms=5)
+        _assert_took_turns(_fetch_windows(warehouse_url, [first["run_id"], second["run_id"]]))
+        _assert_whole_and_unique(warehouse_url, domains)
+        after_both = {t: read_table(warehouse_url, t) for t in ("marts.company_profiles", "marts.icp_scores")}
+
+        job = defs.resolve_job_def(ENRICH_JOB_NAME)
+        downstream = {k for k in job.asset_layer.selected_asset_keys if k != RAW_KEY}
+        fresh = job.get_subset(asset_selection=downstream).execute_in_process(
+            instance=instance,
+            resources={
+                "warehouse": WarehouseResource(url=warehouse_url),
+                "providers": ProvidersResource(mode="sandbox", providers=["builtwith", "similarweb"]),
+            },
+        )
+        assert fresh.success
+    rebuilt = {t: read_table(warehouse_url, t) for t in after_both}
+    assert _profiles_content(rebuilt["marts.company_profiles"]).equals(
+        _profiles_content(after_both["marts.company_profiles"])
+    )
+    assert (
+        rebuilt["marts.icp_scores"].drop("scored_at").sort("domain")
+        .equals(after_both["marts.icp_scores"].drop("scored_at").sort("domain"))
+    )  # fmt: skip

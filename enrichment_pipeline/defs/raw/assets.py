@@ -12,8 +12,13 @@ import dagster as dg
 import httpx
 
 from enrichment_pipeline.defs.partitions import domains_partitions
-from enrichment_pipeline.defs.resources import ProgressReporter, ProvidersResource, WarehouseResource
-from enrichment_pipeline.lib import cost
+from enrichment_pipeline.defs.resources import (
+    FETCH_LOCK,
+    ProgressReporter,
+    ProvidersResource,
+    WarehouseResource,
+)
+from enrichment_pipeline.lib import cost, reenrich
 from enrichment_pipeline.lib.domains import normalize_domains
 from enrichment_pipeline.lib.fetching import FetchPlan, fetch_domains, fresh_answers
 from enrichment_pipeline.lib.http_policy import ProviderStats
@@ -25,7 +30,19 @@ RAW_KEY = dg.AssetKey(["raw", "provider_responses"])
 
 
 class FetchConfig(dg.Config):
+    """Launchpad config of the raw step (`ops: raw__provider_responses: config:`).
+
+    `domains`, `failed` and `tier` re-enrich a scattered set of domains in ONE run, besides the
+    run's own partitions: Dagster runs one partition *range* per run, so picking scattered keys
+    in the UI's backfill dialog makes one run per range. Launch any one partition (e.g. the
+    first of the set) with this config; every domain of the set gets its own materialization
+    (partition status) and the tables downstream are rebuilt once, in the same run.
+    """
+
     force: bool = False  # ignore the cache and call every provider again
+    domains: list[str] = []  # more domains to fetch (registered as partitions when new)
+    failed: bool = False  # and every domain whose current answers all failed
+    tier: str | None = None  # and every domain scored in this ICP tier (hot, warm, cool, cold)
 
 
 @dg.asset(
@@ -53,12 +70,14 @@ def provider_responses(
         # Partitions can be added by hand in the UI; junk is never sent to a provider.
         context.log.warning(f"not fetching {bad.raw!r}: {bad.reason}")
     setup = providers.setup(http_transport)
+    extra = _extra_domains(context, config, warehouse, setup.mode, set(domains))
+    domains += extra
     waterfall = load_waterfall()
     waterfall.check_providers(PROVIDER_NAMES)
     for name, reason in setup.skipped.items():
         context.log.warning(f"{name} skipped: {reason}")
     now = datetime.now(UTC)
-    with warehouse.open() as wh:
+    with warehouse.open(lock=FETCH_LOCK) as wh:
         plan = FetchPlan(domains=domains)
         if not config.force:
             for provider, _ in setup.active:
@@ -148,4 +167,40 @@ def provider_responses(
     }
     for name, stats in report_.stats.items():
         metadata[f"provider/{name}"] = dg.MetadataValue.json(stats.summary())
+    if extra:
+        metadata["reenriched_domains"] = len(extra)
+        # The partitions of the set outside the run's range: their own materialization each.
+        for domain in extra:
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=RAW_KEY, partition=domain, metadata={"reenriched_in_run": context.run_id}
+                )
+            )
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _extra_domains(
+    context: dg.AssetExecutionContext,
+    config: FetchConfig,
+    warehouse: WarehouseResource,
+    mode: str,
+    run: set[str],
+) -> list[str]:
+    """The scattered set of `config` beyond the run's partitions, registered as partitions."""
+    if not (config.domains or config.failed or config.tier):
+        return []
+    listed, refused = normalize_domains(config.domains)
+    for bad in refused:
+        context.log.warning(f"not re-enriching {bad.raw!r}: {bad.reason}")
+    with warehouse.open(read_only=True) as wh:
+        try:
+            chosen = reenrich.select(wh, mode=mode, failed=config.failed, tier=config.tier, listed=listed)
+        except reenrich.SelectionError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+    extra = [d for d in chosen if d not in run]
+    known = set(context.instance.get_dynamic_partitions(domains_partitions.name))
+    new = [d for d in extra if d not in known]
+    if new:
+        context.instance.add_dynamic_partitions(domains_partitions.name, new)
+    context.log.info(f"re-enriching {len(extra)} more domain(s) in this run ({len(new)} newly registered)")
+    return extra

@@ -365,6 +365,15 @@ class Warehouse:
     def table(self, table: str) -> pl.DataFrame:
         return self.query(f"SELECT * FROM {table}")
 
+    def hold_lock(self, name: str) -> None:
+        """Wait for, then hold until `close()`, the cross-process lock `name` (e.g. one step kind
+        of every run: only one fetch at a time, only one derived rebuild at a time).
+
+        A DuckDB file already has one writing process at a time (the sidecar file lock held
+        while it is open), so this is a no-op there; PostgreSQL holds a session advisory lock,
+        which the server also releases if the process dies."""
+        return None
+
     def _lock_table(self, table: str) -> None:
         """Serialize rebuilds of one table across processes (a no-op where one writer is the rule)."""
         return None

@@ -185,6 +185,11 @@ class PostgresWarehouse(Warehouse):
 
     drop_dependents: ClassVar[str] = " CASCADE"
 
+    def hold_lock(self, name: str) -> None:
+        # Session-level, on this connection (autocommit): held across the step's transactions,
+        # released by close() or by the server when the connection drops.
+        self._execute("SELECT pg_advisory_lock(hashtext(?))", [name])
+
     def _lock_table(self, table: str) -> None:
         # Two runs rebuilding the same derived table would race on CREATE and on DELETE + COPY;
         # a transaction-scoped advisory lock per table makes the second wait for the first.

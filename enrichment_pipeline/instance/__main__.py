@@ -1,0 +1,5 @@
+import sys
+
+from enrichment_pipeline.instance import main
+
+sys.exit(main())
