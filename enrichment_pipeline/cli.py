@@ -362,6 +362,63 @@ def scores(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_store():
+    from enrichment_pipeline.lib.api_keys import KeyStore
+    from enrichment_pipeline.lib.api_state import StateStore, state_path
+
+    return KeyStore(StateStore(state_path()))
+
+
+def api_keys_create(args: argparse.Namespace) -> int:
+    from enrichment_pipeline.lib.api_keys import ApiKeyError, parse_scopes
+
+    try:
+        key, token = _key_store().create(args.name, parse_scopes(args.scopes), args.tier)
+    except ApiKeyError as exc:
+        raise UsageError(str(exc)) from None
+    err.print(
+        f"created API key {key.prefix} ({escape(key.name)}, scopes {','.join(key.scopes)}, tier {key.tier}); "
+        "it is shown once, below: store it now"
+    )
+    # Alone on the last line of stdout, so scripts can capture it with `| tail -n1`.
+    print(token, flush=True)
+    return 0
+
+
+def api_keys_list(args: argparse.Namespace) -> int:
+    keys = _key_store().list()
+    if args.format == "json":
+        print(json.dumps([k.public() for k in keys], indent=2))
+        return 0
+    table = Table(title="API keys")
+    for column in ("id", "prefix", "name", "scopes", "tier", "created", "last used", "revoked"):
+        table.add_column(column, no_wrap=True)
+    for k in keys:
+        table.add_row(
+            k.id,
+            k.prefix,
+            k.name,
+            ",".join(k.scopes),
+            k.tier,
+            k.created_at,
+            k.last_used_at or "-",
+            k.revoked_at or "-",
+        )
+    console.print(table)
+    return 0
+
+
+def api_keys_revoke(args: argparse.Namespace) -> int:
+    from enrichment_pipeline.lib.api_keys import ApiKeyError
+
+    try:
+        key = _key_store().revoke(args.id)
+    except ApiKeyError as exc:
+        raise UsageError(str(exc)) from None
+    console.print(f"revoked API key {key.prefix} ({escape(key.name)})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="enrichment-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -384,6 +441,19 @@ def build_parser() -> argparse.ArgumentParser:
     p_scores.add_argument("--top", type=int, default=25)
     p_scores.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p_scores.set_defaults(func=scores)
+    p_keys = sub.add_parser("api-keys", help="create, list and revoke keys for the read API")
+    keys_sub = p_keys.add_subparsers(dest="keys_command", required=True)
+    p_create = keys_sub.add_parser("create", help="create a key; prints it once, alone on the last line")
+    p_create.add_argument("--name", required=True, help="who or what uses the key")
+    p_create.add_argument("--scopes", default="read", help="comma-separated: read, enrich (default: read)")
+    p_create.add_argument("--tier", choices=("standard", "power", "admin"), default="standard")
+    p_create.set_defaults(func=api_keys_create)
+    p_list = keys_sub.add_parser("list", help="list keys (prefix, scopes, tier, last used; never the key)")
+    p_list.add_argument("--format", choices=("table", "json"), default="table")
+    p_list.set_defaults(func=api_keys_list)
+    p_revoke = keys_sub.add_parser("revoke", help="revoke a key by id (or prefix)")
+    p_revoke.add_argument("id")
+    p_revoke.set_defaults(func=api_keys_revoke)
     return parser
 
 
