@@ -253,7 +253,8 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, str]:
 
 
 LIST_COLUMNS = """p.domain, p.company_name, s.icp_score, s.icp_tier, p.status, p.industry_naics,
-       p.industry_label, p.country, p.employees, p.revenue_usd, p.monthly_visits, p.search_vendor, p.ecommerce_platform,
+       p.industry_label, p.country, p.employees, p.revenue_usd, p.monthly_visits, p.search_vendor,
+       p.ecommerce_platform,
        p.enriched_at, s.score_reasons"""
 
 

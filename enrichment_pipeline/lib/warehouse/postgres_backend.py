@@ -157,6 +157,7 @@ class PostgresWarehouse(Warehouse):
         # Two runs rebuilding the same derived table would race on CREATE and on DELETE + COPY;
         # a transaction-scoped advisory lock per table makes the second wait for the first.
         self._execute("SELECT pg_advisory_xact_lock(hashtext(?))", [table])
+
     schemes: ClassVar[tuple[str, ...]] = SCHEMES
     row_lock: ClassVar[str] = " FOR UPDATE"
     _conn: psycopg.Connection[Any]
