@@ -6,7 +6,6 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
 import time
 import warnings
@@ -19,7 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from enrichment_pipeline.lib import cost, settings
+from enrichment_pipeline.lib.dagster_home import ensure_dagster_home
 from enrichment_pipeline.lib.domains import Rejected, normalize_domains, read_domain_file
+from enrichment_pipeline.lib.partition_keys import contiguous_ranges
 from enrichment_pipeline.lib.warehouse import Warehouse, WarehouseError, duckdb_path
 
 EXIT_USAGE = 2
@@ -35,16 +36,7 @@ class UsageError(Exception):
 
 
 def _dagster_home() -> Path:
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        # Persistent, so `make dev` shows the runs the CLI made.
-        home = str(Path.cwd() / "data" / "dagster")
-        os.environ["DAGSTER_HOME"] = home
-    Path(home).mkdir(parents=True, exist_ok=True)
-    config = Path(home) / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
-    return Path(home)
+    return ensure_dagster_home()
 
 
 def _collect(domains: Sequence[str], file: str | None) -> tuple[list[str], list[Rejected]]:
@@ -59,23 +51,6 @@ def _collect(domains: Sequence[str], file: str | None) -> tuple[list[str], list[
     if not raw:
         raise UsageError("give domains as arguments or with --file PATH")
     return normalize_domains(raw)
-
-
-def contiguous_ranges(ordered_keys: Sequence[str], wanted: Sequence[str]) -> list[tuple[str, str]]:
-    """Split the wanted partition keys into runs of neighbours in the partition order.
-
-    Dagster runs one partition *range* per run; new domains are appended, so a
-    typical request is a single range.
-    """
-    position = {key: i for i, key in enumerate(ordered_keys)}
-    indices = sorted(position[k] for k in set(wanted))
-    ranges: list[tuple[str, str]] = []
-    for i in indices:
-        if ranges and position[ranges[-1][1]] == i - 1:
-            ranges[-1] = (ranges[-1][0], ordered_keys[i])
-        else:
-            ranges.append((ordered_keys[i], ordered_keys[i]))
-    return ranges
 
 
 def _progress_reporter(progress: Progress):

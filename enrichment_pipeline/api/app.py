@@ -18,6 +18,7 @@ from enrichment_pipeline.api import schemas
 from enrichment_pipeline.api.config import ApiConfig
 from enrichment_pipeline.api.problems import CODES, ApiProblem, problem_response
 from enrichment_pipeline.api.routes_companies import router as companies_router
+from enrichment_pipeline.api.routes_enrichments import router as enrichments_router
 from enrichment_pipeline.lib.api_keys import KeyStore
 from enrichment_pipeline.lib.api_state import StateStore
 from enrichment_pipeline.lib.rate_limits import MinuteLimiter
@@ -123,7 +124,14 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def create_app(config: ApiConfig | None = None, *, source: ReadSource | None = None) -> FastAPI:
+def create_app(
+    config: ApiConfig | None = None,
+    *,
+    source: ReadSource | None = None,
+    runs: Any = None,
+    **worker_options: Any,
+) -> FastAPI:
+    """The app. `source` and `runs` (Dagster) may be given by tests; by default from the config."""
     config = config or ApiConfig.from_env()
 
     @contextlib.asynccontextmanager
@@ -137,13 +145,23 @@ def create_app(config: ApiConfig | None = None, *, source: ReadSource | None = N
             source=source
             or open_source(config.warehouse_url, config.snapshot_path, pool_size=config.pool_size),
         )
-        for hook in app.state.startup_hooks:
-            hook(app)
+        from enrichment_pipeline.api.dagster_runs import DagsterRuns
+        from enrichment_pipeline.api.enrichment_worker import EnrichmentWorker
+        from enrichment_pipeline.lib.enrichment_jobs import JobStore
+
+        jobs = JobStore(store, ttl_days=config.job_ttl_days)
+        jobs.purge_expired()
+        dagster_runs = runs if runs is not None else DagsterRuns(start_daemon=config.start_daemon)
+        worker = EnrichmentWorker(jobs, dagster_runs, app.state.api.source, **worker_options)
+        app.state.api.extras.update(jobs=jobs, runs=dagster_runs, worker=worker)
+        worker.resume()
         try:
             yield
         finally:
-            for hook in app.state.shutdown_hooks:
-                hook(app)
+            worker.shutdown()
+            stop = getattr(dagster_runs, "stop_daemon", None)
+            if stop is not None:
+                stop()
             app.state.api.source.close()
 
     app = FastAPI(
@@ -157,8 +175,6 @@ def create_app(config: ApiConfig | None = None, *, source: ReadSource | None = N
         ),
         lifespan=lifespan,
     )
-    app.state.startup_hooks = []
-    app.state.shutdown_hooks = []
 
     @app.exception_handler(ApiProblem)
     async def on_problem(request: Request, exc: ApiProblem):
@@ -222,21 +238,7 @@ def create_app(config: ApiConfig | None = None, *, source: ReadSource | None = N
         return {"status": "ready", "source": src.kind, "detail": None}
 
     app.include_router(companies_router)
-    for extra in _optional_routers():
-        app.include_router(extra)
+    app.include_router(enrichments_router)
     app.add_middleware(EdgeMiddleware, max_body_bytes=config.max_body_bytes)
     assert set(_STATUS_CODES.values()) <= set(CODES)
     return app
-
-
-def _optional_routers() -> list:
-    routers = []
-    with contextlib.suppress(ImportError):
-        from enrichment_pipeline.api.routes_enrichments import router as enrichments
-
-        routers.append(enrichments)
-    with contextlib.suppress(ImportError):
-        from enrichment_pipeline.api.routes_blueprint import router as blueprint
-
-        routers.append(blueprint)
-    return routers

@@ -21,6 +21,7 @@ class ApiConfig:
     max_body_bytes: int = 1_000_000
     max_domains_per_request: int = 1000
     job_ttl_days: int = 7
+    start_daemon: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiConfig:
@@ -48,4 +49,5 @@ class ApiConfig:
             max_body_bytes=number("API_MAX_BODY_BYTES", 1_000_000),
             max_domains_per_request=number("API_MAX_DOMAINS_PER_REQUEST", 1000),
             job_ttl_days=number("API_JOB_TTL_DAYS", 7),
+            start_daemon=env.get("API_START_DAEMON", "1").strip().lower() not in ("0", "false", "no"),
         )
