@@ -29,7 +29,6 @@ log = logging.getLogger("enrichment_pipeline.api.dagster")
 
 ENRICH_JOB = "enrich_domains"
 MARTS_JOB = "build_marts"
-MARTS_SENSOR = "marts_after_enrichment"
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 LAUNCH_TIMEOUT_S = 300
 HEARTBEAT_FRESH_S = 90

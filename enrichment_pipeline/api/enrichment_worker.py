@@ -13,17 +13,15 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from enrichment_pipeline.api.dagster_runs import ENRICH_JOB, FINISHED, MARTS_JOB, MARTS_SENSOR, DagsterRuns
+from enrichment_pipeline.api.dagster_runs import ENRICH_JOB, FINISHED, MARTS_JOB, DagsterRuns
 from enrichment_pipeline.lib import webhooks
 from enrichment_pipeline.lib.enrichment_jobs import Job, JobStore
-from enrichment_pipeline.lib.partition_keys import contiguous_ranges
+from enrichment_pipeline.lib.partition_keys import API_JOB_TAG, SOURCE_TAG, contiguous_ranges
 from enrichment_pipeline.lib.read_sources import ReadSource, SourceUnavailable
 
 log = logging.getLogger("enrichment_pipeline.api.jobs")
 
 POLL_S = 1.0
-# How long the marts sensor gets to start its rebuild before the worker starts one itself.
-MARTS_SENSOR_WAIT_S = 120.0
 
 
 class EnrichmentWorker:
@@ -83,8 +81,8 @@ class EnrichmentWorker:
                 tags = {
                     "dagster/asset_partition_range_start": start,
                     "dagster/asset_partition_range_end": end,
-                    "enrichment/source": "api",
-                    "enrichment/api_job": job.id,
+                    SOURCE_TAG: "api",
+                    API_JOB_TAG: job.id,
                 }
                 config = {"ops": {"raw__provider_responses": {"config": {"force": job.force}}}}
                 run_ids.append(run_id)
@@ -102,7 +100,7 @@ class EnrichmentWorker:
             self._finish(job_id, "failed", f"Dagster run(s) {', '.join(failed)} did not succeed; see the UI")
             return
         self._set(job_id, "building_marts", {"launching", "running"})
-        marts_run = self._marts_run(job_id, enrich_runs[-1])
+        marts_run = self._marts_run(job_id)
         marts_status = self._wait([marts_run])[marts_run]
         if marts_status != "SUCCESS":
             self._finish(
@@ -128,31 +126,16 @@ class EnrichmentWorker:
                 return statuses
             time.sleep(POLL_S)
 
-    def _marts_run(self, job_id: str, last_enrich_run: str) -> str:
-        """The marts rebuild after the job's runs: the sensor's if it starts one, else ours."""
+    def _marts_run(self, job_id: str) -> str:
+        """The marts rebuild after the job's runs (the marts sensor skips runs of API jobs)."""
         job = self.jobs.get(job_id)
         assert job is not None
         mine = [r.removeprefix("marts:") for r in job.run_ids if r.startswith("marts:")]
         if mine:
             return mine[0]
-        deadline = time.monotonic() + (MARTS_SENSOR_WAIT_S if self.runs.daemon_alive() else 0)
-        while True:
-            found = self.runs.find_runs({"dagster/run_key": f"marts-after-{last_enrich_run}"})
-            if found:
-                run_id = found[0]
-                break
-            if time.monotonic() >= deadline:
-                run_id = str(uuid.uuid4())
-                self.jobs.update(job_id, run_ids=[*job.run_ids, f"marts:{run_id}"])
-                self.runs.launch(
-                    MARTS_JOB, run_id, {"enrichment/source": "api", "enrichment/api_job": job_id}
-                )
-                return run_id
-            if self._stopping:
-                raise _Stopping
-            time.sleep(POLL_S)
+        run_id = str(uuid.uuid4())
         self.jobs.update(job_id, run_ids=[*job.run_ids, f"marts:{run_id}"])
-        log.info("job %s: marts rebuilt by sensor %s in run %s", job_id, MARTS_SENSOR, run_id)
+        self.runs.launch(MARTS_JOB, run_id, {SOURCE_TAG: "api", API_JOB_TAG: job_id})
         return run_id
 
     def _finish(self, job_id: str, status: str, error: str | None) -> None:

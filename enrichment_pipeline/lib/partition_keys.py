@@ -22,3 +22,8 @@ def contiguous_ranges(ordered_keys: Sequence[str], wanted: Sequence[str]) -> lis
         else:
             ranges.append((ordered_keys[i], ordered_keys[i]))
     return ranges
+
+
+# Run tags: where a run came from; the read API's job id (its worker rebuilds the marts itself).
+SOURCE_TAG = "enrichment/source"
+API_JOB_TAG = "enrichment/api_job"

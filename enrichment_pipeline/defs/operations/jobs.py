@@ -3,6 +3,7 @@
 import dagster as dg
 
 from enrichment_pipeline.defs.partitions import domains_partitions
+from enrichment_pipeline.lib.partition_keys import API_JOB_TAG
 
 ENRICH_JOB_NAME = "enrich_domains"
 MARTS_JOB_NAME = "build_marts"
@@ -30,5 +31,8 @@ marts_job = dg.define_asset_job(
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Rebuilds the marts after every successful enrichment run (UI, schedule or sensor).",
 )
-def marts_after_enrichment(context: dg.RunStatusSensorContext) -> dg.RunRequest:
+def marts_after_enrichment(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
+    if API_JOB_TAG in context.dagster_run.tags:
+        # The read API waits for its run and rebuilds the marts itself right after (no sensor delay).
+        return dg.SkipReason("run of an API enrichment job: the API rebuilds the marts")
     return dg.RunRequest(run_key=f"marts-after-{context.dagster_run.run_id}")
