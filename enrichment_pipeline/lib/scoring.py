@@ -489,6 +489,11 @@ def load_model(path: str | Path | None = None) -> IcpModel:
         raw = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"cannot read ICP model {path}: {exc.strerror}") from None
+    return parse_model(raw, path)
+
+
+def parse_model(raw: bytes, path: str | Path = "<model>") -> IcpModel:
+    """Validate a model given as YAML (or JSON) bytes; `path` names it in the error messages."""
     try:
         node, data = _compose(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
