@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from enrichment_pipeline.lib.read_sources import Row, Session
 
@@ -65,6 +65,10 @@ SORTS: dict[str, tuple[str, str, str]] = {
 }
 SORT_CHOICES = tuple(sorted([*SORTS, *(f"-{k}" for k in SORTS)]))
 DEFAULT_SORT = "-icp_score"
+SortChoice = Literal[
+    "icp_score", "-icp_score", "monthly_visits", "-monthly_visits", "employees", "-employees",
+    "revenue_usd", "-revenue_usd", "enriched_at", "-enriched_at", "domain", "-domain",
+]  # fmt: skip
 
 
 class BadCursor(ValueError):

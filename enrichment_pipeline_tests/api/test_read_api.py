@@ -259,3 +259,11 @@ def test_oversized_bodies_are_413(server, make_key):
             headers={"content-type": "application/json"},
         )
         assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
+
+
+def test_the_documented_sorts_are_the_sortable_columns():
+    from typing import get_args
+
+    from enrichment_pipeline.lib import company_queries as q
+
+    assert set(get_args(q.SortChoice)) == set(q.SORT_CHOICES)
