@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: install run test dev lint bench clean
+.PHONY: install run test dev api lint bench clean
 
 install: $(STAMP)
 
@@ -31,6 +31,12 @@ dev: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml
 
+# The read API on API_HOST:API_PORT (default 127.0.0.1:8000), over data/serving.duckdb (after
+# `make run`) or the PostgreSQL WAREHOUSE_URL. Keys: `.venv/bin/enrichment-pipeline api-keys create`.
+api: $(STAMP)
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/python -m enrichment_pipeline.api
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_enrich.py
 
@@ -52,4 +58,4 @@ $(DBT_MANIFEST): $(STAMP) $(DBT_SOURCES)
 	$(BIN)/dbt parse --quiet --project-dir $(DBT_DIR) --profiles-dir $(DBT_DIR)
 	@touch $@
 
-run test dev: $(DBT_MANIFEST)
+run test dev api: $(DBT_MANIFEST)

@@ -35,7 +35,6 @@ CODES: dict[str, tuple[int, str]] = {
     "unsupported_media_type": (415, "The request body must be JSON"),
     "invalid_model": (422, "The ICP model is not valid"),
     "warehouse_unavailable": (503, "The warehouse cannot be read right now"),
-    "dagster_unavailable": (503, "Runs cannot be submitted right now"),
     "internal_error": (500, "Internal error"),
 }
 
