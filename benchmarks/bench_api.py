@@ -70,12 +70,11 @@ class Api:
             "API_STATE_DB": str(self.state),
             "API_START_DAEMON": "0",
         }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "enrichment_pipeline.api"],
-            env=full_env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.log = work / f"api-{self.port}.log"
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "enrichment_pipeline.api"], env=full_env, stdout=log, stderr=log
+            )
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 60
         while True:
@@ -164,10 +163,15 @@ def measure(name: str, env: dict[str, str], work: Path, companies: int, requests
     rows = []
     try:
         for kind in ("lookup", "page"):
+            if api.proc.poll() is not None:
+                raise RuntimeError(f"the API exited: {api.log.read_text()[-2000:]}")
             print(f"{name}: {kind} x {requests} ...", file=sys.stderr, flush=True)
             asyncio.run(drive(api.url, api.key, kind, min(500, requests), companies, seed=99))  # warm caches
             result = asyncio.run(drive(api.url, api.key, kind, requests, companies))
             rows.append({"source": name, "kind": kind, **result, "rss_mib": api.peak_rss / 1024})
+    except Exception:
+        print(f"API log tail:\n{api.log.read_text()[-3000:]}", file=sys.stderr)
+        raise
     finally:
         api.close()
     return rows

@@ -182,7 +182,9 @@ class CompanyFilter:
     enriched_since: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def where(self) -> tuple[list[str], list[Any]]:
+    def where(self, techs_column: str | None = None) -> tuple[list[str], list[Any]]:
+        """SQL conditions on `p` (profiles) and `s` (scores). `techs_column`: a column holding each
+        company's current technologies in lower case, used instead of the technology table."""
         clauses: list[str] = []
         params: list[Any] = []
         if self.tiers:
@@ -202,13 +204,17 @@ class CompanyFilter:
             params.append(self.country.upper())
         for tech in self.technologies:
             clauses.append(
-                "EXISTS (SELECT 1 FROM marts.fct_company_technology t "
+                f"list_contains({techs_column}, ?)"
+                if techs_column
+                else "EXISTS (SELECT 1 FROM marts.fct_company_technology t "
                 "WHERE t.domain = p.domain AND t.is_current AND lower(t.technology) = ?)"
             )
             params.append(tech.lower())
         for tech in self.without_technologies:
             clauses.append(
-                "NOT EXISTS (SELECT 1 FROM marts.fct_company_technology t "
+                f"NOT list_contains({techs_column}, ?)"
+                if techs_column
+                else "NOT EXISTS (SELECT 1 FROM marts.fct_company_technology t "
                 "WHERE t.domain = p.domain AND t.is_current AND lower(t.technology) = ?)"
             )
             params.append(tech.lower())
@@ -276,7 +282,13 @@ def list_companies(
     descending = sort.startswith("-")
     expr, kind, null_value = SORTS[name]
     key = expr if name == "domain" else f"COALESCE({expr}, CAST({null_value} AS {kind}))"
-    clauses, params = flt.where()
+    listing = getattr(session, "company_listing", None)
+    if listing is not None:
+        source, techs = f"{listing} p", "p.current_technologies"
+    else:
+        source = "marts.company_profiles p LEFT JOIN marts.icp_scores s ON s.domain = p.domain"
+        techs = None
+    clauses, params = flt.where(techs)
     if cursor:
         value, last_domain = decode_cursor(cursor, sort)
         if name == "domain":
@@ -289,11 +301,10 @@ def list_companies(
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     direction = "DESC" if descending else "ASC"
     order = f"p.domain {direction}" if name == "domain" else f"{key} {direction}, p.domain ASC"
-    sql = (
-        f"SELECT {LIST_COLUMNS}, {key} AS sort_value "
-        "FROM marts.company_profiles p LEFT JOIN marts.icp_scores s ON s.domain = p.domain "
-        f"{where} ORDER BY {order} LIMIT ?"
-    )
+    sql = f"SELECT {LIST_COLUMNS}, {key} AS sort_value FROM {source} {where} ORDER BY {order} LIMIT ?"
+    if listing is not None:
+        # One prebuilt table: the score columns live beside the profile columns.
+        sql = sql.replace("s.icp_", "p.icp_").replace("s.score_reasons", "p.score_reasons")
     rows = session.rows(sql, [*params, limit + 1])
     more = len(rows) > limit
     rows = rows[:limit]
@@ -308,6 +319,20 @@ def list_companies(
         r["enriched_at"] = _iso(r.get("enriched_at"))
         items.append(r)
     return {"items": items, "next_cursor": next_cursor, "limit": limit, "sort": sort}
+
+
+# A denormalized copy of what `list_companies` reads, for a source that can build one per snapshot
+# (DuckDB: in memory, once per snapshot): no join and no technology table scan per request.
+LISTING_SQL = f"""
+SELECT {LIST_COLUMNS},
+       coalesce(t.techs, []) AS current_technologies
+FROM marts.company_profiles p
+LEFT JOIN marts.icp_scores s ON s.domain = p.domain
+LEFT JOIN (
+    SELECT domain, list(DISTINCT lower(technology)) AS techs
+    FROM marts.fct_company_technology WHERE is_current GROUP BY domain
+) t ON t.domain = p.domain
+"""
 
 
 # -- technologies -------------------------------------------------------------------------------------

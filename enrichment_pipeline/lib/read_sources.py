@@ -46,8 +46,9 @@ class ReadSource(Protocol):
 
 
 class _DuckSession:
-    def __init__(self, cursor: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, cursor: duckdb.DuckDBPyConnection, company_listing: str | None = None) -> None:
         self.cursor = cursor
+        self.company_listing = company_listing
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:
@@ -70,6 +71,15 @@ class _Snapshot:
         escaped = str(path).replace("'", "''")
         self.conn.execute(f"ATTACH '{escaped}' AS snapshot (READ_ONLY)")
         self.conn.execute("USE snapshot")
+        self.company_listing: str | None = None
+        from enrichment_pipeline.lib.company_queries import LISTING_SQL
+
+        try:
+            # Built once per snapshot, in the in-memory database every cursor shares.
+            self.conn.execute(f"CREATE TABLE memory.main.company_listing AS {LISTING_SQL}")
+            self.company_listing = "memory.main.company_listing"
+        except duckdb.CatalogException:
+            pass  # a snapshot without a mart the listing reads: lists use the plain query
         self.users = 0
         self.retired = False
 
@@ -125,7 +135,7 @@ class SnapshotSource:
             cursor = snap.conn.cursor()  # a cursor per request: DuckDB runs them in parallel
             cursor.execute("USE snapshot")
             try:
-                yield _DuckSession(cursor)
+                yield _DuckSession(cursor, snap.company_listing)
             finally:
                 cursor.close()
         finally:
