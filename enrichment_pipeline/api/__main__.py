@@ -25,7 +25,15 @@ def main() -> int:
     logging.getLogger("enrichment_pipeline.api").info(
         "serving %s on http://%s:%s", source, config.host, config.port
     )
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        log_level="warning",
+        access_log=False,
+        # Longer than clients' usual pool idle time, so a reused connection is rarely closed under them.
+        timeout_keep_alive=65,
+    )
     return 0
 
 
