@@ -238,13 +238,15 @@ def plan_needs(
     out: dict[str, DomainNeeds] = {}
     for domain in dict.fromkeys(domains):
         called: set[str] = set()
-        filled: set[str] = set()
+        filled: dict[str, int] = {}
         for name, provider in by_name.items():
             provider_fresh = fresh.get(name, ())
             if all((e, domain) in provider_fresh for e in provider.endpoints(domain)):
                 called.add(name)
                 payloads = cached.get(name, {}).get(domain, {})
-                filled |= filled_groups(provider.extract(domain, payloads))
+                groups = filled_groups(provider.extract(domain, payloads))
+                fills = waterfall.fill_positions(name, groups) if waterfall else dict.fromkeys(groups, 0)
+                Waterfall.merge_fills(filled, fills)
         needs: DomainNeeds = {}
         levels = waterfall.depth if waterfall is not None else 1
         for level in range(levels):

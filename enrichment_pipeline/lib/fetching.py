@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +32,7 @@ from enrichment_pipeline.lib.http_policy import CallResult, ProviderClient, Prov
 from enrichment_pipeline.lib.providers.base import Provider
 from enrichment_pipeline.lib.redaction import Redactor
 from enrichment_pipeline.lib.settings import ProviderSettings
+from enrichment_pipeline.lib.staging import answer_problem
 from enrichment_pipeline.lib.warehouse import ResponseRow
 from enrichment_pipeline.lib.waterfall import Waterfall
 
@@ -209,7 +210,7 @@ async def _run_provider_level(
                 continue
             fetched = await provider.fetch_domains(client, to_fetch, missing)
             for domain in to_fetch:
-                results = fetched.get(domain, [])
+                results = _readable(provider, domain, fetched.get(domain, []))
                 rows = [_row(provider, endpoint, domain, r, mode, run_id) for endpoint, r in results]
                 payloads = {endpoint: r.payload for endpoint, r in results if r.status == "ok"}
                 on_done(domain, payloads, rows)
@@ -241,6 +242,9 @@ async def fetch_domains(
     domains = list(dict.fromkeys(plan.domains))  # each domain once, whatever the caller passed
     by_name = {p.name: (p, s) for p, s in providers}
     active = set(by_name)
+    if waterfall is not None:
+        # e.g. Apollo's bulk endpoint has no technologies: never wait on it for them.
+        waterfall = waterfall.for_capabilities({n: p.fillable_groups() for n, (p, _) in by_name.items()})
     redactor = redactor or Redactor(s.api_key for _, s in providers)
     assembler = _Assembler(write, flush_every, progress, len(domains))
     stats: dict[str, ProviderStats] = {name: ProviderStats() for name in by_name}
@@ -248,7 +252,8 @@ async def fetch_domains(
 
     # What each domain already has: providers answered from cache and the groups they fill.
     called: dict[str, set[str]] = {d: set() for d in domains}
-    filled: dict[str, set[str]] = {d: set() for d in domains}
+    # group -> best waterfall position of a provider that filled it (see Waterfall.fill_positions)
+    filled: dict[str, dict[str, int]] = {d: {} for d in domains}
     for name, (provider, _) in by_name.items():
         fresh = plan.fresh.get(name, set())
         cached = plan.cached.get(name, {})
@@ -257,7 +262,7 @@ async def fetch_domains(
             if all((e, domain) in fresh for e in endpoints):
                 called[domain].add(name)
                 stats[name].cache_hits += len(endpoints)
-                filled[domain] |= filled_groups(provider.extract(domain, cached.get(domain, {})))
+                _fill(filled[domain], waterfall, name, provider.extract(domain, cached.get(domain, {})))
 
     outstanding: dict[str, int] = {}  # providers still working on a domain at the current level
     carried: list[str] = []  # domains that may need a later level
@@ -278,7 +283,7 @@ async def fetch_domains(
         def done(domain: str, payloads: dict[str, Any], rows: list[ResponseRow]) -> None:
             called[domain].add(name)
             if payloads:
-                filled[domain] |= filled_groups(provider.extract(domain, payloads))
+                _fill(filled[domain], waterfall, name, provider.extract(domain, payloads))
             assembler.add(domain, rows)
             outstanding[domain] -= 1
             if outstanding[domain] == 0:
@@ -350,6 +355,40 @@ async def fetch_domains(
         seconds=time.perf_counter() - started,
         disabled=disabled,
     )
+
+
+def _readable(
+    provider: Provider, domain: str, results: list[tuple[str, CallResult]]
+) -> list[tuple[str, CallResult]]:
+    """Each `ok` answer that staging could not read becomes a `parse_error` row (with the reason);
+    one bad body never reaches, let alone stops, a later step."""
+    checked: list[tuple[str, CallResult]] = []
+    for endpoint, result in results:
+        if result.status == "ok":
+            problem = answer_problem(provider, endpoint, domain, result.payload)
+            if problem is not None:
+                result = replace(result, status="parse_error", payload=None, detail=problem)
+        checked.append((endpoint, result))
+    ok = {e: r.payload for e, r in checked if r.status == "ok"}
+    if len(ok) > 1:
+        try:
+            provider.extract(domain, ok)
+        except Exception as exc:  # the answers only fail together: none of them is usable
+            detail = f"answers could not be read together ({type(exc).__name__})"
+            checked = [
+                (e, replace(r, status="parse_error", payload=None, detail=detail) if e in ok else r)
+                for e, r in checked
+            ]
+    return checked
+
+
+def _fill(target: dict[str, int], waterfall: Waterfall | None, provider: str, values: dict[str, Any]) -> None:
+    """Record the groups a provider's values fill, at that provider's place in each group's order."""
+    groups = filled_groups(values)
+    if waterfall is None:
+        Waterfall.merge_fills(target, dict.fromkeys(groups, 0))
+    else:
+        Waterfall.merge_fills(target, waterfall.fill_positions(provider, groups))
 
 
 def _count_savings(

@@ -31,6 +31,8 @@ GROUPS: dict[str, dict[str, pl.DataType]] = {
         "ticker": pl.String(),
         "is_public": pl.Boolean(),
         "total_funding_usd": pl.Float64(),
+        # BuiltWith's estimate of the site's monthly technology spend (USD).
+        "tech_spend_usd": pl.Float64(),
     },
     "technologies": {
         "technologies": pl.List(pl.String()),

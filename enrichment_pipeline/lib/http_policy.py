@@ -379,7 +379,12 @@ class ProviderClient:
 
         self._breaker.success()
         latency = (time.perf_counter() - started) * 1000
-        verdict = self.provider.interpret(request, http_status, body) or _default_reading(http_status, body)
+        try:
+            verdict = self.provider.interpret(request, http_status, body) or _default_reading(
+                http_status, body
+            )
+        except Exception as exc:  # a body the provider cannot read costs one row
+            verdict = Interpretation("parse_error", None, f"unreadable answer ({type(exc).__name__})")
         if verdict.fallback is not None and not _fallback:
             self._log.info("%s: %s", self.provider.name, self.redactor.text(verdict.detail or "fallback"))
             follow = await self.fetch(verdict.fallback, _fallback=True)
@@ -552,11 +557,34 @@ def _decode(status: int, raw: bytes, content_type: str) -> Any:
             raise _Final("parse_error", f"expected JSON, got content type {content_type or 'none'!r}", status)
         return None
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = json.loads(raw)
+        check_depth(body)
+        return body
+    except Exception as exc:  # any undecodable body is one parse_error row, never a crash
+        # JSONDecodeError, UnicodeDecodeError, RecursionError (deep nesting),
+        # ValueError (an integer of thousands of digits), BodyTooDeep.
         if ok:
             raise _Final("parse_error", f"malformed JSON ({exc.__class__.__name__})", status) from None
         return None
+
+
+MAX_JSON_DEPTH = 64
+
+
+class BodyTooDeep(ValueError):
+    """A JSON body nested deeper than any provider's real answers (a hostile or broken body)."""
+
+
+def check_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """Raise `BodyTooDeep` when `value` nests lists/objects deeper than `limit` (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= limit:
+                raise BodyTooDeep(f"JSON nested deeper than {limit} levels")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 def _default_reading(http_status: int, body: Any) -> Interpretation:

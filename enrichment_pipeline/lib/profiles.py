@@ -54,6 +54,30 @@ PROFILE_SCHEMA: dict[str, pl.DataType] = {
     "enriched_at": UTC_TS,
 }
 STATUS_SCHEMA = {"provider": pl.String, "domain": pl.String, "status": pl.String}
+REFUSED_SCHEMA = {"provider": pl.String, "domain": pl.String, "reason": pl.String}
+# A provider whose answer staging refused (unreadable, or quarantined by a contract).
+REFUSED = "refused"
+
+
+def refused_answers(quarantine: pl.DataFrame) -> pl.DataFrame:
+    """(provider, domain, reason) of quarantined staging rows, from ``staging.quarantine``.
+
+    Each quarantined row names its provider in its stored ``row`` JSON; the
+    reason says which staging table refused it and why.
+    """
+    if quarantine.is_empty():
+        return pl.DataFrame(schema=REFUSED_SCHEMA)
+    table = pl.col("source").str.replace(r"^staging\.", "")
+    return (
+        quarantine.select(
+            pl.col("row").str.json_path_match("$.provider").alias("provider"),
+            pl.col("domain"),
+            (table + pl.lit(": ") + pl.col("reason").str.slice(0, 300)).alias("reason"),
+        )
+        .drop_nulls(["provider", "domain"])
+        .unique(["provider", "domain"], keep="first", maintain_order=True)
+        .cast(REFUSED_SCHEMA)
+    )
 
 
 def _has_value(group: str) -> pl.Expr:
@@ -107,9 +131,26 @@ def provider_status_per_domain(responses: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def with_refused(statuses: pl.DataFrame, refused: pl.DataFrame | None) -> pl.DataFrame:
+    """Statuses where a refused answer turns its provider's status into ``refused`` with the reason."""
+    statuses = statuses.with_columns(
+        pl.lit(None, dtype=pl.String).alias("detail")
+        if "detail" not in statuses.columns
+        else pl.col("detail")
+    )
+    if refused is None or refused.is_empty():
+        return statuses
+    marked = statuses.join(refused, on=["provider", "domain"], how="left").with_columns(
+        pl.when(pl.col("reason").is_not_null()).then(pl.lit(REFUSED)).otherwise("status").alias("status"),
+        pl.coalesce("reason", "detail").alias("detail"),
+    )
+    return marked.drop("reason")
+
+
 def _status(statuses: pl.DataFrame) -> pl.DataFrame:
     """enriched: some provider had data and none failed; partial: data, but some provider
-    failed; not_found: every provider answered that it does not know the domain; failed:
+    failed or had its answer refused by staging; not_found: every provider answered that it
+    does not know the domain; failed:
     no data and some provider failed (or nobody answered)."""
     if statuses.is_empty():
         return pl.DataFrame(schema={"domain": pl.String, "provider_statuses": pl.String, "status": pl.String})
@@ -117,7 +158,7 @@ def _status(statuses: pl.DataFrame) -> pl.DataFrame:
         statuses.sort("domain", "provider")
         .group_by("domain", maintain_order=True)
         .agg(
-            pl.struct("provider", "status").alias("_s"),
+            pl.struct("provider", "status", "detail").alias("_s"),
             (pl.col("status") == "ok").any().alias("_ok"),
             (~pl.col("status").is_in(list(ANSWERED))).any().alias("_failed"),
         )
@@ -144,8 +185,15 @@ def build_profiles(
     *,
     mode: str,
     enriched_at: datetime,
+    refused: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """One row per domain from `staging.provider_fields` and the per-provider statuses."""
+    """One row per domain from `staging.provider_fields` and the per-provider statuses.
+
+    `refused` (provider, domain, reason): answers staging quarantined. Such a
+    provider shows as ``refused`` with the reason in ``provider_statuses`` and
+    the profile is ``partial`` at best, never silently ``enriched``.
+    """
+    statuses = with_refused(statuses, refused)
     base = pl.DataFrame({"domain": list(dict.fromkeys(domains))}, schema={"domain": pl.String})
     fields = fields.cast({k: v for k, v in FIELD_TYPES.items() if k in fields.columns})
     picked = pick_groups(base, fields, waterfall)

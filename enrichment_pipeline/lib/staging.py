@@ -13,6 +13,7 @@ from enrichment_pipeline.lib.fields import FIELD_TYPES
 from enrichment_pipeline.lib.providers.base import Provider
 from enrichment_pipeline.lib.providers.builtwith import groups_from_free_api, technologies_from_domain_api
 from enrichment_pipeline.lib.providers.similarweb import traffic_from_payloads
+from enrichment_pipeline.lib.validation import field_problem
 
 TECH_SCHEMA = {
     "domain": pl.String,
@@ -23,6 +24,10 @@ TECH_SCHEMA = {
     "last_detected": pl.Datetime("us", "UTC"),
     "is_premium": pl.Boolean,
     "path": pl.String,
+    "parent": pl.String,
+    # False: BuiltWith still lists it but has not detected it for a long time before
+    # its last crawl; history only, never the current stack (see providers/builtwith.py).
+    "is_live": pl.Boolean,
     "provider": pl.String,
     "observed_at": pl.Datetime("us", "UTC"),
 }
@@ -61,37 +66,70 @@ def _ok(responses: pl.DataFrame, provider: str, endpoint: str | None = None) -> 
     return frame
 
 
-def builtwith_technologies(responses: pl.DataFrame) -> pl.DataFrame:
+# (provider, domain, reason) of stored answers a builder could not read: the
+# staging asset quarantines them and the profile says so (never a crash).
+Refused = list[tuple[str, str, str]]
+
+
+def builtwith_technologies(responses: pl.DataFrame, refused: Refused | None = None) -> pl.DataFrame:
     records = []
     for row in _ok(responses, "builtwith", "domain_api").iter_rows(named=True):
-        for tech in technologies_from_domain_api(row["domain"], json.loads(row["payload"])):
-            records.append({**tech, "provider": "builtwith", "observed_at": row["fetched_at"]})
+        try:
+            techs = technologies_from_domain_api(row["domain"], json.loads(row["payload"]))
+            rows = [{**t, "provider": "builtwith", "observed_at": row["fetched_at"]} for t in techs]
+            _fits(rows, TECH_SCHEMA)
+        except Exception as exc:  # one unreadable answer costs its own rows only
+            _refuse(refused, "builtwith", row["domain"], exc)
+            continue
+        records.extend(rows)
     return pl.DataFrame(records, schema=TECH_SCHEMA) if records else pl.DataFrame(schema=TECH_SCHEMA)
 
 
-def builtwith_groups(responses: pl.DataFrame) -> pl.DataFrame:
+def builtwith_groups(responses: pl.DataFrame, refused: Refused | None = None) -> pl.DataFrame:
     records = []
     for row in _ok(responses, "builtwith", "free_api").iter_rows(named=True):
-        for group in groups_from_free_api(row["domain"], json.loads(row["payload"])):
-            group["tech_group"] = group.pop("group")
-            records.append({**group, "observed_at": row["fetched_at"]})
+        try:
+            groups = groups_from_free_api(row["domain"], json.loads(row["payload"]))
+            rows = []
+            for group in groups:
+                group["tech_group"] = group.pop("group")
+                rows.append({**group, "observed_at": row["fetched_at"]})
+            _fits(rows, GROUP_SCHEMA)
+        except Exception as exc:
+            _refuse(refused, "builtwith", row["domain"], exc)
+            continue
+        records.extend(rows)
     return pl.DataFrame(records, schema=GROUP_SCHEMA) if records else pl.DataFrame(schema=GROUP_SCHEMA)
 
 
-def similarweb_traffic(responses: pl.DataFrame) -> pl.DataFrame:
+def _refuse(refused: Refused | None, provider: str, domain: str, exc: BaseException) -> None:
+    if refused is not None:
+        refused.append((provider, domain, _reason(exc)))
+
+
+def similarweb_traffic(responses: pl.DataFrame, refused: Refused | None = None) -> pl.DataFrame:
     payloads: dict[str, dict[str, dict]] = defaultdict(dict)
     observed: dict[str, object] = {}
     for row in _ok(responses, "similarweb").iter_rows(named=True):
-        payloads[row["domain"]][row["endpoint"]] = json.loads(row["payload"])
+        try:
+            payloads[row["domain"]][row["endpoint"]] = json.loads(row["payload"])
+        except Exception as exc:
+            _refuse(refused, "similarweb", row["domain"], exc)
+            continue
         observed[row["domain"]] = max(observed.get(row["domain"], row["fetched_at"]), row["fetched_at"])
-    records = [
-        {
-            **traffic_from_payloads(domain, by_endpoint),
-            "provider": "similarweb",
-            "observed_at": observed[domain],
-        }
-        for domain, by_endpoint in payloads.items()
-    ]
+    records = []
+    for domain, by_endpoint in payloads.items():
+        try:
+            record = {
+                **traffic_from_payloads(domain, by_endpoint),
+                "provider": "similarweb",
+                "observed_at": observed[domain],
+            }
+            _fits(record, {k: v for k, v in TRAFFIC_SCHEMA.items() if k in record})
+        except Exception as exc:
+            _refuse(refused, "similarweb", domain, exc)
+            continue
+        records.append(record)
     if not records:
         return pl.DataFrame(schema=TRAFFIC_SCHEMA)
     return pl.DataFrame(records).select(
@@ -100,6 +138,51 @@ def similarweb_traffic(responses: pl.DataFrame) -> pl.DataFrame:
             for c, t in TRAFFIC_SCHEMA.items()
         )
     )
+
+
+def _fits(values: Mapping[str, Any] | list[Mapping[str, Any]], schema: Mapping[str, pl.DataType]) -> None:
+    """Raise when `values` (one record or many) cannot be stored under `schema` (an int beyond
+    64 bits, a wrong type). One frame for all records: cheap even for 500 technologies."""
+    records = values if isinstance(values, list) else [values]
+    if records:
+        pl.DataFrame([{k: r.get(k) for k in schema} for r in records], schema=dict(schema))
+
+
+def answer_problem(provider: Provider, endpoint: str, domain: str, payload: Any) -> str | None:
+    """Why one `ok` answer cannot be read into the staging tables, or None when it can.
+
+    Runs the same code staging runs on the answer (the provider's `extract`, the
+    BuiltWith and SimilarWeb frame builders) and checks the values fit the
+    tables' types, so a body that would crash a later step is a `parse_error`
+    row for this (provider, endpoint, domain) now, with a short reason.
+    """
+    try:
+        json.dumps(payload, allow_nan=True)
+        values = provider.extract(domain, {endpoint: payload})
+        _fits(values, FIELD_TYPES)
+        problem = field_problem(values)
+        if problem is not None:
+            return f"answer breaks the staging contract: {problem}"
+        if provider.name == "builtwith" and endpoint == "domain_api" and isinstance(payload, Mapping):
+            rows = technologies_from_domain_api(domain, payload)
+            _fits(rows, {k: v for k, v in TECH_SCHEMA.items() if k not in ("provider", "observed_at")})
+        if provider.name == "builtwith" and endpoint == "free_api" and isinstance(payload, Mapping):
+            shaped = [{**row, "tech_group": row["group"]} for row in groups_from_free_api(domain, payload)]
+            _fits(shaped, {k: v for k, v in GROUP_SCHEMA.items() if k != "observed_at"})
+        if provider.name == "similarweb" and isinstance(payload, Mapping):
+            traffic = traffic_from_payloads(domain, {endpoint: payload})
+            _fits(traffic, {k: v for k, v in TRAFFIC_SCHEMA.items() if k in traffic})
+            problem = field_problem(traffic)
+            if problem is not None:
+                return f"answer breaks the staging contract: {problem}"
+    except Exception as exc:  # any failure is this answer's problem, not the run's
+        return _reason(exc)
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason naming the failure, never the payload's content (it may be huge or hostile)."""
+    return f"answer could not be read ({type(exc).__name__})"
 
 
 def provider_fields_schema() -> dict[str, pl.DataType]:
@@ -111,7 +194,9 @@ def provider_fields_schema() -> dict[str, pl.DataType]:
     }
 
 
-def provider_fields(responses: pl.DataFrame, providers: Mapping[str, Provider]) -> pl.DataFrame:
+def provider_fields(
+    responses: pl.DataFrame, providers: Mapping[str, Provider], refused: Refused | None = None
+) -> pl.DataFrame:
     """One row per (provider, domain): each provider's answers mapped onto the standard fields."""
     schema = provider_fields_schema()
     ok = responses.filter((pl.col("status") == "ok") & pl.col("provider").is_in(list(providers)))
@@ -121,18 +206,26 @@ def provider_fields(responses: pl.DataFrame, providers: Mapping[str, Provider]) 
         "provider", "domain", "endpoint", "payload", "fetched_at"
     ).iter_rows():
         key = (provider, domain)
-        payloads[key][endpoint] = json.loads(payload) if payload else None
+        try:
+            payloads[key][endpoint] = json.loads(payload) if payload else None
+        except Exception as exc:
+            _refuse(refused, provider, domain, exc)
+            continue
         observed[key] = max(observed.get(key, fetched_at), fetched_at)
     records = []
     for (provider, domain), by_endpoint in payloads.items():
-        values = providers[provider].extract(domain, by_endpoint)
+        try:
+            values = providers[provider].extract(domain, by_endpoint)
+            record = {
+                "provider": provider,
+                "domain": domain,
+                "observed_at": observed[(provider, domain)],
+                **{f: values.get(f) for f in FIELD_TYPES},
+            }
+            _fits(record, schema)
+        except Exception as exc:
+            _refuse(refused, provider, domain, exc)
+            continue
         if values:
-            records.append(
-                {
-                    "provider": provider,
-                    "domain": domain,
-                    "observed_at": observed[(provider, domain)],
-                    **{f: values.get(f) for f in FIELD_TYPES},
-                }
-            )
+            records.append(record)
     return pl.DataFrame(records, schema=schema) if records else pl.DataFrame(schema=schema)

@@ -114,6 +114,40 @@ def advance(
     return new_history, new_snapshots
 
 
+def record_ended(history: pl.DataFrame, ended: pl.DataFrame) -> pl.DataFrame:
+    """Add technologies a provider reports as gone (BuiltWith's dead entries) as closed rows.
+
+    `ended` has `domain`, `technology`, `provider`, `observed_at`,
+    `first_detected`, `last_detected`. A technology the history has never
+    held gets one row from its first to its last detection (`baseline`: it
+    ended before we looked, so it is no "added" change of ours). Technologies
+    the history already knows are left to `advance` (which closes an open row
+    when the technology leaves the current stack).
+    """
+    history = history.select(list(HISTORY_SCHEMA)).cast(HISTORY_SCHEMA)
+    if ended.is_empty():
+        return history
+    key = ["domain", "provider", "technology"]
+    rows = (
+        ended.cast({"observed_at": UTC_TS, "first_detected": UTC_TS, "last_detected": UTC_TS})
+        .join(history.select(key), on=key, how="anti")
+        .unique(key, keep="first")
+        .select(
+            "domain",
+            "technology",
+            "provider",
+            pl.coalesce("first_detected", "last_detected", "observed_at").alias("valid_from"),
+            pl.coalesce("last_detected", "observed_at").alias("valid_to"),
+            "first_detected",
+            "last_detected",
+            pl.lit(True).alias("baseline"),
+        )
+    )
+    if rows.is_empty():
+        return history
+    return pl.concat([history, rows.cast(HISTORY_SCHEMA)]).sort("domain", "technology", "valid_from")
+
+
 def changes(history: pl.DataFrame) -> pl.DataFrame:
     """Technologies added and removed per domain, with the date the change was seen."""
     added = history.filter(~pl.col("baseline")).select(

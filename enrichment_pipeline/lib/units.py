@@ -94,12 +94,61 @@ def industry_from_naics(code: str | int | None) -> Industry | None:
     """A NAICS code of any length (2 to 6 digits) -> its sector."""
     if code is None:
         return None
-    digits = re.sub(r"\D", "", str(code))
+    digits = re.sub(r"\D", "", str(code)[:32])
     if len(digits) < 2:
         return None
     sector = _RANGE_SECTORS.get(digits[:2], digits[:2])
     label = NAICS_SECTORS.get(sector)
     return Industry(sector, label) if label else None
+
+
+# SIC major group (2 digits) ranges -> NAICS sector, for providers that send SIC codes only.
+_SIC_SECTORS: list[tuple[int, int, str]] = [
+    (1, 9, "11"),
+    (10, 14, "21"),
+    (15, 17, "23"),
+    (20, 39, "31-33"),
+    (40, 47, "48-49"),
+    (48, 48, "51"),
+    (49, 49, "22"),
+    (50, 51, "42"),
+    (52, 57, "44-45"),
+    (58, 58, "72"),
+    (59, 59, "44-45"),
+    (60, 64, "52"),
+    (65, 65, "53"),
+    (66, 67, "52"),
+    (70, 70, "72"),
+    (72, 72, "81"),
+    (73, 73, "54"),
+    (75, 76, "81"),
+    (78, 79, "71"),
+    (80, 80, "62"),
+    (81, 81, "54"),
+    (82, 82, "61"),
+    (83, 83, "62"),
+    (84, 84, "71"),
+    (86, 86, "81"),
+    (87, 87, "54"),
+    (88, 89, "81"),
+    (91, 97, "92"),
+]
+
+
+def industry_from_sic(code: str | int | None) -> Industry | None:
+    """A SIC code (2 to 4 digits) -> its NAICS sector (737x computer services -> Information)."""
+    if code is None:
+        return None
+    digits = re.sub(r"\D", "", str(code))[:4]
+    if len(digits) < 2:
+        return None
+    if digits.startswith("737"):
+        return Industry("51", NAICS_SECTORS["51"])
+    major = int(digits[:2])
+    for low, high, sector in _SIC_SECTORS:
+        if low <= major <= high:
+            return Industry(sector, NAICS_SECTORS[sector])
+    return None
 
 
 def industry_from_text(*texts: str | None) -> Industry | None:
@@ -237,6 +286,8 @@ def country_code(value: str | None) -> str | None:
     if not value or not isinstance(value, str):
         return None
     text = value.strip()
+    if text.upper() == "UK":  # BuiltWith and others write UK; ISO 3166-1 says GB
+        return "GB"
     if len(text) == 2 and text.isalpha():
         return text.upper()
     return _COUNTRIES.get(text.lower())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
+from typing import Any
 
 import pandera.polars as pa
 import polars as pl
@@ -17,6 +19,53 @@ QUARANTINE_SCHEMA = {
     "row": pl.String,
     "quarantined_at": pl.Datetime("us", "UTC"),
 }
+
+
+INF = float("inf")
+# The ranges the ProviderFields contract enforces, in one place: the contract below
+# and the per-answer check at fetch time (`field_problem`) both read them.
+FIELD_BOUNDS: dict[str, tuple[float, float]] = {
+    "employees": (0, 5_000_000),
+    "founded_year": (1600, 2100),
+    "revenue_usd": (0, INF),
+    "revenue_low_usd": (0, INF),
+    "revenue_high_usd": (0, INF),
+    "gross_margin": (-10, 1),
+    "operating_margin": (-100, 1),
+    "market_cap_usd": (0, INF),
+    "total_funding_usd": (0, INF),
+    "tech_spend_usd": (0, INF),
+    "monthly_visits": (0, INF),
+    "bounce_rate": (0, 1),
+    "search_share": (0, 1),
+    "direct_share": (0, 1),
+    "referral_share": (0, 1),
+    "social_share": (0, 1),
+    "pages_per_visit": (0, 1000),
+    "avg_visit_duration_s": (0, INF),
+    "global_rank": (1, INF),
+}
+_COUNTRY = r"^[A-Z]{2}$"
+
+
+def _bounded(name: str) -> Any:
+    low, high = FIELD_BOUNDS[name]
+    return pa.Field(ge=low, nullable=True) if high == INF else pa.Field(ge=low, le=high, nullable=True)
+
+
+def field_problem(values: dict[str, Any]) -> str | None:
+    """The first standard field whose value the ProviderFields contract would refuse, as a reason."""
+    for name, (low, high) in FIELD_BOUNDS.items():
+        value = values.get(name)
+        if value is not None and not (isinstance(value, int | float) and low <= value <= high):
+            return f"{name} out of range ({str(value)[:40]})"
+    naics = values.get("industry_naics")
+    if naics is not None and naics not in _NAICS:
+        return f"industry_naics not a NAICS sector ({str(naics)[:40]})"
+    country = values.get("country")
+    if country is not None and not (isinstance(country, str) and re.match(_COUNTRY, country)):
+        return f"country not ISO alpha-2 ({str(country)[:40]})"
+    return None
 
 
 class BuiltWithTechnology(pa.DataFrameModel):
@@ -34,13 +83,13 @@ class BuiltWithTechnology(pa.DataFrameModel):
 
 class SimilarWebTraffic(pa.DataFrameModel):
     domain: str = pa.Field(str_matches=r"^[a-z0-9.-]+$", unique=True)
-    monthly_visits: float = pa.Field(ge=0, nullable=True)
-    bounce_rate: float = pa.Field(ge=0, le=1, nullable=True)
-    pages_per_visit: float = pa.Field(ge=0, le=1000, nullable=True)
-    avg_visit_duration_s: float = pa.Field(ge=0, nullable=True)
-    global_rank: int = pa.Field(ge=1, nullable=True)
-    search_share: float = pa.Field(ge=0, le=1, nullable=True)
-    direct_share: float = pa.Field(ge=0, le=1, nullable=True)
+    monthly_visits: float = _bounded("monthly_visits")
+    bounce_rate: float = _bounded("bounce_rate")
+    pages_per_visit: float = _bounded("pages_per_visit")
+    avg_visit_duration_s: float = _bounded("avg_visit_duration_s")
+    global_rank: int = _bounded("global_rank")
+    search_share: float = _bounded("search_share")
+    direct_share: float = _bounded("direct_share")
 
     class Config:
         strict = False
@@ -101,21 +150,22 @@ class ProviderFields(pa.DataFrameModel):
 
     provider: str
     domain: str = pa.Field(str_matches=r"^[a-z0-9.-]+$")
-    employees: int = pa.Field(ge=0, le=5_000_000, nullable=True)
+    employees: int = _bounded("employees")
     industry_naics: str = pa.Field(isin=_NAICS, nullable=True)
-    country: str = pa.Field(str_matches=r"^[A-Z]{2}$", nullable=True)
-    founded_year: int = pa.Field(ge=1600, le=2100, nullable=True)
-    revenue_usd: float = pa.Field(ge=0, nullable=True)
-    revenue_low_usd: float = pa.Field(ge=0, nullable=True)
-    revenue_high_usd: float = pa.Field(ge=0, nullable=True)
-    gross_margin: float = pa.Field(ge=-10, le=1, nullable=True)
-    operating_margin: float = pa.Field(ge=-100, le=1, nullable=True)
-    market_cap_usd: float = pa.Field(ge=0, nullable=True)
-    total_funding_usd: float = pa.Field(ge=0, nullable=True)
-    monthly_visits: float = pa.Field(ge=0, nullable=True)
-    bounce_rate: float = pa.Field(ge=0, le=1, nullable=True)
-    search_share: float = pa.Field(ge=0, le=1, nullable=True)
-    direct_share: float = pa.Field(ge=0, le=1, nullable=True)
+    country: str = pa.Field(str_matches=_COUNTRY, nullable=True)
+    founded_year: int = _bounded("founded_year")
+    revenue_usd: float = _bounded("revenue_usd")
+    revenue_low_usd: float = _bounded("revenue_low_usd")
+    revenue_high_usd: float = _bounded("revenue_high_usd")
+    gross_margin: float = _bounded("gross_margin")
+    operating_margin: float = _bounded("operating_margin")
+    market_cap_usd: float = _bounded("market_cap_usd")
+    total_funding_usd: float = _bounded("total_funding_usd")
+    tech_spend_usd: float = _bounded("tech_spend_usd")
+    monthly_visits: float = _bounded("monthly_visits")
+    bounce_rate: float = _bounded("bounce_rate")
+    search_share: float = _bounded("search_share")
+    direct_share: float = _bounded("direct_share")
 
     class Config:
         strict = False

@@ -10,7 +10,7 @@ Lower providers are therefore only paid for where the higher ones left a gap.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping, MutableMapping
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -72,17 +72,57 @@ class Waterfall(BaseModel):
             return list(rule.providers) if level == 0 else []
         return [rule.providers[level]] if level < len(rule.providers) else []
 
+    def for_capabilities(self, fillable: Mapping[str, Collection[str]]) -> Waterfall:
+        """This waterfall without providers listed for groups they cannot fill (`fillable`:
+        provider -> groups), so no level waits on a call that cannot fill its group.
+        Providers not in `fillable` are kept as they are."""
+        groups: dict[str, GroupRule] = {}
+        for group, rule in self.groups.items():
+            kept = [p for p in rule.providers if p not in fillable or group in fillable[p]]
+            if kept:
+                groups[group] = GroupRule(providers=kept, strategy=rule.strategy)
+        return Waterfall(groups=groups)
+
+    def fill_positions(self, provider: str, groups: Iterable[str]) -> dict[str, int]:
+        """Where `provider` stands in each group it filled: a fill only stops the providers below it.
+
+        A provider not listed for a group stands after all of them, so its values
+        there (e.g. BuiltWith's head count) never stop a listed provider's call.
+        """
+        out: dict[str, int] = {}
+        for group in groups:
+            order = self.order(group)
+            out[group] = order.index(provider) if provider in order else len(order)
+        return out
+
+    @staticmethod
+    def merge_fills(target: MutableMapping[str, int], fills: Mapping[str, int]) -> None:
+        """Keep, per group, the best (highest-priority) position that filled it."""
+        for group, position in fills.items():
+            target[group] = min(position, target.get(group, position))
+
+    def _done(self, group: str, level: int, domain_filled: Collection[str] | Mapping[str, int]) -> bool:
+        """A first-hit group needs no provider at `level` once one ranked above it filled the group.
+
+        A plain set of groups means "filled by the top provider" (all levels done).
+        """
+        if self.groups[group].strategy != "first_hit" or group not in domain_filled:
+            return False
+        if isinstance(domain_filled, Mapping):
+            return domain_filled[group] < level or domain_filled[group] == 0
+        return True
+
     def wanted(
         self,
         level: int,
-        domain_filled: set[str],
+        domain_filled: Collection[str] | Mapping[str, int],
         domain_called: set[str],
         active: Collection[str],
     ) -> set[str]:
         """Providers to call for one domain at `level`."""
         wanted: set[str] = set()
-        for group, rule in self.groups.items():
-            if group in domain_filled and rule.strategy == "first_hit":
+        for group in self.groups:
+            if self._done(group, level, domain_filled):
                 continue
             for provider in self.at_level(level, group):
                 if provider in active and provider not in domain_called:
@@ -90,12 +130,16 @@ class Waterfall(BaseModel):
         return wanted
 
     def may_want_more(
-        self, after_level: int, domain_filled: set[str], domain_called: set[str], active: Collection[str]
+        self,
+        after_level: int,
+        domain_filled: Collection[str] | Mapping[str, int],
+        domain_called: set[str],
+        active: Collection[str],
     ) -> bool:
         """Whether a later level could still call someone for this domain."""
         for level in range(after_level + 1, self.depth):
-            for group, rule in self.groups.items():
-                if group in domain_filled and rule.strategy == "first_hit":
+            for group in self.groups:
+                if self._done(group, level, domain_filled):
                     continue
                 if any(p in active and p not in domain_called for p in self.at_level(level, group)):
                     return True

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import httpx
 import polars as pl
 
-from enrichment_pipeline.lib import staging
-from enrichment_pipeline.lib.providers import similarweb
 from enrichment_pipeline.lib.providers.similarweb import ENDPOINTS as SIMILARWEB_ENDPOINTS
+from enrichment_pipeline.lib.sandbox.transport import sandbox_handler
 from enrichment_pipeline.lib.scoring import TIERS, load_model
+from enrichment_pipeline.lib.warehouse import Warehouse
 from enrichment_pipeline_tests.defs.helpers import (
     Recorder,
     raw_metadata,
@@ -263,32 +264,123 @@ def test_junk_partition_is_never_sent_to_a_provider(instance, warehouse_url):
     assert any("localhost" in m and "not fetching" in m for m in messages)
 
 
-def test_contract_failure_is_quarantined_not_fatal(instance, warehouse_url, monkeypatch):
+def _statuses(profile_row: dict) -> dict[str, dict]:
+    return {s["provider"]: s for s in json.loads(profile_row["provider_statuses"])}
+
+
+def test_out_of_contract_answer_is_a_parse_error_row_not_fatal(instance, warehouse_url):
     bad = BOTH[1]
-    original = similarweb.traffic_from_payloads
 
-    def corrupt(domain, payloads):
-        row = original(domain, payloads)
-        return {**row, "bounce_rate": 1.7} if domain == bad else row
+    def corrupt(request: httpx.Request) -> httpx.Response | None:
+        # A real-shaped SimilarWeb answer whose bounce rates are percentages, not fractions.
+        if request.url.path != f"/v1/website/{bad}/total-traffic-and-engagement/bounce-rate":
+            return None
+        body = sandbox_handler(request).json()
+        for point in body["bounce_rate"]:
+            point["bounce_rate"] = 61.7
+        return httpx.Response(200, json=body)
 
-    # Both readers of SimilarWeb's payloads (its staging table and the standard provider
-    # fields the profile merges) get the corrupt value, and both contracts catch it.
-    monkeypatch.setattr(staging, "traffic_from_payloads", corrupt)
-    monkeypatch.setattr(similarweb, "traffic_from_payloads", corrupt)
-    result = run_pipeline(instance, warehouse_url, BOTH)
+    result = run_pipeline(instance, warehouse_url, BOTH, transport=Recorder(corrupt).transport())
+    assert result.success
+
+    raw = read_table(warehouse_url, RAW)
+    [row] = raw.filter((pl.col("domain") == bad) & (pl.col("endpoint") == "bounce_rate")).to_dicts()
+    assert row["status"] == "parse_error" and "bounce_rate" in row["detail"]
+    others = raw.filter((pl.col("domain") != bad) | (pl.col("endpoint") != "bounce_rate"))
+    assert set(others["status"]) == {"ok"}
+    assert read_table(warehouse_url, "staging.quarantine").is_empty()
+    profiles = read_table(warehouse_url, PROFILES)
+    assert sorted(profiles["domain"]) == sorted(BOTH)
+    bad_profile = profiles.filter(pl.col("domain") == bad).to_dicts()[0]
+    assert bad_profile["status"] == "partial" and bad_profile["bounce_rate"] is None
+    assert _statuses(bad_profile)["similarweb"]["status"] == "parse_error"
+    assert set(profiles.filter(pl.col("domain") != bad)["status"]) == {"enriched"}
+    _assert_checks_passed(result)
+
+
+def test_a_stored_answer_refused_by_a_contract_makes_the_profile_partial(instance, warehouse_url):
+    bad = BOTH[1]
+    assert run_pipeline(instance, warehouse_url, BOTH).success
+    # An answer stored before today's checks existed (or by another version), which the
+    # staging contracts refuse: it must not vanish silently from the profile.
+    with Warehouse.open(warehouse_url) as wh:
+        stored = wh.query(
+            "SELECT payload FROM raw.provider_responses WHERE domain = ? AND endpoint = 'bounce_rate'", [bad]
+        )["payload"][0]
+        body = json.loads(stored)
+        for point in body["bounce_rate"]:
+            point["bounce_rate"] = 1.7
+        with wh.transaction():
+            wh._execute(  # test-only surgery on a stored row
+                "UPDATE raw.provider_responses SET payload = ? WHERE domain = ? AND endpoint = 'bounce_rate'",
+                [json.dumps(body), bad],
+            )
+    result = run_pipeline(instance, warehouse_url, BOTH)  # served from the cache: no new call
     assert result.success
 
     quarantine = read_table(warehouse_url, "staging.quarantine").sort("source")
     assert quarantine["source"].to_list() == ["staging.provider_fields", "staging.similarweb_traffic"]
-    for row in quarantine.iter_rows(named=True):
-        assert row["domain"] == bad
-        assert "bounce_rate" in row["reason"]
-        assert "1.7" in row["row"]
+    assert set(quarantine["domain"]) == {bad} and all("bounce_rate" in r for r in quarantine["reason"])
     traffic = read_table(warehouse_url, "staging.similarweb_traffic")
     assert sorted(traffic["domain"]) == sorted(d for d in BOTH if d != bad)
-    assert traffic["bounce_rate"].is_between(0, 1).all()
-    # The rest of the graph carries on; the contract check sees only valid stored rows.
+    profiles = read_table(warehouse_url, PROFILES)
+    bad_profile = profiles.filter(pl.col("domain") == bad).to_dicts()[0]
+    assert bad_profile["traffic_source"] is None
+    assert bad_profile["status"] == "partial"
+    similarweb_status = _statuses(bad_profile)["similarweb"]
+    assert similarweb_status["status"] == "refused" and "bounce_rate" in similarweb_status["detail"]
+    _assert_checks_passed(result)
+
+
+def test_bodies_that_used_to_crash_the_run_cost_one_row_each(instance, warehouse_url):
+    """Deep nesting, a 5,000-digit integer, wrong types and absurd epochs: one row each, the run goes on."""
+    deep, huge, odd, epochs = BOTH
+    sw = "/v1/website/{}/total-traffic-and-engagement/visits"
+    bodies = {
+        ("/v22/api.json", deep): b"[" * 100_000 + b"]" * 100_000,
+        (
+            sw.format(huge),
+            None,
+        ): b'{"meta": {"status": "Success"}, "visits": [{"date": "2026-08-01", "visits": '
+        + b"9" * 5000
+        + b"}]}",
+        ("/v22/api.json", odd): json.dumps(
+            {"Results": [{"Result": {"Paths": [{"Technologies": [{"Name": ["x"], "FirstDetected": {}}]}]}}]}
+        ).encode(),
+        ("/v22/api.json", epochs): json.dumps(
+            {
+                "Results": [
+                    {
+                        "Result": {
+                            "Paths": [{"Technologies": [{"Name": "Shopify", "FirstDetected": 1e300}]}]
+                        },
+                        "LastIndexed": -(10**30),
+                    }
+                ]
+            }
+        ).encode(),
+    }
+
+    def hostile(request: httpx.Request) -> httpx.Response | None:
+        lookup = request.url.params.get("LOOKUP")
+        body = bodies.get((request.url.path, lookup)) or bodies.get((request.url.path, None))
+        if body is None:
+            return None
+        return httpx.Response(200, content=body, headers={"content-type": "application/json"})
+
+    result = run_pipeline(instance, warehouse_url, BOTH, transport=Recorder(hostile).transport())
+    assert result.success
+
+    raw = read_table(warehouse_url, RAW)
+    status = {(r["provider"], r["endpoint"], r["domain"]): r for r in raw.iter_rows(named=True)}
+    assert status[("builtwith", "domain_api", deep)]["status"] == "parse_error"
+    assert status[("similarweb", "visits", huge)]["status"] == "parse_error"
+    assert status[("builtwith", "domain_api", odd)]["status"] == "not_found"  # no readable technology
+    assert status[("builtwith", "domain_api", epochs)]["status"] == "ok"  # unknown dates, not a crash
+    for row in status.values():
+        if row["status"] == "parse_error":
+            assert row["detail"] and len(row["detail"]) < 200 and row["payload"] is None
+    assert sum(r["status"] == "parse_error" for r in status.values()) == 2
     profiles = read_table(warehouse_url, PROFILES)
     assert sorted(profiles["domain"]) == sorted(BOTH)
-    assert profiles.filter(pl.col("domain") == bad)["traffic_source"].to_list() == [None]
-    _assert_checks_passed(result)
+    assert profiles.filter(pl.col("domain") == deep)["status"].to_list() == ["partial"]

@@ -313,3 +313,48 @@ def test_provider_statuses_do_not_depend_on_row_order():
     forward = build(["a.com"], statuses)
     backward = build(["a.com"], statuses.reverse())
     assert forward["provider_statuses"].to_list() == backward["provider_statuses"].to_list()
+
+
+# --------------------------------------------------------------------------- refused answers
+
+
+def test_a_refused_answer_makes_the_profile_partial_and_says_why():
+    from enrichment_pipeline.lib.profiles import refused_answers
+
+    statuses = responses(
+        ("similarweb", "visits", "a.com", "ok"),
+        ("clearbit", "company", "a.com", "ok"),
+        ("clearbit", "company", "b.com", "ok"),
+    )
+    quarantine = pl.DataFrame(
+        {
+            "source": ["staging.provider_fields"],
+            "domain": ["a.com"],
+            "reason": ["search_share: less_than_or_equal_to(1) (got 18090.6)"],
+            "row": [json.dumps({"provider": "similarweb", "domain": "a.com", "search_share": 18090.6})],
+            "quarantined_at": [T1],
+        }
+    )
+    refused = refused_answers(quarantine)
+    assert refused.to_dicts() == [
+        {
+            "provider": "similarweb",
+            "domain": "a.com",
+            "reason": "provider_fields: search_share: less_than_or_equal_to(1) (got 18090.6)",
+        }
+    ]
+    frame = build_profiles(
+        ["a.com", "b.com"],
+        provider_status_per_domain(statuses),
+        fields({"provider": "clearbit", "domain": "a.com", "company_name": "A"}),
+        WATERFALL,
+        mode="sandbox",
+        enriched_at=ENRICHED_AT,
+        refused=refused,
+    )
+    rows = by_domain(frame)
+    assert rows["a.com"]["status"] == "partial"
+    similarweb = {s["provider"]: s for s in json.loads(rows["a.com"]["provider_statuses"])}["similarweb"]
+    assert similarweb["status"] == "refused" and "18090.6" in similarweb["detail"]
+    assert rows["b.com"]["status"] == "enriched"  # unaffected by a.com's refused answer
+    assert refused_answers(quarantine.clear()).is_empty()

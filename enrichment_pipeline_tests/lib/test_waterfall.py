@@ -162,3 +162,26 @@ async def test_cached_answers_count_for_the_waterfall():
     assert calls == {"beta": 1}
     assert report.stats["alpha"].cache_hits == 2
     assert report.stats["alpha"].calls == 0
+
+
+def test_a_fill_only_stops_the_providers_ranked_below_the_filler():
+    # gamma (last for firmographics) filled it at level 0: beta (level 1) is still wanted.
+    filled = WATERFALL.fill_positions("gamma", {"firmographics"})
+    assert filled == {"firmographics": 2}
+    assert WATERFALL.wanted(1, filled, {"alpha", "tech", "gamma"}, {"alpha", "beta", "gamma", "tech"}) == {
+        "beta"
+    }
+    # a provider not listed for a group stands after all of them
+    assert WATERFALL.fill_positions("tech", {"firmographics"}) == {"firmographics": 3}
+    merged: dict[str, int] = {}
+    Waterfall.merge_fills(merged, {"firmographics": 2})
+    Waterfall.merge_fills(merged, {"firmographics": 0, "technologies": 0})
+    assert merged == {"firmographics": 0, "technologies": 0}
+    assert WATERFALL.wanted(1, merged, {"alpha", "tech"}, {"alpha", "beta", "gamma", "tech"}) == set()
+
+
+def test_a_provider_is_dropped_from_groups_its_endpoint_cannot_fill():
+    limited = WATERFALL.for_capabilities({"beta": {"firmographics"}, "tech": set()})
+    assert limited.order("technologies") == []  # tech and beta both cannot fill it
+    assert limited.order("firmographics") == ["alpha", "beta", "gamma"]
+    assert WATERFALL.for_capabilities({}).groups == WATERFALL.groups

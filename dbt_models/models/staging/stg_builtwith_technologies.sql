@@ -14,6 +14,9 @@ renamed as (
         provider,
         observed_at
     from source
+    -- BuiltWith also lists technologies it no longer detects (is_live false):
+    -- those live in the technology history, never in the current stack.
+    where coalesce(is_live, true)
 )
 
 select * from renamed

@@ -23,12 +23,18 @@ def _table_or_empty(wh, table: str, schema: dict) -> pl.DataFrame:
     kinds={"polars", "duckdb"},
 )
 def technology_history(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """Valid-from / valid-to per domain x technology, folded in from each new snapshot."""
+    """Valid-from / valid-to per domain x technology, folded in from each new snapshot.
+
+    Technologies BuiltWith still lists but no longer detects (dead ones) enter
+    the history as closed rows ending at their last detection, never the stack.
+    """
     with warehouse.open() as wh:
         history = _table_or_empty(wh, HISTORY_TABLE, tech_history.HISTORY_SCHEMA)
         snapshots = _table_or_empty(wh, SNAPSHOTS_TABLE, tech_history.SNAPSHOTS_SCHEMA)
-        current = wh.table("staging.builtwith_technologies")
-        new_history, new_snapshots = tech_history.advance(history, snapshots, current)
+        stack = wh.table("staging.builtwith_technologies")
+        live = pl.col("is_live").fill_null(True) if "is_live" in stack.columns else pl.lit(True)
+        new_history, new_snapshots = tech_history.advance(history, snapshots, stack.filter(live))
+        new_history = tech_history.record_ended(new_history, stack.filter(~live))
         with wh.transaction():
             wh.replace_table(HISTORY_TABLE, new_history, tech_history.HISTORY_SCHEMA)
             wh.replace_table(SNAPSHOTS_TABLE, new_snapshots, tech_history.SNAPSHOTS_SCHEMA)

@@ -1,5 +1,6 @@
 """Typed, validated staging tables computed from the raw provider answers."""
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -36,10 +37,23 @@ def _materialize(
     now = datetime.now(UTC)
     mode = providers.setup().mode
     with warehouse.open() as wh:
-        frame = build(wh.responses(mode=mode))
+        refused: staging.Refused = []
+        frame = build(wh.responses(mode=mode), refused)
         quarantined = pl.DataFrame(schema=QUARANTINE_SCHEMA)
         if contract is not None:
             frame, quarantined = split_valid(frame, contract, table, now)
+        if refused:
+            unreadable = pl.DataFrame(
+                {
+                    "source": [table] * len(refused),
+                    "domain": [d for _, d, _ in refused],
+                    "reason": [r for _, _, r in refused],
+                    "row": [json.dumps({"provider": p}) for p, _, _ in refused],
+                    "quarantined_at": [now] * len(refused),
+                },
+                schema=QUARANTINE_SCHEMA,
+            )
+            quarantined = pl.concat([quarantined, unreadable])
         rows = wh.replace_table(table, frame, schema, primary_key)
         kept = wh.table(QUARANTINE).filter(pl.col("source") != table) if wh.has_table(QUARANTINE) else None
         all_quarantine = pl.concat([kept, quarantined]) if kept is not None else quarantined
@@ -59,7 +73,7 @@ def _materialize(
 def staging_asset(
     name: str,
     description: str,
-    build: Callable[[pl.DataFrame], pl.DataFrame],
+    build: Callable[[pl.DataFrame, staging.Refused], pl.DataFrame],
     schema: dict[str, pl.DataType],
     primary_key: tuple[str, ...],
     contract: type[pa.DataFrameModel] | None,
@@ -118,7 +132,9 @@ provider_fields = staging_asset(
     "provider_fields",
     "One row per (provider, domain): every provider's answers in the standard fields and units "
     "(USD, NAICS sector, ISO country, 0-1 ratios), pandera-checked. The waterfall merges these.",
-    lambda responses: staging.provider_fields(responses, {n: build_provider(n) for n in PROVIDER_NAMES}),
+    lambda responses, refused: staging.provider_fields(
+        responses, {n: build_provider(n) for n in PROVIDER_NAMES}, refused
+    ),
     staging.provider_fields_schema(),
     ("provider", "domain"),
     ProviderFields,

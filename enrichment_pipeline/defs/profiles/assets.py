@@ -5,7 +5,11 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from enrichment_pipeline.defs.normalized.assets import provider_fields
+from enrichment_pipeline.defs.normalized.assets import (
+    builtwith_technologies,
+    provider_fields,
+    similarweb_traffic,
+)
 from enrichment_pipeline.defs.resources import ProvidersResource, WarehouseResource
 from enrichment_pipeline.lib import profiles
 from enrichment_pipeline.lib.waterfall import load_waterfall
@@ -16,7 +20,8 @@ PROFILES_KEY = dg.AssetKey(["marts", "company_profiles"])
 
 @dg.asset(
     key=PROFILES_KEY,
-    deps=[provider_fields],
+    # All staging tables: their quarantined answers make a profile `partial`.
+    deps=[provider_fields, similarweb_traffic, builtwith_technologies],
     group_name="profiles",
     kinds={"polars", "duckdb"},
 )
@@ -30,6 +35,8 @@ def company_profiles(warehouse: WarehouseResource, providers: ProvidersResource)
             "SELECT provider, domain, status FROM raw.provider_responses WHERE mode = ?", [mode]
         )
         fields = wh.table("staging.provider_fields")
+        quarantine = wh.table("staging.quarantine") if wh.has_table("staging.quarantine") else None
+        refused = profiles.refused_answers(quarantine) if quarantine is not None else None
         frame = profiles.build_profiles(
             sorted(responses["domain"].unique().to_list()),
             profiles.provider_status_per_domain(responses),
@@ -37,6 +44,7 @@ def company_profiles(warehouse: WarehouseResource, providers: ProvidersResource)
             waterfall,
             mode=mode,
             enriched_at=datetime.now(UTC),
+            refused=refused,
         )
         rows = wh.replace_table(PROFILES_TABLE, frame, profiles.PROFILE_SCHEMA, ("domain",))
     by_status = {s: int(n) for s, n in frame["status"].value_counts().sort("status").iter_rows()}
@@ -46,6 +54,7 @@ def company_profiles(warehouse: WarehouseResource, providers: ProvidersResource)
             "by_status": dg.MetadataValue.json(by_status),
             "coverage_by_provider": dg.MetadataValue.json(profiles.coverage(frame)),
             "mean_profile_confidence": float(frame["profile_confidence"].mean() or 0.0),
+            "refused_answers": 0 if refused is None else refused.height,
         }
     )
 

@@ -35,6 +35,8 @@ from enrichment_pipeline.lib.units import (
     country_code,
     employee_band,
     industry_fields,
+    industry_from_naics,
+    industry_from_sic,
     industry_from_text,
     money_range,
 )
@@ -93,9 +95,23 @@ class Apollo(Provider):
     ttl: ClassVar[timedelta] = timedelta(days=30)
     not_found_ttl: ClassVar[timedelta] = timedelta(days=7)
     batch_size: ClassVar[int] = BULK_LIMIT
+    # What each endpoint can fill. bulk_enrich organizations carry no
+    # technologies, revenue or funding (recorded answers), so with bulk calls
+    # Apollo fills firmographics (and whether the company is listed) only.
+    ENDPOINT_GROUPS: ClassVar[dict[str, frozenset[str]]] = {
+        ENRICH_PATH: frozenset({"firmographics", "financials", "technologies"}),
+        BULK_ENRICH_PATH: frozenset({"firmographics", "financials"}),
+    }
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, *, bulk: bool = True) -> None:
         self._clock = clock
+        self.bulk = bulk
+        # Per instance: one domain per call when bulk calls are off.
+        self.batch_size = BULK_LIMIT if bulk else 1  # type: ignore[misc]
+
+    def fillable_groups(self) -> frozenset[str]:
+        """The field groups the endpoint this instance calls can fill (see ENDPOINT_GROUPS)."""
+        return self.ENDPOINT_GROUPS[BULK_ENRICH_PATH if self.bulk else ENRICH_PATH]
 
     def requests_for(self, domain: str) -> list[ProviderRequest]:
         """The single-domain enrich call (Apollo wants the domain without ``www.``)."""
@@ -253,11 +269,16 @@ def organization_fields(organization: Mapping[str, Any]) -> dict[str, Any]:
     """
     out: dict[str, Any] = {"company_name": _text(organization.get("name"))}
 
-    industries = [organization.get("industry")]
-    for key in ("industries", "secondary_industries"):
-        value = organization.get(key)
-        industries += value if isinstance(value, list) else []
-    industry = industry_from_text(*(_text(i) for i in industries))
+    # Codes, when present, beat keyword mapping of the industry words
+    # ("defense & space" with NAICS 54151 is a services firm, not government).
+    industry = _first(industry_from_naics, organization.get("naics_codes"))
+    industry = industry or _first(industry_from_sic, organization.get("sic_codes"))
+    if industry is None:
+        industries = [organization.get("industry")]
+        for key in ("industries", "secondary_industries"):
+            value = organization.get(key)
+            industries += value if isinstance(value, list) else []
+        industry = industry_from_text(*(_text(i) for i in industries))
     out.update(industry_fields(industry))
 
     employees = _number(organization.get("estimated_num_employees"))
@@ -268,11 +289,15 @@ def organization_fields(organization: Mapping[str, Any]) -> dict[str, Any]:
     founded = _number(organization.get("founded_year"))
     out["founded_year"] = int(founded) if founded else None
 
+    # Older records say annual_revenue*, newer ones organization_revenue*.
     revenue = _number(organization.get("annual_revenue"))
     if revenue is None:
-        printed = money_range(_text(organization.get("annual_revenue_printed")))
-        revenue = printed.mid if printed else None
-    out["revenue_usd"] = revenue
+        revenue = _number(organization.get("organization_revenue"))
+    for key in ("annual_revenue_printed", "organization_revenue_printed"):
+        if revenue is None:
+            printed = money_range(_text(organization.get(key)))
+            revenue = printed.mid if printed else None
+    out["revenue_usd"] = revenue if revenue is None or revenue >= 0 else None
     funding = _number(organization.get("total_funding"))
     if funding is None:
         printed = money_range(_text(organization.get("total_funding_printed")))
@@ -288,6 +313,16 @@ def organization_fields(organization: Mapping[str, Any]) -> dict[str, Any]:
     if technologies:
         out["technologies"] = technologies
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _first(read: Callable[[Any], Any], codes: Any) -> Any:
+    """The first code of a list (or a lone code) that `read` understands."""
+    for code in codes if isinstance(codes, list) else [codes]:
+        if isinstance(code, str | int) and not isinstance(code, bool):
+            found = read(code)
+            if found is not None:
+                return found
+    return None
 
 
 def technology_names(organization: Mapping[str, Any]) -> list[str]:

@@ -118,6 +118,13 @@ class Provider(ABC):
         """
         return None
 
+    def fillable_groups(self) -> frozenset[str]:
+        """The field groups this provider's calls can fill at all; the waterfall never
+        waits on a provider for a group outside this set. Default: every group."""
+        from enrichment_pipeline.lib.fields import GROUPS
+
+        return frozenset(GROUPS)
+
     def endpoints(self, domain: str) -> list[str]:
         """The stored answers (raw.provider_responses rows) one domain needs."""
         return [r.endpoint for r in self.requests_for(domain)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 
 from enrichment_pipeline.lib.providers.apollo import Apollo
 from enrichment_pipeline.lib.providers.base import Provider
@@ -34,13 +35,19 @@ def build_provider(name: str, environ: Mapping[str, str] | None = None) -> Provi
             api = env.get("BUILTWITH_API", "domain").strip().lower() or "domain"
             if api not in ("domain", "free"):
                 raise SettingsError(f"BUILTWITH_API must be 'domain' or 'free', not {api!r}")
-            return BuiltWith(api=api)  # type: ignore[arg-type]
+            days = _int(env, "BUILTWITH_DEAD_AFTER_DAYS", 365)
+            if days < 1:
+                raise SettingsError(f"BUILTWITH_DEAD_AFTER_DAYS must be at least 1, not {days}")
+            return BuiltWith(api=api, dead_after=timedelta(days=days))  # type: ignore[arg-type]
         if name == "similarweb":
             return SimilarWeb(country=env.get("SIMILARWEB_COUNTRY", "world").strip().lower() or "world")
         if name == "clearbit":
             return Clearbit()
         if name == "apollo":
-            return Apollo()
+            endpoint = env.get("APOLLO_ENDPOINT", "bulk").strip().lower() or "bulk"
+            if endpoint not in ("bulk", "single"):
+                raise SettingsError(f"APOLLO_ENDPOINT must be 'bulk' or 'single', not {endpoint!r}")
+            return Apollo(bulk=endpoint == "bulk")
         if name == "explorium":
             return Explorium(batch_size=_int(env, "EXPLORIUM_BATCH_SIZE", 50))
         if name == "yahoo":

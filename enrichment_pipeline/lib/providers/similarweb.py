@@ -13,6 +13,7 @@ asks the policy for one follow-up call with ``country=world``.
 from __future__ import annotations
 
 import calendar
+import math
 import re
 import statistics
 from collections.abc import Iterable, Mapping
@@ -160,21 +161,34 @@ def traffic_from_payloads(domain: str, payloads: Mapping[str, Mapping[str, Any]]
 
     Missing endpoints (not found, failed, not requested) give None fields rather
     than an exception, so a partial profile can still be stored and merged.
-    Averages are over the months in the window; growth compares the last month
-    with the first; global rank is the latest month's.
+
+    * A month with 0 visits is a *gap* (SimilarWeb's panel saw nobody), not
+      traffic: it is left out of every average and of growth, and its
+      engagement values (0 as well) are ignored.
+    * Averages are over the remaining months; growth compares the last
+      remaining month with the first (None with fewer than two).
+    * Global rank is the latest month's; 0 means *unranked* and gives None.
+    * Traffic-source shares are fractions of the month's total visits in
+      [0, 1], whether SimilarWeb sent visit counts (``organic``/``paid``) or
+      shares, averaged over the months with any visits.
     """
-    visits = _series(payloads.get("visits"), "visits")
-    bounce = _series(payloads.get("bounce_rate"), "bounce_rate")
-    pages = _series(payloads.get("pages_per_visit"), "pages_per_visit")
-    duration = _series(payloads.get("average_visit_duration"), "average_visit_duration")
+    visits_all = _series(payloads.get("visits"), "visits")
+    gaps = {day for day, value in visits_all if value <= 0}
+    visits = [(d, v) for d, v in visits_all if d not in gaps]
+    bounce = _without(_series(payloads.get("bounce_rate"), "bounce_rate"), gaps)
+    pages = _without(_series(payloads.get("pages_per_visit"), "pages_per_visit"), gaps, zero_is_gap=True)
+    duration = _without(
+        _series(payloads.get("average_visit_duration"), "average_visit_duration"), gaps, zero_is_gap=True
+    )
     rank = _series(payloads.get("global_rank"), "global_rank")
-    shares, share_dates = _source_shares(domain, payloads.get("traffic_sources"))
+    shares, share_dates = _source_shares(domain, payloads.get("traffic_sources"), gaps)
 
     growth: float | None = None
-    if len(visits) >= 2 and visits[0][1] > 0:
+    if len(visits) >= 2:
         growth = visits[-1][1] / visits[0][1] - 1.0
+        growth = growth if math.isfinite(growth) else None
 
-    all_dates = [d for series in (visits, bounce, pages, duration, rank) for d, _ in series]
+    all_dates = [d for series in (visits_all, bounce, pages, duration, rank) for d, _ in series]
     all_dates += share_dates
     period_start, period_end = _period(all_dates, payloads)
 
@@ -185,7 +199,7 @@ def traffic_from_payloads(domain: str, payloads: Mapping[str, Mapping[str, Any]]
         "bounce_rate": _mean(bounce),
         "pages_per_visit": _mean(pages),
         "avg_visit_duration_s": _mean(duration),
-        "global_rank": round(rank[-1][1]) if rank else None,
+        "global_rank": _rank(rank),
         "search_share": shares.get("search"),
         "direct_share": shares.get("direct"),
         "referral_share": shares.get("referrals"),
@@ -193,7 +207,29 @@ def traffic_from_payloads(domain: str, payloads: Mapping[str, Mapping[str, Any]]
         "period_start": period_start,
         "period_end": period_end,
         "last_updated": _last_updated(payloads.values()),
+        "gap_months": len(gaps),
     }
+
+
+# A rank beyond this is not a rank (SimilarWeb ranks ~ tens of millions of sites).
+_MAX_RANK = 1_000_000_000
+
+
+def _rank(points: list[tuple[date, float]]) -> int | None:
+    """The latest month's rank; 0 (or junk) means SimilarWeb does not rank the site: None."""
+    if not points:
+        return None
+    value = points[-1][1]
+    if not 1 <= value <= _MAX_RANK:
+        return None
+    return round(value)
+
+
+def _without(
+    points: list[tuple[date, float]], gaps: set[date], *, zero_is_gap: bool = False
+) -> list[tuple[date, float]]:
+    """A series without the gap months (and, for per-visit metrics, without 0 values)."""
+    return [(d, v) for d, v in points if d not in gaps and not (zero_is_gap and v <= 0)]
 
 
 def _is_success(payload: Any) -> bool:
@@ -206,22 +242,23 @@ def _is_success(payload: Any) -> bool:
 
 
 def _series(payload: Any, key: str) -> list[tuple[date, float]]:
-    """[(date, value)] sorted by date from ``{key: [{"date": ..., key: value}]}``; nulls dropped.
+    """[(date, value)] by date from ``{key: [{"date": ..., key: value}]}``; nulls and negatives dropped.
 
     Every engagement endpoint and global-rank use this shape, the list and the
-    value field both named after the metric.
+    value field both named after the metric. One value per month (the last wins).
     """
     if not _is_success(payload):
         return []
-    points: list[tuple[date, float]] = []
-    for item in payload.get(key) or []:
+    points: dict[date, float] = {}
+    items = payload.get(key)
+    for item in items if isinstance(items, list) else []:
         if not isinstance(item, Mapping):
             continue
         day = _date(item.get("date"))
         value = _float(item.get(key))
-        if day is not None and value is not None:
-            points.append((day, value))
-    return sorted(points)
+        if day is not None and value is not None and value >= 0:
+            points[day] = value
+    return sorted(points.items())
 
 
 _SOURCE_KEYS: dict[str, str] = {
@@ -238,13 +275,20 @@ _SOURCE_KEYS: dict[str, str] = {
 }
 
 
-def _source_shares(domain: str, payload: Any) -> tuple[dict[str, float], list[date]]:
-    """Mean monthly share per channel from traffic-sources/overview-share.
+def _source_shares(
+    domain: str,
+    payload: Any,
+    gaps: set[date] = frozenset(),  # type: ignore[assignment]
+) -> tuple[dict[str, float], list[date]]:
+    """Mean monthly share of total visits per channel from traffic-sources/overview-share.
 
-    Shape: ``{"visits": {"<domain>": [{"source_type": "Search", "share": [{"date", "share"}]}]}}``.
-    Search sums organic and paid, whether they come as separate source types
-    ("Organic Search"/"Paid Search") or as ``organic``/``paid`` fields of a point.
-    Also returns the dates seen, for the profile's period.
+    Real shape: ``{"visits": {"<domain>": [{"source_type": "Search", "visits":
+    [{"date": ..., "organic": <visits>, "paid": <visits>}]}]}}`` — per-source
+    visit *counts*. Each month's counts are divided by that month's total over
+    all sources, so shares are fractions in [0, 1] summing to 1. Points that
+    carry a ``share`` instead are taken as fractions as they are (values
+    outside [0, 1] are dropped). Months without visits are skipped. Also
+    returns the dates seen, for the profile's period.
     """
     shares: dict[str, float] = {}
     seen: list[date] = []
@@ -258,40 +302,54 @@ def _source_shares(domain: str, payload: Any) -> tuple[dict[str, float], list[da
         lowered = {str(k).lower().removeprefix("www."): v for k, v in by_domain.items()}
         entries = lowered.get(domain.lower().removeprefix("www."), next(iter(by_domain.values())))
 
-    per_channel: dict[str, dict[date, float]] = {}
+    counts: dict[str, dict[date, float]] = {}  # visit counts per channel and month
+    fractions: dict[str, dict[date, float]] = {}  # shares as sent
     for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, Mapping):
             continue
         channel = _SOURCE_KEYS.get(str(entry.get("source_type") or "").strip().lower())
         if channel is None:
-            continue
-        points = entry.get("share")
+            channel = "other"
+        points = entry.get("visits")
         if not isinstance(points, list):
-            points = entry.get("visits") if isinstance(entry.get("visits"), list) else []
+            points = entry.get("share") if isinstance(entry.get("share"), list) else []
         for point in points:
             if not isinstance(point, Mapping):
                 continue
             day = _date(point.get("date"))
-            value = _point_share(point)
-            if day is None or value is None:
+            if day is None or day in gaps:
                 continue
-            months = per_channel.setdefault(channel, {})
+            share = _float(point.get("share"))
+            if share is not None:
+                if 0.0 <= share <= 1.0:
+                    months = fractions.setdefault(channel, {})
+                    months[day] = months.get(day, 0.0) + share
+                    seen.append(day)
+                continue
+            organic, paid = _float(point.get("organic")), _float(point.get("paid"))
+            if organic is None and paid is None:
+                continue
+            value = max(0.0, organic or 0.0) + max(0.0, paid or 0.0)
+            months = counts.setdefault(channel, {})
             months[day] = months.get(day, 0.0) + value
             seen.append(day)
-    for channel, months in per_channel.items():
-        shares[channel] = statistics.fmean(months.values())
+
+    per_channel: dict[str, list[float]] = {}
+    month_totals: dict[date, float] = {}
+    for months in counts.values():
+        for day, value in months.items():
+            month_totals[day] = month_totals.get(day, 0.0) + value
+    for channel, months in counts.items():
+        for day, value in months.items():
+            total = month_totals[day]
+            if total > 0:
+                per_channel.setdefault(channel, []).append(min(1.0, value / total))
+    for channel, months in fractions.items():
+        per_channel.setdefault(channel, []).extend(min(1.0, v) for v in months.values())
+    for channel, values in per_channel.items():
+        if channel != "other" and values:
+            shares[channel] = statistics.fmean(values)
     return shares, seen
-
-
-def _point_share(point: Mapping[str, Any]) -> float | None:
-    """A point's share: ``share``, else ``organic`` + ``paid``."""
-    share = _float(point.get("share"))
-    if share is not None:
-        return share
-    organic, paid = _float(point.get("organic")), _float(point.get("paid"))
-    if organic is None and paid is None:
-        return None
-    return (organic or 0.0) + (paid or 0.0)
 
 
 def _period(dates: list[date], payloads: Mapping[str, Mapping[str, Any]]) -> tuple[date | None, date | None]:
@@ -325,7 +383,8 @@ def _last_updated(payloads: Iterable[Any]) -> date | None:
 
 
 def _mean(points: list[tuple[date, float]]) -> float | None:
-    return statistics.fmean(v for _, v in points) if points else None
+    result = statistics.fmean(v for _, v in points) if points else None
+    return result if result is not None and math.isfinite(result) else None
 
 
 def _date(value: Any) -> date | None:

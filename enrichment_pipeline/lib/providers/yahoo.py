@@ -95,7 +95,28 @@ _TRANSIENT_MESSAGE = re.compile(
     re.IGNORECASE,
 )
 _TRANSIENT_TYPES = frozenset({"YFRateLimitError"})
-_NOT_FOUND_TYPES = frozenset({"YFTickerMissingError", "YFTzMissingError", "YFPricesMissingError"})
+_NOT_FOUND_TYPES = frozenset(
+    {"YFTickerMissingError", "YFTzMissingError", "YFPricesMissingError", "UnknownSymbol"}
+)
+# Keys yfinance puts in ``info`` even for a symbol Yahoo does not know.
+_EMPTY_INFO_KEYS = frozenset({"trailingPegRatio"})
+# Investor-relations hosts: the company's site is often only named through them.
+_IR_LABELS = frozenset({"investor", "investors", "ir", "corporate", "about", "www"})
+# Registrable domain of a company's website as Yahoo lists it -> the domain the
+# company is known by (Meta's investor site lives on atmeta.com). Extend freely.
+WEBSITE_ALIASES: dict[str, str] = {
+    "atmeta.com": "meta.com",
+    "abc.xyz": "google.com",
+    "aboutamazon.com": "amazon.com",
+    "thewaltdisneycompany.com": "disney.com",
+    "corporate.walmart.com": "walmart.com",
+}
+
+
+class UnknownSymbol(Exception):
+    """Yahoo knows no such symbol: yfinance answers ``{"trailingPegRatio": None}`` or ``{}``."""
+
+
 _NOT_FOUND_MESSAGE = re.compile(r"delisted|no data found|symbol not found|quote not found", re.IGNORECASE)
 
 
@@ -343,7 +364,7 @@ class Yahoo(Provider):
         failure: CallResult | None = None
         for symbol in candidates(search.payload)[: self.max_candidates]:
             check = await client.fetch(self._info_request(symbol))
-            if check.status == "ok" and website_domain(check.payload) == domain:
+            if check.status == "ok" and confirms(check.payload, domain):
                 row = _combined("ok", {"ticker": symbol, "source": "search"}, None, spent)
                 return _Resolution(row, symbol, info=check)
             spent.append(check)
@@ -385,11 +406,17 @@ class Yahoo(Provider):
 
     def _info(self, ticker: str) -> Any:
         info = _guarded(lambda: self.source.info(ticker))
+        if isinstance(info, Mapping) and not any(
+            v is not None for k, v in info.items() if k not in _EMPTY_INFO_KEYS
+        ):
+            # What yfinance returns for a symbol Yahoo does not know: {} or only
+            # {"trailingPegRatio": None}. Asking again returns the same: not_found (cached).
+            raise UnknownSymbol(f"Yahoo knows no symbol {ticker} (empty info)")
         if isinstance(info, Mapping) and not (
             info.get("symbol") or info.get("regularMarketPrice") is not None
         ):
-            # yfinance's answer when Yahoo throttles or the crumb went stale: {} or a stub.
-            raise Transient(f"empty info for {ticker} (throttled or stale crumb)")
+            # A stub with some fields but no symbol or price: throttled or a stale crumb.
+            raise Transient(f"incomplete info for {ticker} (throttled or stale crumb)")
         return _json_safe(info)
 
     def _income_statement(self, ticker: str) -> Any:
@@ -426,6 +453,41 @@ def website_domain(info: Any) -> str | None:
         return normalize_domain(website)
     except InvalidDomain:
         return None
+
+
+def confirms(info: Any, domain: str) -> bool:
+    """Whether a quote's ``info["website"]`` is the company behind `domain`.
+
+    Registrable domains are compared (``www.``/``investor.`` hosts included),
+    through `WEBSITE_ALIASES`, and an investor-relations host whose domain is
+    the company's with an ``at`` prefix (``investor.atmeta.com`` for
+    ``meta.com``) is accepted too.
+    """
+    website = info.get("website") if isinstance(info, Mapping) else None
+    registrable = website_domain(info)
+    host = _host(website)
+    if registrable is None or host is None:
+        return False
+    names = {registrable, host}
+    labels = host.split(".")
+    investor_host = labels[0] in _IR_LABELS
+    while len(labels) > 2 and labels[0] in _IR_LABELS:
+        labels = labels[1:]
+        names.add(".".join(labels))
+    candidates = names | {WEBSITE_ALIASES[n] for n in names if n in WEBSITE_ALIASES}
+    if investor_host:
+        # investor.atmeta.com: "atmeta.com" is itself a public suffix (Meta's), so the
+        # registrable domain is the whole host; the company is the name after "at".
+        candidates |= {n[2:] for n in names if n.startswith("at") and n.count(".") == 1}
+    return domain in candidates
+
+
+def _host(url: Any) -> str | None:
+    if not isinstance(url, str):
+        return None
+    host = re.sub(r"^[a-z][a-z0-9+.-]*://", "", url.strip().lower())
+    host = re.split(r"[/?#:]", host, maxsplit=1)[0].rstrip(".")
+    return host or None
 
 
 def is_transient(error: BaseException) -> bool:

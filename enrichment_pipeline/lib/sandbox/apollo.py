@@ -61,6 +61,12 @@ INDUSTRIES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "Health": ("hospital & health care", ("medical practice",), ("healthcare", "clinics")),
     "Travel": ("leisure, travel & tourism", ("hospitality",), ("travel", "hotels", "booking")),
     "Education": ("e-learning", ("education management", "higher education"), ("edtech", "online courses")),
+    "Media": ("online media", ("newspapers", "broadcast media"), ("news", "streaming", "content")),
+    "Transportation": (
+        "logistics & supply chain",
+        ("transportation/trucking/railroad", "package/freight delivery"),
+        ("logistics", "shipping", "freight"),
+    ),
 }
 # BuiltWith names Apollo spells differently (the provider maps them back).
 APOLLO_SPELLING: dict[str, str] = {
@@ -117,7 +123,7 @@ def organization(domain: str, epoch: int = 1) -> JsonObject | None:
     rng = _rng("apollo-org", key)
     label = key.split(".")[0]
     industry, secondary, keywords = INDUSTRIES[facts.vertical]
-    country_name, city, state, _, postal, _, _, _ = cb.LOCATIONS[facts.country]
+    country_name, city, state, _, postal, _, _, _ = cb.location(facts.country)
 
     employees = max(1, round(cb.observed("apollo", key, facts.employees)))
     revenue = round(cb.observed("apollo", key, facts.revenue))
@@ -138,6 +144,10 @@ def organization(domain: str, epoch: int = 1) -> JsonObject | None:
         if extra.random() < 0.2
     ]
     street = f"{rng.randint(1, 400)} Main Street"
+    _, _, _, _, sic, _, naics6 = cb.CATEGORIES[facts.vertical]
+    coded = rng.random() < 0.7  # many records carry NAICS / SIC codes, some only words
+    # Newer records name revenue organization_revenue*; older ones annual_revenue*.
+    revenue_key = "organization_revenue" if rng.random() < 0.5 else "annual_revenue"
     return {
         "id": hashlib.sha256(f"apollo-id\x1f{key}".encode()).hexdigest()[:24],
         "name": facts.name,
@@ -178,8 +188,10 @@ def organization(domain: str, epoch: int = 1) -> JsonObject | None:
         "short_description": f"{facts.name} is a {industry} company based in {city}.",
         "suborganizations": [],
         "num_suborganizations": 0,
-        "annual_revenue_printed": printed(revenue),
-        "annual_revenue": revenue,
+        f"{revenue_key}_printed": printed(revenue),
+        revenue_key: revenue,
+        "naics_codes": [naics6] if coded else [],
+        "sic_codes": [f"{sic}00"[:4]] if coded else [],
         "total_funding": funding,
         "total_funding_printed": printed(funding) if funding else None,
         "latest_funding_round_date": None,
@@ -221,7 +233,7 @@ def bulk_response(domains: list[str], epoch: int = 1) -> tuple[int, JsonObject]:
             f"Too many domains: {len(domains)}. At most {BULK_LIMIT} domains per request.", "INVALID_INPUT"
         )
     unique = list(dict.fromkeys(normalize(d) for d in domains if normalize(d)))
-    organizations = [org for org in (organization(d, epoch) for d in unique) if org is not None]
+    organizations = [bulk_organization(org) for org in (organization(d, epoch) for d in unique) if org]
     _rng("apollo-bulk-order", *sorted(unique)).shuffle(organizations)
     return 200, {
         "status": "success",
@@ -233,6 +245,29 @@ def bulk_response(domains: list[str], epoch: int = 1) -> tuple[int, JsonObject]:
         "missing_records": len(unique) - len(organizations),
         "organizations": organizations,
     }
+
+
+# What a real bulk_enrich organization lacks, compared with the single enrich answer.
+BULK_OMITS = frozenset(
+    {
+        "technology_names",
+        "current_technologies",
+        "annual_revenue",
+        "annual_revenue_printed",
+        "organization_revenue",
+        "organization_revenue_printed",
+        "total_funding",
+        "total_funding_printed",
+        "latest_funding_round_date",
+        "latest_funding_stage",
+        "funding_events",
+    }
+)
+
+
+def bulk_organization(organization: JsonObject) -> JsonObject:
+    """An organization as bulk_enrich returns it: no technologies, revenue or funding."""
+    return {k: v for k, v in organization.items() if k not in BULK_OMITS}
 
 
 def rate_limit_headers(bulk: bool = False) -> dict[str, str]:

@@ -271,8 +271,9 @@ def _initial_stack(key: str) -> list[StackEntry]:
     for tech in chosen:
         dead = tech.slot in {"infra", "analytics", "marketing", "framework"} and rng.random() < 0.15
         if dead:
-            first = t1 - rng.randrange(365, 10 * 365) * _DAY_MS
-            last = first + rng.randrange(30, max(31, (t1 - first) // _DAY_MS - 60)) * _DAY_MS
+            # Dead: last seen well over a year before the crawl (how the provider tells them apart).
+            first = t1 - rng.randrange(430, 10 * 365) * _DAY_MS
+            last = first + rng.randrange(30, max(31, (t1 - first) // _DAY_MS - 400)) * _DAY_MS
             stack.append(StackEntry(tech, first, last, live=False))
         else:
             first = t1 - rng.randrange(60, 10 * 365) * _DAY_MS
@@ -332,6 +333,16 @@ def domain_api_response(domain: str, epoch: int = 1) -> tuple[int, JsonObject]:
     first_indexed = min(e.first_ms for e in stack)
 
     root = [_technology_json(e, e.first_ms, e.last_ms) for e in stack]
+    # Real answers also list versions of a technology, with a Parent: an older one,
+    # long gone, for some live frameworks (the provider rolls them up into the parent).
+    versions = _rng("bw-versions", key)
+    for e in stack:
+        if e.live and e.tech.slot == "framework" and versions.random() < 0.5:
+            old_last = min(e.last_ms, e.first_ms + versions.randrange(30, 200) * _DAY_MS)
+            old = _technology_json(e, e.first_ms, old_last)
+            old["Name"] = f"{e.tech.name} {versions.randrange(1, 4)}.{versions.randrange(0, 10)}"
+            old["Parent"] = e.tech.name
+            root.append(old)
     paths: list[JsonObject] = [_path_json(key, "", root, first_indexed, t_ms)]
     for sub in _SUBDOMAINS:
         on_sub = [e for e in stack if e.subdomain == sub]

@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 
 from enrichment_pipeline.lib.sandbox import builtwith as bw
+from enrichment_pipeline.lib.sandbox.samples import sample_fact
 from enrichment_pipeline.lib.sandbox.similarweb import size_quantile
 
 JsonObject = dict[str, Any]
@@ -79,6 +80,12 @@ CATEGORIES: dict[str, tuple[str, str, str, str, str, str, str]] = {
         "Consumer Discretionary", "Consumer Services", "Diversified Consumer Services",
         "Education Services", "82", "61", "611710",
     ),
+    "Media": (
+        "Communication Services", "Media & Entertainment", "Media", "Publishing", "27", "51", "513110",
+    ),
+    "Transportation": (
+        "Industrials", "Transportation", "Air Freight & Logistics", "Logistics", "42", "48", "492110",
+    ),
 }  # fmt: skip
 VERTICALS: tuple[str, ...] = tuple(CATEGORIES)
 # Revenue per employee (USD) by vertical, before the per-company factor.
@@ -90,12 +97,27 @@ _REVENUE_PER_EMPLOYEE: dict[str, float] = {
     "Health": 150e3,
     "Travel": 180e3,
     "Education": 90e3,
+    "Media": 300e3,
+    "Transportation": 180e3,
 }
 # ISO code -> (country name, city, state, state code, postal code, lat, lng, time zone)
 LOCATIONS: dict[str, tuple[str, str, str | None, str | None, str, float, float, str]] = {
     "US": ("United States", "New York", "New York", "NY", "10001", 40.7506, -73.9972, "America/New_York"),
     "GB": ("United Kingdom", "London", "England", None, "EC1A 1BB", 51.5202, -0.0979, "Europe/London"),
     "DE": ("Germany", "Berlin", "Berlin", "BE", "10115", 52.5323, 13.3846, "Europe/Berlin"),
+}
+# Where the sample companies (sandbox/sample_companies.csv) have their head offices.
+SAMPLE_LOCATIONS: dict[str, tuple[str, str, str | None, str | None, str, float, float, str]] = {
+    "CA": ("Canada", "Ottawa", "Ontario", "ON", "K1P 1J1", 45.4215, -75.6972, "America/Toronto"),
+    "AU": ("Australia", "Sydney", "New South Wales", "NSW", "2000", -33.8688, 151.2093, "Australia/Sydney"),
+    "SE": ("Sweden", "Stockholm", "Stockholm", None, "111 20", 59.3293, 18.0686, "Europe/Stockholm"),
+    "NL": ("Netherlands", "Amsterdam", "North Holland", "NH", "1011", 52.3676, 4.9041, "Europe/Amsterdam"),
+    "CH": ("Switzerland", "Basel", "Basel-Stadt", "BS", "4001", 47.5596, 7.5886, "Europe/Zurich"),
+    "JP": ("Japan", "Tokyo", "Tokyo", None, "100-0001", 35.6762, 139.6503, "Asia/Tokyo"),
+    "FR": ("France", "Toulouse", "Occitanie", None, "31000", 43.6047, 1.4442, "Europe/Paris"),
+    "DK": ("Denmark", "Copenhagen", "Capital Region", None, "1050", 55.6761, 12.5683, "Europe/Copenhagen"),
+    "AR": ("Argentina", "Buenos Aires", None, None, "C1001", -34.6037, -58.3816, "America/Buenos_Aires"),
+    "EE": ("Estonia", "Tallinn", "Harju", None, "10111", 59.437, 24.7536, "Europe/Tallinn"),
 }
 _SUFFIXES = ("Inc.", "Ltd", "LLC", "GmbH", "Group")
 _EXCHANGES = ("NYSE", "NASDAQ")
@@ -216,6 +238,17 @@ def _company_facts(key: str) -> CompanyFacts:
     funded = not ticker and rng.random() < 0.3 + 0.3 * size
     total_funding = revenue * rng.uniform(0.1, 1.2) if funded else None
     stage = FUNDING_STAGES[min(len(FUNDING_STAGES) - 1, int(size * len(FUNDING_STAGES)))] if funded else None
+    sample = sample_fact(key)
+    if sample is not None:
+        # A bundled sample company: its public facts, so the demo does not call 3M a retailer.
+        name, legal_name, vertical, country = sample.name, sample.name, sample.vertical, sample.country
+        employees = sample.employees
+        revenue = employees * _REVENUE_PER_EMPLOYEE[vertical] * rng.uniform(0.8, 1.25)
+        ticker = sample.ticker
+        exchange = rng.choice(_EXCHANGES) if ticker else None
+        market_cap = revenue * rng.uniform(1.5, 8.0) if ticker else None
+        total_funding = None if ticker else total_funding
+        stage = None if ticker else stage
     return CompanyFacts(
         domain=key,
         name=name,
@@ -232,6 +265,11 @@ def _company_facts(key: str) -> CompanyFacts:
         total_funding=total_funding,
         funding_stage=stage,
     )
+
+
+def location(country: str) -> tuple[str, str, str | None, str | None, str, float, float, str]:
+    """(country name, city, state, state code, postal code, lat, lng, time zone) of a head office."""
+    return LOCATIONS.get(country) or SAMPLE_LOCATIONS.get(country) or LOCATIONS["US"]
 
 
 def observation_factor(provider: str, domain: str) -> float:
@@ -298,7 +336,7 @@ def revenue_range(revenue: float) -> str:
     return "$10B+"
 
 
-def company_response(domain: str, epoch: int = 1) -> tuple[int, JsonObject]:
+def company_response(domain: str, epoch: int = 1) -> tuple[int, JsonObject | None]:
     """(HTTP status, body) of ``/v2/companies/find?domain=<domain>`` in Clearbit's shapes."""
     key = normalize(domain)
     if "." not in key or " " in key:
@@ -306,7 +344,7 @@ def company_response(domain: str, epoch: int = 1) -> tuple[int, JsonObject]:
     if not is_known(key):
         return 404, _error("unknown_record", "Unknown record")
     if is_queued(key) and epoch < 2:
-        return 202, _error("queued", "Lookup queued. Try this request again in a few minutes.")
+        return 202, None  # Clearbit's 202 (lookup queued) carries no body
     return 200, company_record(key, epoch)
 
 
@@ -316,8 +354,8 @@ def company_record(domain: str, epoch: int = 1) -> JsonObject:
     facts = company_facts(key)
     rng = _rng("clearbit-record", key)
     label = key.split(".")[0]
-    sector, group, industry, sub, sic, naics, naics6 = CATEGORIES[facts.vertical]
-    country_name, city, state, state_code, postal, lat, lng, tz = LOCATIONS[facts.country]
+    sector, group, industry, sub, sic, naics, _ = CATEGORIES[facts.vertical]
+    country_name, city, state, state_code, postal, lat, lng, tz = location(facts.country)
 
     employees = max(1, round(observed("clearbit", key, facts.employees)))
     revenue = observed("clearbit", key, facts.revenue)
@@ -344,12 +382,8 @@ def company_record(domain: str, epoch: int = 1) -> JsonObject:
             "industryGroup": group,
             "industry": industry,
             "subIndustry": sub,
-            "gicsCode": None,
             "sicCode": sic,
-            "sic4Code": None,
             "naicsCode": None if drop_naics else naics,
-            "naics6Code": None if drop_naics else naics6,
-            "naics6Codes2022": [] if drop_naics else [naics6],
         },
         "tags": [facts.vertical, "B2B" if rng.random() < 0.5 else "B2C"],
         "description": f"{facts.name} is a {industry.lower()} company.",
@@ -384,7 +418,6 @@ def company_record(domain: str, epoch: int = 1) -> JsonObject:
         "metrics": {
             "alexaUsRank": None,
             "alexaGlobalRank": None,
-            "trafficRank": _traffic_rank(facts.size),
             "employees": employees if exact_employees else None,
             "employeesRange": employees_range(employees),
             "marketCap": round(observed("clearbit", key, facts.market_cap)) if facts.market_cap else None,
@@ -399,17 +432,6 @@ def company_record(domain: str, epoch: int = 1) -> JsonObject:
         "parent": {"domain": None},
         "ultimateParent": {"domain": None},
     }
-
-
-def _traffic_rank(size: float) -> str:
-    """Clearbit's coarse traffic rank, from the shared size."""
-    if size > 0.9:
-        return "very_high"
-    if size > 0.7:
-        return "high"
-    if size > 0.4:
-        return "medium"
-    return "low"
 
 
 def _uuid(key: str) -> str:
@@ -448,4 +470,6 @@ def route(request: httpx.Request, *, epoch: int = 1) -> httpx.Response | None:
     if not domain:
         return httpx.Response(422, json=_error("params_invalid", "domain is required"))
     status, body = company_response(domain, epoch)
+    if body is None:
+        return httpx.Response(status)
     return httpx.Response(status, json=body)

@@ -32,6 +32,8 @@ from typing import Any
 import httpx
 
 from enrichment_pipeline.lib.sandbox import builtwith as bw
+from enrichment_pipeline.lib.sandbox import clearbit as cb
+from enrichment_pipeline.lib.sandbox.samples import sample_fact
 from enrichment_pipeline.lib.sandbox.similarweb import size_quantile
 
 JsonObject = dict[str, Any]
@@ -317,6 +319,14 @@ def firmographics(domain: str) -> JsonObject:
     label = key.split(".")[0]
     name = " ".join(part.capitalize() for part in label.replace("_", "-").split("-") if part) or key
     headcount = employees(key)
+    sample = sample_fact(key)
+    if sample is not None:  # a bundled sample company: its public facts
+        sector_row = cb.CATEGORIES[sample.vertical]
+        naics, naics_text = sector_row[6], sector_row[2]
+        sic, sic_text, linkedin = sector_row[4], sector_row[3], sector_row[2].lower()
+        country_name, city_name, state = cb.location(sample.country)[:3]
+        country, city, region = country_name.lower(), city_name.lower(), (state or "").lower()
+        name, headcount = sample.name, sample.employees
     return {
         "business_id": business_id(key),
         "name": name,
@@ -330,7 +340,7 @@ def firmographics(domain: str) -> JsonObject:
         "zip_code": f"{rng.randint(10000, 99999)}",
         "number_of_employees_range": employee_range(headcount),
         "yearly_revenue_range": revenue_range(yearly_revenue(key)),
-        "naics": int(naics),
+        "naics": str(naics),  # a string in Explorium's OpenAPI schema
         "naics_description": naics_text,
         "sic_code": sic,
         "sic_code_description": sic_text,

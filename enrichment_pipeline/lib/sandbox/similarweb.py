@@ -170,27 +170,47 @@ def similarweb_response(domain: str, metric: str, params: Mapping[str, str]) -> 
     meta = {"request": request_echo, "status": "Success", "last_updated": _month_end(end).isoformat()}
     list_key = METRICS[metric]
     if metric == "traffic-sources/overview-share":
-        by_source = {m.isoformat(): source_shares(key, country, m) for m in months}
+        # The real answer gives visit *counts* per source and month, split into
+        # organic and paid (not shares): the client divides by the month's total.
         visits = [
-            {
-                "source_type": source,
-                "share": [
-                    {"date": day, "share": round(shares[source], 6)} for day, shares in by_source.items()
-                ],
-            }
+            {"source_type": source, "visits": [_source_point(key, country, source, m) for m in months]}
             for source in SOURCE_TYPES
         ]
         return 200, {"meta": meta, "visits": {key: visits}}
     return 200, {"meta": meta, list_key: [_point(key, country, list_key, m) for m in months]}
 
 
+def _source_point(domain: str, country: str, source: str, month: date) -> JsonObject:
+    """One month of one source: visits split into organic and paid, as SimilarWeb sends them."""
+    visits = 0.0 if is_gap_month(domain, month) else monthly_visits(domain, month, country)
+    total = visits * source_shares(domain, country, month)[source]
+    paid_part = {"Search": _rng("sw-paid", domain).uniform(0.05, 0.4), "Display Ads": 1.0}.get(source, 0.0)
+    return {
+        "date": month.isoformat(),
+        "organic": round(total * (1 - paid_part), 3),
+        "paid": round(total * paid_part, 3),
+    }
+
+
+def is_unranked(domain: str) -> bool:
+    """The smallest ~5% of sites: SimilarWeb answers their global rank with 0 (unranked)."""
+    return size_quantile(domain) < 0.05
+
+
+def is_gap_month(domain: str, month: date) -> bool:
+    """Small sites (bottom ~15%) have months in which the panel saw no visit at all (0 visits)."""
+    key = normalize(domain)
+    return size_quantile(key) < 0.15 and _rng("sw-gap", key, month.isoformat()).random() < 0.3
+
+
 def _point(domain: str, country: str, list_key: str, month: date) -> JsonObject:
+    gap = is_gap_month(domain, month)
     if list_key == "visits":
-        value: float | int = round(monthly_visits(domain, month, country), 3)
+        value: float | int = 0 if gap else round(monthly_visits(domain, month, country), 3)
     elif list_key == "global_rank":
-        value = global_rank(domain, month)
+        value = 0 if is_unranked(domain) else global_rank(domain, month)
     else:
-        value = round(_engagement(domain, country, month)[list_key], 6)
+        value = 0 if gap else round(_engagement(domain, country, month)[list_key], 6)
     return {"date": month.isoformat(), list_key: value}
 
 

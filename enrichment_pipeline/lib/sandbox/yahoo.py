@@ -39,6 +39,7 @@ from enrichment_pipeline.lib.providers.yahoo import (
     fx_rate,
     load_tickers,
 )
+from enrichment_pipeline.lib.sandbox.samples import sample_domains, sample_fact
 from enrichment_pipeline.lib.sandbox.similarweb import size_quantile
 
 LOOKALIKE_ONE_IN = 12
@@ -118,6 +119,8 @@ _SUFFIX_MARKET: dict[str, tuple[str, str, str, str]] = {
     ".ST": ("SEK", "SEK", "Sweden", "STO"),
     ".CO": ("DKK", "DKK", "Denmark", "CPH"),
     ".TO": ("CAD", "CAD", "Canada", "TOR"),
+    ".AS": ("EUR", "EUR", "Netherlands", "AMS"),
+    ".PA": ("EUR", "EUR", "France", "PAR"),
 }
 # US listings of foreign companies: (statement currency, country)
 _FOREIGN_ON_US: dict[str, tuple[str, str]] = {
@@ -162,7 +165,9 @@ class SandboxFinanceSource(FinanceSource):
         mapping = load_tickers(tickers_path or DEFAULT_TICKERS_PATH)
         self.today = today or date(2026, 11, 1)
         self.listings: dict[str, Listing] = {}
-        for domain, symbol in {**mapping, **SEARCH_ONLY}.items():
+        # Listed sample companies (sandbox/sample_companies.csv) are found through search.
+        samples = {d: f.ticker for d in sample_domains() if (f := sample_fact(d)) and f.ticker}
+        for domain, symbol in {**samples, **mapping, **SEARCH_ONLY}.items():
             self.listings[symbol] = _listing(domain, symbol)
         self.by_domain = {listing.domain: listing for listing in self.listings.values()}
         # Calls per method (bounded, unlike a log): methods run in the policy's worker threads.
@@ -213,11 +218,27 @@ class SandboxFinanceSource(FinanceSource):
 # --------------------------------------------------------------------------- the world
 
 
+# sample vertical -> (Yahoo sector, industry) for listed sample companies without a profile above
+_VERTICAL_PROFILES: dict[str, tuple[str, str]] = {
+    "Retail": ("Consumer Cyclical", "Internet Retail"),
+    "Technology": ("Technology", "Software - Application"),
+    "Business And Industrial": ("Industrials", "Specialty Industrial Machinery"),
+    "Finance": ("Financial Services", "Banks - Diversified"),
+    "Health": ("Healthcare", "Drug Manufacturers - General"),
+    "Media": ("Communication Services", "Entertainment"),
+    "Transportation": ("Industrials", "Integrated Freight & Logistics"),
+    "Travel": ("Consumer Cyclical", "Travel Services"),
+    "Education": ("Consumer Defensive", "Education & Training Services"),
+}
+
+
 def _listing(domain: str, symbol: str) -> Listing:
     rng = _rng("yahoo-profile", symbol)
-    name, sector, industry = PROFILES.get(
-        symbol, (f"{domain.split('.')[0].capitalize()} Holdings Inc.", "Technology", "Software - Application")
-    )
+    sample = sample_fact(domain)
+    default = (f"{domain.split('.')[0].capitalize()} Holdings Inc.", "Technology", "Software - Application")
+    if sample is not None:
+        default = (sample.name, *_VERTICAL_PROFILES.get(sample.vertical, default[1:]))
+    name, sector, industry = PROFILES.get(symbol, default)
     currency, financial, country, exchange = "USD", "USD", "United States", rng.choice(("NMS", "NYQ"))
     for suffix, market in _SUFFIX_MARKET.items():
         if symbol.endswith(suffix):

@@ -372,6 +372,7 @@ async def test_end_to_end_through_the_fetcher_and_the_sandbox() -> None:
             continue
         assert row.status == "ok"
         fields = Apollo().extract(domain, {"organization": row.payload})
-        assert fields["employees"] >= 1 and fields["country"] in {"US", "GB", "DE"}
-        assert fields["technologies"]
+        assert fields["employees"] >= 1 and len(fields["country"]) == 2
+        # Bulk answers (as recorded) carry no technologies, revenue or funding.
+        assert not {"technologies", "revenue_usd", "total_funding_usd"} & set(fields)
     assert KEY not in json.dumps([row.payload for row in rows])

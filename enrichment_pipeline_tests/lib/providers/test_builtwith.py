@@ -237,6 +237,8 @@ def test_parse_one_technology_fields() -> None:
         "last_detected": datetime(2024, 3, 1, tzinfo=UTC),
         "is_premium": True,
         "path": "acme.com",
+        "parent": None,
+        "is_live": True,
     }
 
 

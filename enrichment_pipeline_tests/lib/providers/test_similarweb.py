@@ -239,6 +239,7 @@ def test_full_profile() -> None:
         "period_start": date(2026, 8, 1),
         "period_end": date(2026, 10, 31),
         "last_updated": date(2026, 10, 31),
+        "gap_months": 0,
     }
     assert isinstance(profile["global_rank"], int)
 
@@ -249,7 +250,7 @@ def test_missing_endpoints_give_none() -> None:
     for key in ("bounce_rate", "pages_per_visit", "avg_visit_duration_s", "global_rank", "search_share"):
         assert profile[key] is None
     empty = traffic_from_payloads("acme.com", {})
-    assert all(v is None for k, v in empty.items() if k != "domain")
+    assert all(v is None for k, v in empty.items() if k not in ("domain", "gap_months"))
 
 
 def test_error_bodies_are_ignored() -> None:
@@ -265,8 +266,10 @@ def test_error_bodies_are_ignored() -> None:
 def test_growth_needs_two_points_and_a_nonzero_start() -> None:
     one = {"meta": _meta(), "visits": [{"date": "2026-10-01", "visits": 10.0}]}
     assert traffic_from_payloads("a.com", {"visits": one})["visits_growth"] is None
-    zero = _series("visits", [0.0, 5.0, 10.0])
-    assert traffic_from_payloads("a.com", {"visits": zero})["visits_growth"] is None
+    zero = _series("visits", [0.0, 5.0, 10.0])  # the 0-visit month is a gap, not a start at 0
+    assert traffic_from_payloads("a.com", {"visits": zero})["visits_growth"] == pytest.approx(1.0)
+    gaps = _series("visits", [0.0, 0.0, 10.0])
+    assert traffic_from_payloads("a.com", {"visits": gaps})["visits_growth"] is None
     down = _series("visits", [200.0, 150.0, 100.0])
     assert traffic_from_payloads("a.com", {"visits": down})["visits_growth"] == pytest.approx(-0.5)
 
@@ -287,16 +290,28 @@ def test_search_share_sums_organic_and_paid_source_types() -> None:
     assert profile["referral_share"] is None
 
 
-def test_search_share_from_organic_paid_fields() -> None:
+def test_source_visit_counts_become_shares_of_the_months_total() -> None:
+    # The real answer: per source and month, visit counts split into organic and paid.
     body = {
         "meta": _meta(),
         "visits": {
             "acme.com": [
-                {"source_type": "Search", "share": [{"date": "2026-08-01", "organic": 0.25, "paid": 0.15}]},
+                {
+                    "source_type": "Search",
+                    "visits": [{"date": "2026-08-01", "organic": 15000.0, "paid": 3090.6}],
+                },
+                {"source_type": "Direct", "visits": [{"date": "2026-08-01", "organic": 20000.0, "paid": 0}]},
+                {
+                    "source_type": "Display Ads",
+                    "visits": [{"date": "2026-08-01", "organic": 0, "paid": 1909.4}],
+                },
             ]
         },
     }
-    assert traffic_from_payloads("acme.com", {"traffic_sources": body})["search_share"] == pytest.approx(0.4)
+    profile = traffic_from_payloads("acme.com", {"traffic_sources": body})
+    assert profile["search_share"] == pytest.approx(18090.6 / 40000)
+    assert profile["direct_share"] == pytest.approx(0.5)
+    assert 0 <= profile["search_share"] <= 1
 
 
 def test_sources_keyed_by_www_variant() -> None:

@@ -31,6 +31,7 @@ from enrichment_pipeline.lib.providers.yahoo import (
     FinanceSource,
     Yahoo,
     YFinanceSource,
+    confirms,
     financial_fields,
     fx_rate,
     is_transient,
@@ -262,8 +263,7 @@ def _rate_limit() -> BaseException:
     "fault",
     [
         pytest.param(_rate_limit, id="YFRateLimitError"),
-        pytest.param(lambda: {}, id="empty-info"),
-        pytest.param(lambda: {"trailingPegRatio": None}, id="stub-info"),
+        pytest.param(lambda: {"maxAge": 86400, "trailingPegRatio": None}, id="stub-info"),
         pytest.param(lambda: Exception("401 Client Error: Invalid Crumb"), id="invalid-crumb"),
         pytest.param(lambda: RuntimeError("HTTP Error 429: Too Many Requests"), id="http-429"),
     ],
@@ -279,6 +279,33 @@ async def test_transient_failures_are_retried_with_backoff(tickers: Path, fault:
     assert source.count("info") == 3
     assert client.stats.retries == 2
     assert rows["financials"].status == "ok"
+
+
+@pytest.mark.parametrize("answer", [{}, {"trailingPegRatio": None}], ids=["empty", "peg-only"])
+async def test_unknown_symbol_info_is_not_found_at_once(tickers: Path, answer: dict[str, Any]) -> None:
+    # What yfinance really returns for a symbol Yahoo does not know (yfinance issue #1905).
+    source = FakeSource(faults={("info", "ACME"): [Always(answer)]})
+
+    rows, client = await fetch_one(Yahoo(source=source, tickers_path=tickers), "acme.com", max_attempts=4)
+
+    assert rows["info"].status == "not_found" and rows["info"].attempts == 1
+    assert source.count("info") == 1 and client.stats.retries == 0
+    assert rows["financials"].status == "not_found" and source.count("income_statement") == 0
+
+
+@pytest.mark.parametrize(
+    ("website", "domain", "expected"),
+    [
+        ("https://investor.atmeta.com", "meta.com", True),
+        ("https://www.meta.com", "meta.com", True),
+        ("https://investors.example.co.uk/overview", "example.co.uk", True),
+        ("https://www.delta.com", "delta.io", False),
+        ("https://investor.atmeta.com", "atlassian.com", False),
+        (None, "meta.com", False),
+    ],
+)
+def test_website_confirmation_by_registrable_domain(website: Any, domain: str, expected: bool) -> None:
+    assert confirms({"website": website}, domain) is expected
 
 
 async def test_retries_are_bounded_by_max_attempts(tickers: Path) -> None:

@@ -148,6 +148,11 @@ def test_similarweb_answers_parse_for_200_domains() -> None:
         profiles.append(profile)
 
     assert len(profiles) > 150
+    # Small sites have months with 0 visits (gaps) and an unranked (0) global rank:
+    # gaps never count as traffic and an unranked site has no rank at all.
+    assert any(p["gap_months"] for p in profiles)
+    assert any(p["global_rank"] is None for p in profiles)
+    profiles = [p for p in profiles if p["monthly_visits"] is not None and p["global_rank"] is not None]
     for p in profiles:
         assert 1e4 <= p["monthly_visits"] <= 5e8
         assert 0.25 <= p["bounce_rate"] <= 0.75
@@ -186,7 +191,7 @@ def test_similarweb_dates_follow_requested_window() -> None:
         "Referrals",
     }
     for source in sources:
-        assert [point["date"] for point in source["share"]] == expected
+        assert [point["date"] for point in source["visits"]] == expected
 
 
 def test_unknown_rates_are_about_one_in_25_and_independent() -> None:
@@ -311,3 +316,38 @@ async def test_async_client_end_to_end() -> None:
         response = await client.get(request.path, params={**request.params, **provider.auth(KEY).params})
     assert response.status_code == 200
     assert response.content == sandbox_handler(as_httpx(provider, request), epoch=2).content
+
+
+def test_builtwith_sandbox_dead_and_version_entries_agree_with_the_provider() -> None:
+    from enrichment_pipeline.lib.providers.builtwith import technologies_from_domain_api
+
+    parents = 0
+    for domain in (f"company{i}.com" for i in range(120)):
+        status, body = sandbox_builtwith.domain_api_response(domain)
+        if status != 200 or not body["Results"]:
+            continue
+        rows = {r["technology"]: r for r in technologies_from_domain_api(domain, body)}
+        stack = sandbox_builtwith.technology_stack(domain)
+        assert {n for n, r in rows.items() if r["is_live"]} == {e.tech.name for e in stack if e.live}
+        assert {n for n, r in rows.items() if not r["is_live"]} == {e.tech.name for e in stack if not e.live}
+        techs = [t for p in body["Results"][0]["Result"]["Paths"] for t in p["Technologies"]]
+        parents += sum(1 for t in techs if t.get("Parent"))
+    assert parents > 10  # version entries exist, and roll up (no name above is a version)
+
+
+def test_sample_domains_get_their_public_facts_and_others_stay_deterministic() -> None:
+    from enrichment_pipeline.lib.providers.apollo import organization_fields
+    from enrichment_pipeline.lib.providers.clearbit import company_fields
+    from enrichment_pipeline.lib.sandbox import apollo as sb_apollo
+    from enrichment_pipeline.lib.sandbox import clearbit as sb_clearbit
+
+    facts = sb_clearbit.company_facts("3m.com")
+    assert (facts.vertical, facts.country, facts.ticker) == ("Business And Industrial", "US", "MMM")
+    assert company_fields(sb_clearbit.company_record("3m.com"))["industry_naics"] == "31-33"
+    apollo = sb_apollo.organization("www.3M.com")
+    if apollo is not None:
+        assert organization_fields(apollo)["industry_naics"] == "31-33"
+    assert sb_clearbit.company_facts("ups.com").vertical == "Transportation"
+    assert sb_clearbit.company_facts("atlassian.com").country == "AU"
+    # Not a sample: the same deterministic draw every time.
+    assert sb_clearbit.company_facts("company7.com") == sb_clearbit._company_facts.__wrapped__("company7.com")
