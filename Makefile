@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 # `make dev DAGSTER_PORT=3119` for a second UI next to another one.
 DAGSTER_PORT ?= 3000
 
-.PHONY: install run test dev lint bench clean lock
+.PHONY: install run test dev api lint bench clean lock
 
 install: $(STAMP)
 
@@ -39,6 +39,12 @@ test: $(STAMP)
 
 dev: $(STAMP) instance
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
+
+# The read API on API_HOST:API_PORT (default 127.0.0.1:8000), over data/serving.duckdb (after
+# `make run`) or the PostgreSQL WAREHOUSE_URL. Keys: `.venv/bin/enrichment-pipeline api-keys create`.
+api: $(STAMP)
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/python -m enrichment_pipeline.api
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_enrich.py
@@ -85,4 +91,4 @@ $(DBT_MANIFEST): $(STAMP) $(DBT_SOURCES)
 		$(BIN)/dbt parse --quiet --project-dir $(DBT_DIR) --profiles-dir $(DBT_DIR)
 	@touch $@
 
-run test dev: $(DBT_MANIFEST)
+run test dev api: $(DBT_MANIFEST)

@@ -6,7 +6,6 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
 import time
 import warnings
@@ -21,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from enrichment_pipeline.lib import cost, settings
+from enrichment_pipeline.lib.dagster_home import ensure_dagster_home
 from enrichment_pipeline.lib.domains import (
     DomainFileError,
     Rejected,
@@ -28,6 +28,7 @@ from enrichment_pipeline.lib.domains import (
     normalize_domains,
     read_domain_file,
 )
+from enrichment_pipeline.lib.partition_keys import contiguous_ranges
 from enrichment_pipeline.lib.redaction import Redactor, shown
 from enrichment_pipeline.lib.warehouse import Warehouse, WarehouseError, duckdb_path
 
@@ -47,17 +48,7 @@ class UsageError(Exception):
 
 
 def _dagster_home() -> Path:
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        # Persistent, so `make dev` shows the runs the CLI made.
-        home = str(Path.cwd() / "data" / "dagster")
-        os.environ["DAGSTER_HOME"] = home
-    from enrichment_pipeline.instance import install_instance_config
-
-    # The project's instance settings (batched event writes, one planned event per run), unless
-    # the user's own dagster.yaml is there.
-    install_instance_config(Path(home))
-    return Path(home)
+    return ensure_dagster_home()
 
 
 def _collect(domains: Sequence[str], file: str | None) -> tuple[list[str], list[Rejected]]:
@@ -83,23 +74,6 @@ def _refused(bad: Rejected) -> str:
     """A refused entry as printed: capped, escaped, every configured secret masked (rich-escaped)."""
     redactor = Redactor.from_environment()
     return f"{escape(shown(repr(bad.raw), redactor))}: {escape(shown(bad.reason, redactor))}"
-
-
-def contiguous_ranges(ordered_keys: Sequence[str], wanted: Sequence[str]) -> list[tuple[str, str]]:
-    """Split the wanted partition keys into runs of neighbours in the partition order.
-
-    Dagster runs one partition *range* per run; new domains are appended, so a
-    typical request is a single range.
-    """
-    position = {key: i for i, key in enumerate(ordered_keys)}
-    indices = sorted(position[k] for k in set(wanted))
-    ranges: list[tuple[str, str]] = []
-    for i in indices:
-        if ranges and position[ranges[-1][1]] == i - 1:
-            ranges[-1] = (ranges[-1][0], ordered_keys[i])
-        else:
-            ranges.append((ordered_keys[i], ordered_keys[i]))
-    return ranges
 
 
 def provider_rates(stats: Mapping[str, Any], elapsed: float) -> str:
@@ -581,6 +555,63 @@ def scores(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_store():
+    from enrichment_pipeline.lib.api_keys import KeyStore
+    from enrichment_pipeline.lib.api_state import StateStore, state_path
+
+    return KeyStore(StateStore(state_path()))
+
+
+def api_keys_create(args: argparse.Namespace) -> int:
+    from enrichment_pipeline.lib.api_keys import ApiKeyError, parse_scopes
+
+    try:
+        key, token = _key_store().create(args.name, parse_scopes(args.scopes), args.tier)
+    except ApiKeyError as exc:
+        raise UsageError(str(exc)) from None
+    err.print(
+        f"created API key {key.prefix} ({escape(key.name)}, scopes {','.join(key.scopes)}, tier {key.tier}); "
+        "it is shown once, below: store it now"
+    )
+    # Alone on the last line of stdout, so scripts can capture it with `| tail -n1`.
+    print(token, flush=True)
+    return 0
+
+
+def api_keys_list(args: argparse.Namespace) -> int:
+    keys = _key_store().list()
+    if args.format == "json":
+        print(json.dumps([k.public() for k in keys], indent=2))
+        return 0
+    table = Table(title="API keys")
+    for column in ("id", "prefix", "name", "scopes", "tier", "created", "last used", "revoked"):
+        table.add_column(column, no_wrap=True)
+    for k in keys:
+        table.add_row(
+            k.id,
+            k.prefix,
+            k.name,
+            ",".join(k.scopes),
+            k.tier,
+            k.created_at,
+            k.last_used_at or "-",
+            k.revoked_at or "-",
+        )
+    console.print(table)
+    return 0
+
+
+def api_keys_revoke(args: argparse.Namespace) -> int:
+    from enrichment_pipeline.lib.api_keys import ApiKeyError
+
+    try:
+        key = _key_store().revoke(args.id)
+    except ApiKeyError as exc:
+        raise UsageError(str(exc)) from None
+    console.print(f"revoked API key {key.prefix} ({escape(key.name)})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="enrichment-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -609,6 +640,19 @@ def build_parser() -> argparse.ArgumentParser:
     p_scores.add_argument("--top", type=int, default=25)
     p_scores.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p_scores.set_defaults(func=scores)
+    p_keys = sub.add_parser("api-keys", help="create, list and revoke keys for the read API")
+    keys_sub = p_keys.add_subparsers(dest="keys_command", required=True)
+    p_create = keys_sub.add_parser("create", help="create a key; prints it once, alone on the last line")
+    p_create.add_argument("--name", required=True, help="who or what uses the key")
+    p_create.add_argument("--scopes", default="read", help="comma-separated: read, enrich (default: read)")
+    p_create.add_argument("--tier", choices=("standard", "power", "admin"), default="standard")
+    p_create.set_defaults(func=api_keys_create)
+    p_list = keys_sub.add_parser("list", help="list keys (prefix, scopes, tier, last used; never the key)")
+    p_list.add_argument("--format", choices=("table", "json"), default="table")
+    p_list.set_defaults(func=api_keys_list)
+    p_revoke = keys_sub.add_parser("revoke", help="revoke a key by id (or prefix)")
+    p_revoke.add_argument("id")
+    p_revoke.set_defaults(func=api_keys_revoke)
     return parser
 
 

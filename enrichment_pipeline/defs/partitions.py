@@ -2,4 +2,6 @@
 
 import dagster as dg
 
-domains_partitions = dg.DynamicPartitionsDefinition(name="domains")
+from enrichment_pipeline.lib.partition_keys import DOMAINS_PARTITIONS
+
+domains_partitions = dg.DynamicPartitionsDefinition(name=DOMAINS_PARTITIONS)

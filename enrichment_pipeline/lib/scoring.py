@@ -525,6 +525,14 @@ def load_model(path: str | Path | None = None) -> IcpModel:
     path = Path(path or os.environ.get("ICP_MODEL") or default_model_path())
     try:
         raw = read_config_bytes(path, "ICP model")
+    except ConfigFileError as exc:
+        raise ModelError(str(exc)) from None
+    return parse_model(raw, path)
+
+
+def parse_model(raw: bytes, path: str | Path = "<model>") -> IcpModel:
+    """Validate a model given as YAML (or JSON) bytes; `path` names it in the error messages."""
+    try:
         text = decode_config(path, raw, "ICP model")
     except ConfigFileError as exc:
         raise ModelError(str(exc)) from None

@@ -46,3 +46,15 @@ def test_marts_follow_every_successful_enrichment(instance, warehouse_url):
     request = marts_after_enrichment(context)
     assert isinstance(request, dg.RunRequest)
     assert request.run_key == f"marts-after-{enrichment.run_id}"
+
+
+def test_runs_of_api_jobs_are_left_to_the_api(instance, warehouse_url):
+    enrichment = run_pipeline(instance, warehouse_url, DOMAINS[:1], providers=["builtwith"])
+    run = enrichment.dagster_run.with_tags({**enrichment.dagster_run.tags, "enrichment/api_job": "abc"})
+    context = dg.build_run_status_sensor_context(
+        sensor_name=marts_after_enrichment.name,
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=enrichment.get_run_success_event(),
+    )
+    assert isinstance(marts_after_enrichment(context), dg.SkipReason)

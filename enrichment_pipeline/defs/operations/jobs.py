@@ -8,6 +8,7 @@ wait on HTTP or the warehouse, which the fetch step already runs concurrently.
 import dagster as dg
 
 from enrichment_pipeline.defs.partitions import domains_partitions
+from enrichment_pipeline.lib.partition_keys import API_JOB_TAG
 
 ENRICH_JOB_NAME = "enrich_domains"
 MARTS_JOB_NAME = "build_marts"
@@ -55,8 +56,11 @@ def enriched_tables_changed(run: dg.DagsterRun, enrich_keys: frozenset[dg.AssetK
 def marts_after_enrichment(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
     from enrichment_pipeline.definitions import defs
 
-    enrich_keys = frozenset(defs.resolve_job_def(ENRICH_JOB_NAME).asset_layer.selected_asset_keys)
     run = context.dagster_run
+    if API_JOB_TAG in run.tags:
+        # The read API waits for its run and rebuilds the marts itself right after (no sensor delay).
+        return dg.SkipReason("run of an API enrichment job: the API rebuilds the marts")
+    enrich_keys = frozenset(defs.resolve_job_def(ENRICH_JOB_NAME).asset_layer.selected_asset_keys)
     if not enriched_tables_changed(run, enrich_keys):
         return dg.SkipReason(f"run {run.run_id} wrote no enrichment table")
     return dg.RunRequest(run_key=f"marts-after-{run.run_id}")

@@ -1,0 +1,244 @@
+"""Read API benchmark: 100,000 companies, lookups and filtered pages at 32 concurrent connections.
+
+For each source (the DuckDB serving snapshot; PostgreSQL when --database-url or
+TEST_DATABASE_URL is set) it starts the API as its own process (`python -m
+enrichment_pipeline.api`, one uvicorn worker, admin key so no rate limit applies)
+on 127.0.0.1, then drives it with an asyncio httpx client holding 32 keep-alive
+connections:
+
+- lookup: `GET /v1/companies/{domain}` of random known domains;
+- page: `GET /v1/companies?limit=100&...` with a random filter combination
+  (tier, score range, country, technology present/absent, status) and sort.
+
+It prints p50/p95/p99 latency, requests/s and the API process's peak RSS as
+Markdown. The client runs on the same 2 cores as the server, so figures are a
+floor for what the server alone would do. Usage:
+
+    .venv/bin/python benchmarks/bench_api.py [-n 100000] [--requests 4000] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from enrichment_pipeline.lib.api_keys import KeyStore
+from enrichment_pipeline.lib.api_state import StateStore
+from enrichment_pipeline_tests.api import marts_data
+
+CONCURRENCY = 32
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Api:
+    def __init__(self, env: dict[str, str], work: Path) -> None:
+        self.port = free_port()
+        self.state = work / f"state-{self.port}.sqlite3"
+        self.key = KeyStore(StateStore(self.state)).create("bench", ("read",), "admin")[1]
+        full_env = {
+            **os.environ,
+            **env,
+            "API_PORT": str(self.port),
+            "API_HOST": "127.0.0.1",
+            "API_STATE_DB": str(self.state),
+            "API_START_DAEMON": "0",
+        }
+        self.log = work / f"api-{self.port}.log"
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "enrichment_pipeline.api"], env=full_env, stdout=log, stderr=log
+            )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("the API did not become ready")
+            time.sleep(0.2)
+        self.peak_rss = rss_kib(self.proc.pid)
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            try:
+                self.peak_rss = max(self.peak_rss, rss_kib(self.proc.pid))
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+
+def page_params(rnd: random.Random) -> dict:
+    params: dict = {
+        "limit": 100,
+        "sort": rnd.choice(["-icp_score", "-monthly_visits", "domain", "-enriched_at"]),
+    }
+    choice = rnd.randrange(5)
+    if choice == 0:
+        params["tier"] = rnd.choice(["hot", "warm"])
+    elif choice == 1:
+        params |= {"min_score": 40, "max_score": 80, "country": rnd.choice(marts_data.COUNTRIES)}
+    elif choice == 2:
+        params["technology"] = rnd.choice(marts_data.TECHS)
+    elif choice == 3:
+        params |= {"without_technology": rnd.choice(marts_data.TECHS), "status": "enriched"}
+    else:
+        params |= {"industry": rnd.choice(marts_data.SECTORS)[0], "tier": "cool"}
+    return params
+
+
+async def drive(url: str, key: str, kind: str, n: int, companies: int, seed: int = 1) -> dict:
+    rnd = random.Random(seed)
+    latencies: list[float] = []
+    errors = 0
+    queue: asyncio.Queue = asyncio.Queue()
+    for _ in range(n):
+        if kind == "lookup":
+            queue.put_nowait((f"/v1/companies/{marts_data.company_domain(rnd.randrange(companies))}", None))
+        else:
+            queue.put_nowait(("/v1/companies", page_params(rnd)))
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=60
+    ) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            while not queue.empty():
+                path, params = queue.get_nowait()
+                started = time.perf_counter()
+                try:
+                    r = await client.get(path, params=params)
+                except httpx.TransportError:
+                    errors += 1  # counted, and the latency too: a dropped connection is a slow answer
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    continue
+                latencies.append((time.perf_counter() - started) * 1000)
+                if r.status_code != 200:
+                    errors += 1
+
+        # Warm-up (connections, first queries), not counted.
+        for _ in range(CONCURRENCY):
+            await client.get("/health")
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - started
+    qs = statistics.quantiles(latencies, n=100)
+    return {"n": n, "errors": errors, "p50": qs[49], "p95": qs[94], "p99": qs[98], "rps": n / elapsed}
+
+
+def measure(name: str, env: dict[str, str], work: Path, companies: int, requests: int) -> list[dict]:
+    api = Api(env, work)
+    rows = []
+    try:
+        for kind in ("lookup", "page"):
+            if api.proc.poll() is not None:
+                raise RuntimeError(f"the API exited: {api.log.read_text()[-2000:]}")
+            print(f"{name}: {kind} x {requests} ...", file=sys.stderr, flush=True)
+            asyncio.run(drive(api.url, api.key, kind, min(500, requests), companies, seed=99))  # warm caches
+            result = asyncio.run(drive(api.url, api.key, kind, requests, companies))
+            rows.append({"source": name, "kind": kind, **result, "rss_mib": api.peak_rss / 1024})
+    except Exception:
+        print(f"API log tail:\n{api.log.read_text()[-3000:]}", file=sys.stderr)
+        raise
+    finally:
+        api.close()
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-n", "--companies", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=4000, help="requests per scenario")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("TEST_DATABASE_URL"),
+        help="PostgreSQL server; a database is created for the run and dropped after",
+    )
+    args = parser.parse_args()
+    print(f"generating {args.companies} companies ...", file=sys.stderr, flush=True)
+    frames = marts_data.marts(args.companies)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+        work = Path(tmp)
+        snapshot = marts_data.write_snapshot(work / "serving.duckdb", frames, work / "warehouse")
+        rows += measure(
+            "DuckDB snapshot",
+            {
+                "WAREHOUSE_URL": f"duckdb:///{work / 'warehouse' / 'warehouse.duckdb'}",
+                "SERVING_DUCKDB": str(snapshot),
+            },
+            work,
+            args.companies,
+            args.requests,
+        )
+        if args.database_url:
+            import psycopg
+
+            name = f"bench_api_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(args.database_url, autocommit=True) as admin:
+                admin.execute(f'CREATE DATABASE "{name}"')
+            url = args.database_url.rsplit("/", 1)[0] + f"/{name}"
+            try:
+                marts_data.write_marts(url, frames)
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute("ANALYZE")
+                rows += measure("PostgreSQL", {"WAREHOUSE_URL": url}, work, args.companies, args.requests)
+            finally:
+                with psycopg.connect(args.database_url, autocommit=True) as admin:
+                    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    print(
+        f"\n{args.companies:,} companies, {args.requests} requests per row, {CONCURRENCY} concurrent "
+        "connections, one uvicorn worker; client and server share the machine.\n"
+    )
+    print("| source | request | p50 ms | p95 ms | p99 ms | requests/s | errors | API RSS MiB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        label = "lookup by domain" if r["kind"] == "lookup" else "filtered page of 100"
+        print(
+            f"| {r['source']} | {label} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | "
+            f"{r['rps']:.0f} | {r['errors']} | {r['rss_mib']:.0f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The read API: a FastAPI face over `lib/` (companies, scores, stats, enrichments, blueprint)."""

@@ -1,0 +1,65 @@
+"""Bearer-key authentication, scopes and per-key rate limits, as FastAPI dependencies."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import Request
+
+from enrichment_pipeline.api.problems import ApiProblem
+from enrichment_pipeline.lib.api_keys import ApiKey
+from enrichment_pipeline.lib.rate_limits import Kind
+
+log = logging.getLogger("enrichment_pipeline.api.access")
+
+
+def _authorize(request: Request, scope: str, kind: Kind) -> ApiKey:
+    state = request.app.state.api
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    challenge = {"WWW-Authenticate": 'Bearer realm="enrichment-pipeline"'}
+    if not header:
+        raise ApiProblem("unauthorized", "send `Authorization: Bearer <key>`", headers=challenge)
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiProblem("unauthorized", "the Authorization header must be `Bearer <key>`", headers=challenge)
+    key = state.keys.authenticate(token.strip())
+    if key is None:
+        raise ApiProblem(
+            "unauthorized",
+            "the API key is unknown or revoked",
+            headers={
+                **challenge,
+                "WWW-Authenticate": challenge["WWW-Authenticate"] + ', error="invalid_token"',
+            },
+        )
+    request.state.key_id = key.id
+    if scope not in key.scopes:
+        raise ApiProblem(
+            "forbidden", f"this operation needs the `{scope}` scope; the key has {', '.join(key.scopes)}"
+        )
+    decision = state.limiter.hit(key.id, key.tier, kind)
+    request.state.rate_headers = decision.headers()
+    if not decision.allowed:
+        raise ApiProblem(
+            "rate_limited",
+            f"over the {key.tier} tier's {decision.limit} {kind}s per minute; retry in {decision.reset_s} s",
+            headers=decision.headers(),
+        )
+    return key
+
+
+def reader(request: Request) -> ApiKey:
+    return _authorize(request, "read", "read")
+
+
+def read_writer(request: Request) -> ApiKey:
+    """A POST that only computes (blueprint): needs `read`, counted as a write."""
+    return _authorize(request, "read", "write")
+
+
+def enricher(request: Request) -> ApiKey:
+    return _authorize(request, "enrich", "write")
+
+
+def enrich_reader(request: Request) -> ApiKey:
+    return _authorize(request, "enrich", "read")

@@ -1,0 +1,328 @@
+"""Deterministic marts for the API tests and benchmark: `n` companies with scores and stacks.
+
+Only the tables and columns the API reads, with the types the pipeline writes.
+`company_domain(i)` names company i, so tests know what is there.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from enrichment_pipeline.lib import serving
+from enrichment_pipeline.lib.warehouse import Warehouse
+
+TS = pl.Datetime("us", "UTC")
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+TIERS = ("hot", "warm", "cool", "cold")
+TECHS = (
+    "Shopify",
+    "Magento",
+    "Algolia",
+    "Elasticsearch",
+    "Klevu",
+    "React",
+    "Google Analytics 4",
+    "HubSpot",
+    "Cloudflare",
+    "Salesforce Commerce Cloud",
+    "WordPress",
+    "Stripe",
+)
+COUNTRIES = ("US", "GB", "DE", "FR", "NL")
+SECTORS = (
+    ("44-45", "Retail Trade"),
+    ("51", "Information"),
+    ("52", "Finance and Insurance"),
+    ("31-33", "Manufacturing"),
+)
+PROVIDERS = ("builtwith", "similarweb", "clearbit", "yahoo", "apollo")
+
+PROFILE_SCHEMA = {
+    "domain": pl.String(),
+    "company_name": pl.String(),
+    "industry_naics": pl.String(),
+    "industry_label": pl.String(),
+    "employees": pl.Int64(),
+    "employees_range": pl.String(),
+    "country": pl.String(),
+    "founded_year": pl.Int64(),
+    "revenue_usd": pl.Float64(),
+    "revenue_low_usd": pl.Float64(),
+    "revenue_high_usd": pl.Float64(),
+    "revenue_growth": pl.Float64(),
+    "gross_margin": pl.Float64(),
+    "operating_margin": pl.Float64(),
+    "market_cap_usd": pl.Float64(),
+    "ticker": pl.String(),
+    "is_public": pl.Boolean(),
+    "total_funding_usd": pl.Float64(),
+    "technologies": pl.String(),
+    "monthly_visits": pl.Float64(),
+    "visits_growth": pl.Float64(),
+    "bounce_rate": pl.Float64(),
+    "pages_per_visit": pl.Float64(),
+    "avg_visit_duration_s": pl.Float64(),
+    "global_rank": pl.Int64(),
+    "search_share": pl.Float64(),
+    "direct_share": pl.Float64(),
+    "technology_count": pl.Int32(),
+    "search_vendor": pl.String(),
+    "ecommerce_platform": pl.String(),
+    "cms": pl.String(),
+    "firmographics_source": pl.String(),
+    "financials_source": pl.String(),
+    "technologies_source": pl.String(),
+    "traffic_source": pl.String(),
+    "field_sources": pl.String(),
+    "employees_confidence": pl.Float64(),
+    "revenue_usd_confidence": pl.Float64(),
+    "industry_naics_confidence": pl.Float64(),
+    "technologies_confidence": pl.Float64(),
+    "profile_confidence": pl.Float64(),
+    "disagreements": pl.String(),
+    "provider_statuses": pl.String(),
+    "status": pl.String(),
+    "mode": pl.String(),
+    "enriched_at": TS,
+}
+SCORE_SCHEMA = {
+    "domain": pl.String(),
+    "icp_score": pl.Float64(),
+    "icp_tier": pl.String(),
+    "score_breakdown": pl.String(),
+    "score_reasons": pl.String(),
+    "disqualified": pl.Boolean(),
+    "disqualification_reason": pl.String(),
+    "budget_signal": pl.Float64(),
+    "pain_signal": pl.Float64(),
+    "timing_signal": pl.Float64(),
+    "model_version": pl.String(),
+    "model_hash": pl.String(),
+    "scored_at": TS,
+}
+TECH_SCHEMA = {
+    "company_technology_id": pl.String(),
+    "domain": pl.String(),
+    "technology": pl.String(),
+    "technology_tag": pl.String(),
+    "is_premium": pl.Boolean(),
+    "first_detected": TS,
+    "last_detected": TS,
+    "first_seen_at": TS,
+    "removed_at": TS,
+    "is_current": pl.Boolean(),
+    "times_adopted": pl.Int64(),
+}
+CHANGE_SCHEMA = {
+    "tech_change_id": pl.String(),
+    "domain": pl.String(),
+    "technology": pl.String(),
+    "change_type": pl.String(),
+    "seen_at": TS,
+    "provider": pl.String(),
+}
+COVERAGE_SCHEMA = {
+    "provider": pl.String(),
+    "mode": pl.String(),
+    "domains_requested": pl.Int64(),
+    "domains_with_data": pl.Int64(),
+    "data_share": pl.Float64(),
+    "answered_share": pl.Float64(),
+    "calls": pl.Int64(),
+    "cost_usd": pl.Float64(),
+    "cost_per_domain_with_data_usd": pl.Float64(),
+    "avg_latency_ms": pl.Float64(),
+    "last_fetched_at": TS,
+}
+
+
+def company_domain(i: int) -> str:
+    return f"company{i:06d}.com"
+
+
+def marts(n: int, seed: int = 7, tag: str = "") -> dict[str, pl.DataFrame]:
+    """`tag` goes into every company name, so two generations can be told apart."""
+    rnd = random.Random(seed)
+    profiles, scores, techs, changes = [], [], [], []
+    for i in range(n):
+        domain = company_domain(i)
+        naics, label = SECTORS[i % len(SECTORS)]
+        stack = sorted(rnd.sample(TECHS, 3 + i % 4))
+        removed = [t for t in TECHS if t not in stack][: i % 2]
+        score = float((i * 37) % 101)
+        tier = "hot" if score >= 70 else "warm" if score >= 45 else "cool" if score >= 25 else "cold"
+        at = T0 + timedelta(hours=i % 500)
+        search = next((t for t in stack if t in ("Algolia", "Klevu", "Elasticsearch")), None)
+        commerce = next((t for t in stack if t in ("Shopify", "Magento", "Salesforce Commerce Cloud")), None)
+        sources = {
+            "employees": {"provider": "clearbit", "observed_at": at.isoformat()},
+            "technologies": {"provider": "builtwith", "observed_at": at.isoformat()},
+        }
+        profiles.append(
+            {
+                "domain": domain,
+                "company_name": f"Company {i}{tag}",
+                "industry_naics": naics,
+                "industry_label": label,
+                "employees": 10 + (i * 13) % 5000,
+                "employees_range": "51-200",
+                "country": COUNTRIES[i % 5],
+                "founded_year": 1950 + i % 70,
+                "revenue_usd": None if i % 9 == 0 else float(1e6 * (1 + i % 400)),
+                "revenue_low_usd": None,
+                "revenue_high_usd": None,
+                "revenue_growth": 0.05,
+                "gross_margin": 0.4,
+                "operating_margin": 0.1,
+                "market_cap_usd": None,
+                "ticker": None,
+                "is_public": False,
+                "total_funding_usd": None,
+                "technologies": json.dumps(stack),
+                "monthly_visits": None if i % 11 == 0 else float(1000 + (i * 7919) % 10_000_000),
+                "visits_growth": 0.1,
+                "bounce_rate": 0.4,
+                "pages_per_visit": 3.0,
+                "avg_visit_duration_s": 120.0,
+                "global_rank": 1000 + i,
+                "search_share": 0.3,
+                "direct_share": 0.4,
+                "technology_count": len(stack),
+                "search_vendor": search,
+                "ecommerce_platform": commerce,
+                "cms": None,
+                "firmographics_source": "clearbit",
+                "financials_source": "clearbit",
+                "technologies_source": "builtwith",
+                "traffic_source": "similarweb",
+                "field_sources": json.dumps(sources),
+                "employees_confidence": 0.9,
+                "revenue_usd_confidence": 0.7,
+                "industry_naics_confidence": 0.8,
+                "technologies_confidence": 1.0,
+                "profile_confidence": 0.85,
+                "disagreements": "{}",
+                "provider_statuses": json.dumps([{"provider": "builtwith", "status": "ok"}]),
+                "status": "partial" if i % 10 == 3 else "enriched",
+                "mode": "sandbox",
+                "enriched_at": at,
+            }
+        )
+        scores.append(
+            {
+                "domain": domain,
+                "icp_score": score,
+                "icp_tier": tier,
+                "score_breakdown": json.dumps({"fit": score}),
+                "score_reasons": json.dumps([f"reason for {domain}"]),
+                "disqualified": False,
+                "disqualification_reason": None,
+                "budget_signal": 0.5,
+                "pain_signal": 0.5,
+                "timing_signal": 0.1,
+                "model_version": "test-1",
+                "model_hash": "x",
+                "scored_at": at,
+            }
+        )
+        for t in stack:
+            techs.append(
+                {
+                    "company_technology_id": f"{domain}:{t}",
+                    "domain": domain,
+                    "technology": t,
+                    "technology_tag": "misc",
+                    "is_premium": False,
+                    "first_detected": T0 - timedelta(days=400),
+                    "last_detected": at,
+                    "first_seen_at": T0,
+                    "removed_at": None,
+                    "is_current": True,
+                    "times_adopted": 1,
+                }
+            )
+        for t in removed:
+            techs.append(
+                {
+                    "company_technology_id": f"{domain}:{t}",
+                    "domain": domain,
+                    "technology": t,
+                    "technology_tag": "misc",
+                    "is_premium": False,
+                    "first_detected": T0 - timedelta(days=400),
+                    "last_detected": T0 - timedelta(days=30),
+                    "first_seen_at": T0 - timedelta(days=60),
+                    "removed_at": T0 - timedelta(days=10),
+                    "is_current": False,
+                    "times_adopted": 1,
+                }
+            )
+            changes.append(
+                {
+                    "tech_change_id": f"{domain}:{t}:removed",
+                    "domain": domain,
+                    "technology": t,
+                    "change_type": "removed",
+                    "seen_at": T0 - timedelta(days=10),
+                    "provider": "builtwith",
+                }
+            )
+    coverage = [
+        {
+            "provider": p,
+            "mode": "sandbox",
+            "domains_requested": n,
+            "domains_with_data": n - k,
+            "data_share": (n - k) / max(n, 1),
+            "answered_share": 1.0,
+            "calls": n,
+            "cost_usd": 0.01 * n,
+            "cost_per_domain_with_data_usd": 0.01,
+            "avg_latency_ms": 10.0,
+            "last_fetched_at": T0,
+        }
+        for k, p in enumerate(PROVIDERS)
+    ]
+    return {
+        "marts.company_profiles": pl.DataFrame(profiles, schema=PROFILE_SCHEMA),
+        "marts.icp_scores": pl.DataFrame(scores, schema=SCORE_SCHEMA),
+        "marts.fct_company_technology": pl.DataFrame(techs, schema=TECH_SCHEMA),
+        "marts.fct_tech_changes": pl.DataFrame(changes, schema=CHANGE_SCHEMA),
+        "marts.provider_coverage_and_cost": pl.DataFrame(coverage, schema=COVERAGE_SCHEMA),
+    }
+
+
+SCHEMAS = {
+    "marts.company_profiles": (PROFILE_SCHEMA, ("domain",)),
+    "marts.icp_scores": (SCORE_SCHEMA, ("domain",)),
+    "marts.fct_company_technology": (TECH_SCHEMA, ()),
+    "marts.fct_tech_changes": (CHANGE_SCHEMA, ()),
+    "marts.provider_coverage_and_cost": (COVERAGE_SCHEMA, ()),
+}
+
+
+def write_marts(url: str, frames: dict[str, pl.DataFrame]) -> None:
+    """Into a warehouse (DuckDB file or PostgreSQL), as the pipeline would; indexes for the API's lookups."""
+    with Warehouse.open(url) as wh:
+        for table, frame in frames.items():
+            schema, key = SCHEMAS[table]
+            wh.replace_table(table, frame, schema, key)
+        wh.query(
+            "CREATE INDEX IF NOT EXISTS fct_company_technology_domain "
+            "ON marts.fct_company_technology (domain)"
+        )
+
+
+def write_snapshot(path: Path, frames: dict[str, pl.DataFrame], work_dir: Path) -> Path:
+    """A serving snapshot at `path`, published (atomically) like the pipeline does."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    url = f"duckdb:///{work_dir / 'warehouse.duckdb'}"
+    write_marts(url, frames)
+    with Warehouse.open(url, read_only=True) as wh:
+        serving.publish(wh, path)
+    return path
