@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 
@@ -24,5 +25,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
+    # Earlier tests' instances dispose when collected, resetting Dagster's "current defs state
+    # storage" (a ContextVar) to whatever was current when they were made; collect them now, not
+    # in the middle of this test, where that would leave a dead instance's storage current.
+    gc.collect()
     with dg.DagsterInstance.ephemeral() as inst:
         yield inst
