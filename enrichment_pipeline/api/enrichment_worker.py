@@ -22,11 +22,9 @@ from enrichment_pipeline.lib.read_sources import ReadSource, SourceUnavailable
 log = logging.getLogger("enrichment_pipeline.api.jobs")
 
 POLL_S = 1.0
-# Steps of an API run share one process (as the CLI's runs do): a process per step costs seconds
-# of start-up each, longer than a sandbox enrichment of a few domains takes.
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 
+# The jobs themselves run their steps in one process (in_process_executor): no execution config here.
 class EnrichmentWorker:
     def __init__(
         self,
@@ -87,7 +85,7 @@ class EnrichmentWorker:
                     SOURCE_TAG: "api",
                     API_JOB_TAG: job.id,
                 }
-                config = {"ops": {"raw__provider_responses": {"config": {"force": job.force}}}, **IN_PROCESS}
+                config = {"ops": {"raw__provider_responses": {"config": {"force": job.force}}}}
                 run_ids.append(run_id)
                 # Recorded before launching: a crash mid-launch leaves a run id to look up, not a lost run.
                 self.jobs.update(job_id, run_ids=run_ids)
@@ -138,7 +136,7 @@ class EnrichmentWorker:
             return mine[0]
         run_id = str(uuid.uuid4())
         self.jobs.update(job_id, run_ids=[*job.run_ids, f"marts:{run_id}"])
-        self.runs.launch(MARTS_JOB, run_id, {SOURCE_TAG: "api", API_JOB_TAG: job_id}, IN_PROCESS)
+        self.runs.launch(MARTS_JOB, run_id, {SOURCE_TAG: "api", API_JOB_TAG: job_id})
         return run_id
 
     def _finish(self, job_id: str, status: str, error: str | None) -> None:

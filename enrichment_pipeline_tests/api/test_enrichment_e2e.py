@@ -54,7 +54,11 @@ def test_enrichment_runs_in_dagster_and_the_webhook_arrives_signed(tmp_path: Pat
                 elif line.startswith("data: ") and event == "done":
                     done = json.loads(line.removeprefix("data: "))
         assert done["status"] == "succeeded", done
-        assert "running" in statuses and statuses[-1] == "succeeded"
+        # The stream reports the job's progress in order; a fast run may finish between two polls,
+        # so "running" itself is not always seen.
+        order = ["accepted", "launching", "running", "building_marts", "succeeded"]
+        seen = [order.index(s) for s in statuses]
+        assert seen == sorted(seen) and len(set(statuses)) >= 2 and statuses[-1] == "succeeded", statuses
         job = c.get(f"/v1/enrichments/{job_id}").json()
         assert {r["job"] for r in job["runs"]} == {"enrich_domains", "build_marts"}
         assert all(r["status"] == "SUCCESS" for r in job["runs"])
