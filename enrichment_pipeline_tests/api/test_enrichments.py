@@ -116,7 +116,7 @@ def test_202_with_location_and_per_item_refusals_before_the_run_starts(held, mak
     assert name == "enrich_domains"
     assert tags["enrichment/api_job"] == job["id"] and tags["dagster/asset_partition_range_start"]
     assert run_config["ops"] == {"raw__provider_responses": {"config": {"force": True}}}
-    assert run_config["execution"] == {"config": {"in_process": {}}}
+    assert "execution" not in run_config  # the jobs themselves run in process
 
 
 def test_all_junk_is_422_with_every_reason(held, make_key):
