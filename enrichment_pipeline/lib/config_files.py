@@ -9,12 +9,11 @@ naming the file and what is wrong; the CLI prints it and exits 2.
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 
 import yaml
 
+from enrichment_pipeline.lib.regular_files import UnreadableFile, read_regular_file
 from enrichment_pipeline.lib.settings import SettingsError
 
 # Our largest bundled configuration file is a few KB; 1 MB leaves room and bounds the parse.
@@ -29,20 +28,13 @@ def read_config_bytes(path: str | Path, what: str, max_bytes: int = MAX_CONFIG_B
     """The bytes of a regular file of at most `max_bytes` (`what` names it in errors)."""
     path = Path(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
+        return read_regular_file(path, max_bytes)
+    except FileNotFoundError as exc:
         raise ConfigFileError(f"cannot read {what} {path}: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigFileError(f"cannot read {what} {path}: not a regular file")
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            data = handle.read(max_bytes + 1)
-    finally:
-        os.close(fd)
-    if len(data) > max_bytes:
-        raise ConfigFileError(f"{path}: {what} larger than {max_bytes:,} bytes")
-    return data
+    except UnreadableFile as exc:
+        if exc.problem == "size":
+            raise ConfigFileError(f"{path}: {what} {exc.reason}") from None
+        raise ConfigFileError(f"cannot read {what} {path}: {exc.reason}") from None
 
 
 def decode_config(path: str | Path, data: bytes, what: str) -> str:

@@ -8,18 +8,17 @@ act on, before it costs provider calls. Pure Python on purpose: no Dagster impor
 from __future__ import annotations
 
 import csv
-import errno
 import functools
 import ipaddress
-import os
 import re
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import idna
 from publicsuffixlist import PublicSuffixList
+
+from enrichment_pipeline.lib.regular_files import UnreadableFile, read_regular_file
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -280,35 +279,17 @@ class DomainFileError(ValueError):
 
 
 def _read_bytes(path: Path, max_bytes: int, follow_symlinks: bool) -> bytes:
-    """The file's bytes, read only if it is a regular file (never a FIFO, device or directory)
-    of at most `max_bytes`. With `follow_symlinks=False` a symbolic link is refused when opened
-    (O_NOFOLLOW, so no check-then-open race) and a file with several hard links too: neither can
-    turn a drop folder into a window on another file."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)  # NONBLOCK: a FIFO never hangs
-    if not follow_symlinks:
-        flags |= getattr(os, "O_NOFOLLOW", 0)
+    """The file's bytes under the one rule for planted files (`regular_files`), worded for a domain file."""
     try:
-        fd = os.open(path, flags)
+        return read_regular_file(path, max_bytes, follow_symlinks=follow_symlinks)
     except FileNotFoundError:
         raise FileNotFoundError(f"domain file not found: {path}") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP and not follow_symlinks:
-            raise DomainFileError(f"{path}: is a symbolic link (only regular files are read)") from None
-        raise DomainFileError(f"{path}: cannot be opened ({exc.strerror})") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a device, pipe or socket"
-            raise DomainFileError(f"{path}: {kind}, not a regular file")
-        if not follow_symlinks and info.st_nlink > 1:
-            raise DomainFileError(f"{path}: has {info.st_nlink} hard links (only files with one are read)")
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            data = handle.read(max_bytes + 1)
-    finally:
-        os.close(fd)
-    if len(data) > max_bytes:
-        raise DomainFileError(f"{path}: larger than {max_bytes:,} bytes (split it into smaller files)")
-    return data
+    except UnreadableFile as exc:
+        if exc.problem == "open":
+            raise DomainFileError(f"{path}: cannot be opened ({exc.reason})") from None
+        if exc.problem == "size":
+            raise DomainFileError(f"{path}: {exc.reason} (split it into smaller files)") from None
+        raise DomainFileError(f"{path}: {exc.reason}") from None
 
 
 def _decode(path: Path, data: bytes) -> str:
