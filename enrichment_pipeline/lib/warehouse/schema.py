@@ -20,18 +20,12 @@ ANSWERED = ("ok", "not_found")
 # Unqualified: DuckDB resolves it to `main` (where earlier versions created it), PostgreSQL to `public`.
 SCHEMA_MIGRATIONS = "schema_migrations"
 
-# Each migration runs once, in order, inside one transaction; never edit a
-# released one — add the next version instead. Use SQL both DuckDB and
-# PostgreSQL accept (the types `sql_type` returns, `IF NOT EXISTS`).
-MIGRATIONS: list[tuple[int, str, list[str]]] = [
-    (
-        1,
-        "raw responses, quota ledger, staging and marts",
-        [
-            "CREATE SCHEMA IF NOT EXISTS raw",
-            "CREATE SCHEMA IF NOT EXISTS staging",
-            "CREATE SCHEMA IF NOT EXISTS marts",
-            f"""CREATE TABLE IF NOT EXISTS {RESPONSES} (
+
+def _answers_table(name: str) -> str:
+    """The provider answers' table as first created; the journal is created with the same columns
+    and key (later columns are added to both by later migrations). Released migrations use it:
+    never edit it, add a migration instead."""
+    return f"""CREATE TABLE IF NOT EXISTS {name} (
                 provider VARCHAR NOT NULL,
                 endpoint VARCHAR NOT NULL,
                 domain VARCHAR NOT NULL,
@@ -47,7 +41,21 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 mode VARCHAR NOT NULL,
                 run_id VARCHAR,
                 PRIMARY KEY (provider, endpoint, domain)
-            )""",
+            )"""
+
+
+# Each migration runs once, in order, inside one transaction; never edit a
+# released one — add the next version instead. Use SQL both DuckDB and
+# PostgreSQL accept (the types `sql_type` returns, `IF NOT EXISTS`).
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "raw responses, quota ledger, staging and marts",
+        [
+            "CREATE SCHEMA IF NOT EXISTS raw",
+            "CREATE SCHEMA IF NOT EXISTS staging",
+            "CREATE SCHEMA IF NOT EXISTS marts",
+            _answers_table(RESPONSES),
             f"""CREATE TABLE IF NOT EXISTS {QUOTA} (
                 provider VARCHAR NOT NULL,
                 day DATE NOT NULL,
@@ -85,23 +93,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         3,
         "response journal (answers kept as they arrive, before their domain is complete)",
         [
-            f"""CREATE TABLE IF NOT EXISTS {JOURNAL} (
-                provider VARCHAR NOT NULL,
-                endpoint VARCHAR NOT NULL,
-                domain VARCHAR NOT NULL,
-                status VARCHAR NOT NULL,
-                http_status INTEGER,
-                payload VARCHAR,
-                detail VARCHAR,
-                fetched_at TIMESTAMPTZ NOT NULL,
-                expires_at TIMESTAMPTZ NOT NULL,
-                attempts INTEGER NOT NULL,
-                latency_ms DOUBLE PRECISION,
-                cost_usd DOUBLE PRECISION NOT NULL,
-                mode VARCHAR NOT NULL,
-                run_id VARCHAR,
-                PRIMARY KEY (provider, endpoint, domain)
-            )""",
+            _answers_table(JOURNAL),
         ],
     ),
     (
