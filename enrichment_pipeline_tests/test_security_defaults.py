@@ -16,7 +16,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
-DEV_TOOLS = {"pytest", "pytest-asyncio", "hypothesis", "respx", "ruff"}
+DEV_TOOLS = {"pytest", "pytest-asyncio", "hypothesis", "ruff", "schemathesis"}
 PIN = re.compile(r"^([A-Za-z0-9._-]+)==(\S+)")
 
 
