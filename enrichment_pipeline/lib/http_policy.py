@@ -212,6 +212,20 @@ class Pacer:
             if self._clock() - slot <= self.tolerance:
                 return True
 
+    def restart(self) -> None:
+        """The next slot no sooner than one interval from now. For after a call whose real
+        departure is unknown: a run's first request leaves late (it opens the connection and
+        warms the HTTP stack), and the provider counts arrivals, not our slots."""
+        self._next = max(self._next, self._clock() + self.interval)
+
+    async def hand_over(self) -> None:
+        """Wait until the next free slot: whoever calls the provider after this pacer is done
+        (the next run, once it takes the warehouse's fetch lock) then starts at least one
+        interval after the last call, so the limit holds across runs, not only within one."""
+        delay = self._next - self._clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
 
 async def _sleep_unless(event: asyncio.Event | None, seconds: float) -> bool:
     """Sleep `seconds`, or less if `event` is set first; True when the event cut it short."""
@@ -393,6 +407,8 @@ class ProviderClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._limiter is not None and exc[0] is None:
+            await self._limiter.hand_over()
         self._quota.close()
         await asyncio.gather(*(c.aclose() for c in self._clients))
 
@@ -526,6 +542,8 @@ class ProviderClient:
         finally:
             self._note_openings()
             if first:
+                if self._limiter is not None:
+                    self._limiter.restart()
                 self._first_answer.set()
 
     def _note_openings(self) -> None:

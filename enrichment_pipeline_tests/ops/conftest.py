@@ -131,6 +131,8 @@ class Worker:
         env: Mapping[str, str] = (),
         latency_ms: float = 0.0,
         wait_for_go: bool = False,
+        live: bool = False,
+        providers: str | None = None,
         cwd: Path | None = None,
     ) -> Worker:
         args = [
@@ -144,6 +146,10 @@ class Worker:
             args += ["--latency-ms", str(latency_ms)]
         if wait_for_go:
             args.append("--wait-for-go")
+        if live:
+            args.append("--live")
+        if providers:
+            args += ["--providers", providers]
         proc = subprocess.Popen(
             [*args, *domains],
             stdin=subprocess.PIPE,

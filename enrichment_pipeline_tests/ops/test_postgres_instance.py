@@ -254,3 +254,43 @@ def test_the_warehouse_locks_alone_make_fetches_and_rebuilds_take_turns(make_pg_
         rebuilt["marts.icp_scores"].drop("scored_at").sort("domain")
         .equals(after_both["marts.icp_scores"].drop("scored_at").sort("domain"))
     )  # fmt: skip
+
+
+def test_two_runs_at_once_never_exceed_the_rate_limit_together(make_pg_home, new_database, workers):
+    """Two runs released at the same moment call one provider over HTTP (a local server that
+    notes when each request arrives): in no 1-second window does the server see more than
+    `BUILTWITH_RPS` requests, although each run paces only its own calls. The pool limit is
+    raised to 2, so only the warehouse's fetch lock keeps the runs apart: the hand-over from
+    one run's fetch to the other's is the moment a second process could burst."""
+    from benchmarks.provider_server import ServerThread, max_in_window
+
+    rps = 5
+    home = make_pg_home()
+    warehouse_url = new_database()
+    domains = sandbox_domains(24)
+    a, b = domains[:12], domains[12:]
+    with ServerThread(latency_ms=5, max_seconds=300) as server, home.instance() as instance:
+        instance.event_log_storage.set_concurrency_slots(PROVIDER_POOL, 2)
+        _register(instance, domains)
+        env = {
+            **home.env,
+            "BUILTWITH_API_KEY": "test-key-builtwith",
+            "BUILTWITH_BASE_URL": server.url,
+            "BUILTWITH_RPS": str(rps),
+        }
+        pair = [
+            Worker.start(warehouse_url, part, env=env, wait_for_go=True, live=True, providers="builtwith")
+            for part in (a, b)
+        ]
+        workers.extend(pair)
+        for worker in pair:
+            worker.wait_ready()
+        for worker in pair:
+            worker.go()
+        results = [worker.result() for worker in pair]
+        stats = server.stats()
+    for result in results:
+        assert result["success"], f"run failed: {result}"
+    assert stats["requests"] == len(domains), stats["by_provider"]
+    most, at = max_in_window(stats["timestamps"])
+    assert most <= rps, f"{most} requests in the 1-s window from {at}: the two runs' calls overlapped"

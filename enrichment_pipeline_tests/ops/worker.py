@@ -5,7 +5,8 @@
 The domains are registered as `domains` partitions (appended if new) and must
 form one range in the partition order. Providers answer from the sandbox
 simulators through an httpx transport that waits `--latency-ms` per request,
-like a slow network. With `--wait-for-go` the worker prints `ready` once it
+like a slow network; with `--live` they are called over HTTP in live mode
+instead, at the base URLs, keys and rate limits the environment gives. With `--wait-for-go` the worker prints `ready` once it
 has imported everything and waits for a line on stdin, so tests can start two
 runs at the same moment. The last line of stdout is a JSON summary.
 
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--wait-for-go", action="store_true")
     parser.add_argument("--force", action="store_true")
+    parser.add_argument("--live", action="store_true")
     parser.add_argument("domains", nargs="+")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -66,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.wait_for_go:
             print("ready", flush=True)
             sys.stdin.readline()
+        resources = {
+            "warehouse": WarehouseResource(url=args.warehouse_url),
+            "providers": ProvidersResource(
+                mode="live" if args.live else "sandbox", providers=args.providers.split(",")
+            ),
+        }
+        if not args.live:
+            resources["http_transport"] = httpx.MockTransport(slow_sandbox)
         result = job.execute_in_process(
             run_config={
                 "ops": {"raw__provider_responses": {"config": {"force": args.force}}},
@@ -76,11 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 "dagster/asset_partition_range_start": start,
                 "dagster/asset_partition_range_end": end,
             },
-            resources={
-                "warehouse": WarehouseResource(url=args.warehouse_url),
-                "providers": ProvidersResource(mode="sandbox", providers=args.providers.split(",")),
-                "http_transport": httpx.MockTransport(slow_sandbox),
-            },
+            resources=resources,
             raise_on_error=False,
         )
         failures = [
