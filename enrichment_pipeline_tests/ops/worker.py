@@ -6,9 +6,10 @@ The domains are registered as `domains` partitions (appended if new) and must
 form one range in the partition order. Providers answer from the sandbox
 simulators through an httpx transport that waits `--latency-ms` per request,
 like a slow network; with `--live` they are called over HTTP in live mode
-instead, at the base URLs, keys and rate limits the environment gives. With `--wait-for-go` the worker prints `ready` once it
-has imported everything and waits for a line on stdin, so tests can start two
-runs at the same moment. The last line of stdout is a JSON summary.
+instead, at the base URLs, keys and rate limits the environment gives. With
+`--wait-for-go` the worker prints `ready` once it has imported everything and
+waits for a line on stdin, so tests can start two runs at the same moment. The
+last line of stdout is a JSON summary.
 
 Two runs at once are two processes (as in a real deployment), not two threads:
 `execute_in_process` on an instance loaded from a dagster.yaml calls
