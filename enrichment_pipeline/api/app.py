@@ -20,6 +20,7 @@ from enrichment_pipeline.api.problems import CODES, ApiProblem, problem_response
 from enrichment_pipeline.api.routes_blueprint import router as blueprint_router
 from enrichment_pipeline.api.routes_companies import router as companies_router
 from enrichment_pipeline.api.routes_enrichments import router as enrichments_router
+from enrichment_pipeline.lib import company_queries
 from enrichment_pipeline.lib.api_keys import KeyStore
 from enrichment_pipeline.lib.api_state import StateStore
 from enrichment_pipeline.lib.rate_limits import MinuteLimiter
@@ -144,7 +145,12 @@ def create_app(
             keys=KeyStore(store),
             limiter=MinuteLimiter(),
             source=source
-            or open_source(config.warehouse_url, config.snapshot_path, pool_size=config.pool_size),
+            or open_source(
+                config.warehouse_url,
+                config.snapshot_path,
+                pool_size=config.pool_size,
+                listing_sql=company_queries.LISTING_SQL,
+            ),
         )
         from enrichment_pipeline.api.dagster_runs import DagsterRuns
         from enrichment_pipeline.api.enrichment_worker import EnrichmentWorker

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from enrichment_pipeline.api.security import reader
 from enrichment_pipeline.lib import company_queries as q
 from enrichment_pipeline.lib.api_keys import ApiKey
 from enrichment_pipeline.lib.domains import InvalidDomain, normalize_domain
+from enrichment_pipeline.lib.read_sources import Session
 
 router = APIRouter(prefix="/v1", tags=["companies"])
 ERRORS = problem_doc(401, 403, 422, 429, 503)
@@ -34,13 +36,21 @@ def _normalized(raw: str) -> str:
         raise ApiProblem("invalid_domain", f"{raw!r}: {exc.reason}", field="domain") from None
 
 
-def _not_found(domain: str) -> ApiProblem:
-    return ApiProblem(
-        "company_not_found",
-        f'{domain} has not been enriched yet: POST /v1/enrichments with {{"domains": ["{domain}"]}} '
-        f"(or `enrichment-pipeline enrich {domain}`), then ask again",
-        domain=domain,
-    )
+def _company_document(
+    request: Request, raw_domain: str, question: Callable[[Session, str], dict[str, Any] | None]
+) -> dict[str, Any]:
+    """`question` asked about one company, or a 404 that says how to get it enriched."""
+    domain = _normalized(raw_domain)
+    with request.app.state.api.source.session() as s:
+        document = question(s, domain)
+    if document is None:
+        raise ApiProblem(
+            "company_not_found",
+            f'{domain} has not been enriched yet: POST /v1/enrichments with {{"domains": ["{domain}"]}} '
+            f"(or `enrichment-pipeline enrich {domain}`), then ask again",
+            domain=domain,
+        )
+    return document
 
 
 def _etag(body: bytes) -> str:
@@ -70,12 +80,7 @@ def _cached_json(request: Request, document: Any) -> Response:
     summary="Current technology stack and its history (first/last detected, added/removed)",
 )
 def get_technologies(request: Request, domain: DomainParam, key: ApiKey = Depends(reader)) -> Any:
-    normalized = _normalized(domain)
-    with request.app.state.api.source.session() as s:
-        document = q.technologies(s, normalized)
-    if document is None:
-        raise _not_found(normalized)
-    return document
+    return _company_document(request, domain, q.technologies)
 
 
 @router.get(
@@ -85,12 +90,7 @@ def get_technologies(request: Request, domain: DomainParam, key: ApiKey = Depend
     summary="One company: profile, score, per-field provenance, confidence, freshness",
 )
 def get_company(request: Request, domain: DomainParam, key: ApiKey = Depends(reader)) -> Response:
-    normalized = _normalized(domain)
-    with request.app.state.api.source.session() as s:
-        document = q.company(s, normalized)
-    if document is None:
-        raise _not_found(normalized)
-    return _cached_json(request, document)
+    return _cached_json(request, _company_document(request, domain, q.company))
 
 
 @router.get(

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from enrichment_pipeline.api.problems import ApiProblem, problem_doc
 from enrichment_pipeline.api.security import enrich_reader, enricher
-from enrichment_pipeline.lib import cost, settings, webhooks
+from enrichment_pipeline.lib import cost, enrichment_jobs, settings, webhooks
 from enrichment_pipeline.lib.api_keys import ApiKey
 from enrichment_pipeline.lib.domains import normalize_domains
 from enrichment_pipeline.lib.enrichment_jobs import TERMINAL, seconds_to_utc_midnight
@@ -37,25 +37,9 @@ class EnrichmentRequest(BaseModel):
     )
 
 
-class RejectedItem(BaseModel):
-    input: str
-    reason: str
+class Job(enrichment_jobs.Job):
+    """A job as the API shows it; a single job also lists its runs and webhook attempts."""
 
-
-class Job(BaseModel):
-    id: str
-    status: str
-    created_at: str
-    updated_at: str
-    expires_at: str
-    domains: list[str]
-    rejected: list[RejectedItem]
-    force: bool
-    webhook_url: str | None
-    estimate: dict[str, Any] | None
-    run_ids: list[str]
-    results: list[dict[str, Any]] | None
-    error: str | None
     runs: list[dict[str, Any]] | None = None
     webhook_deliveries: list[dict[str, Any]] | None = None
 

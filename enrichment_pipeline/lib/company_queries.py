@@ -16,41 +16,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from enrichment_pipeline.lib.fields import GROUPS
 from enrichment_pipeline.lib.read_sources import Row, Session
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 
-FIRMOGRAPHICS = (
-    "industry_naics",
-    "industry_label",
-    "employees",
-    "employees_range",
-    "country",
-    "founded_year",
-)
-FINANCIALS = (
-    "revenue_usd",
-    "revenue_low_usd",
-    "revenue_high_usd",
-    "revenue_growth",
-    "gross_margin",
-    "operating_margin",
-    "market_cap_usd",
-    "ticker",
-    "is_public",
-    "total_funding_usd",
-)
-TRAFFIC = (
-    "monthly_visits",
-    "visits_growth",
-    "bounce_rate",
-    "pages_per_visit",
-    "avg_visit_duration_s",
-    "global_rank",
-    "search_share",
-    "direct_share",
-)
+# The document's sections are the standard field groups (lib/fields.py), less company_name (shown
+# at the top) and tech_spend_usd (BuiltWith's spend estimate, not published by the read API).
+SECTIONS = ("firmographics", "financials", "traffic")
+_NOT_IN_SECTIONS = frozenset({"company_name", "tech_spend_usd"})
 CONFIDENCE = ("profile", "employees", "revenue_usd", "industry_naics", "technologies")
 GROUP_SOURCES = ("firmographics", "financials", "technologies", "traffic")
 
@@ -134,9 +109,10 @@ def profile_document(r: Row, now: datetime) -> dict[str, Any]:
         "company_name": r.get("company_name"),
         "status": r.get("status"),
         "mode": r.get("mode"),
-        "firmographics": {k: r.get(k) for k in FIRMOGRAPHICS},
-        "financials": {k: r.get(k) for k in FINANCIALS},
-        "traffic": {k: r.get(k) for k in TRAFFIC},
+        **{
+            section: {k: r.get(k) for k in GROUPS[section] if k not in _NOT_IN_SECTIONS}
+            for section in SECTIONS
+        },
         "technographics": {
             "technologies": _json(r.get("technologies"), []),
             "technology_count": r.get("technology_count"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from enrichment_pipeline.lib.regular_files import UnreadableFile, read_regular_file
+from enrichment_pipeline.lib.regular_files import NotUtf8, UnreadableFile, read_regular_file, utf8_text
 from enrichment_pipeline.lib.settings import SettingsError
 
 # Our largest bundled configuration file is a few KB; 1 MB leaves room and bounds the parse.
@@ -39,11 +39,10 @@ def read_config_bytes(path: str | Path, what: str, max_bytes: int = MAX_CONFIG_B
 
 def decode_config(path: str | Path, data: bytes, what: str) -> str:
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        return utf8_text(data)
+    except NotUtf8 as exc:
         raise ConfigFileError(
-            f"{path}:{line}: {what} is not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8"
+            f"{path}:{exc.line}: {what} is not UTF-8 text (byte 0x{exc.byte:02x}); save it as UTF-8"
         ) from None
 
 

@@ -205,15 +205,10 @@ def summarize(
     shown when no model or test failed yet dbt did (a compilation or connection error stops it
     early), as does a non-zero `exit_code`."""
     results = list((run_results or {}).get("results") or [])
-    counts = {
-        "models": 0,
-        "models_failed": 0,
-        "tests": 0,
-        "passed": 0,
-        "warned": 0,
-        "failed": 0,
-        "skipped": 0,
-    }
+    # Keyed by BuildSummary's field names.
+    counts = dict.fromkeys(
+        ("models", "models_failed", "tests", "tests_passed", "tests_warned", "tests_failed", "skipped"), 0
+    )
     failures: list[NodeFailure] = []
     for result in results:
         unique_id = str(result.get("unique_id") or "")
@@ -226,12 +221,12 @@ def summarize(
         if kind == "test":
             counts["tests"] += 1
             if status == "pass":
-                counts["passed"] += 1
+                counts["tests_passed"] += 1
             elif status == "warn":
-                counts["passed"] += 1
-                counts["warned"] += 1
+                counts["tests_passed"] += 1
+                counts["tests_warned"] += 1
             elif status in _FAILED:
-                counts["failed"] += 1
+                counts["tests_failed"] += 1
         elif kind in ("model", "seed", "snapshot"):
             counts["models"] += kind == "model"
             if status in _FAILED:
@@ -243,13 +238,7 @@ def summarize(
                 )
             )
     return BuildSummary(
-        models=counts["models"],
-        models_failed=counts["models_failed"],
-        tests=counts["tests"],
-        tests_passed=counts["passed"],
-        tests_warned=counts["warned"],
-        tests_failed=counts["failed"],
-        skipped=counts["skipped"],
+        **counts,
         seconds=seconds,
         log_path=log_path,
         failures=failures,

@@ -18,7 +18,7 @@ from pathlib import Path
 import idna
 from publicsuffixlist import PublicSuffixList
 
-from enrichment_pipeline.lib.regular_files import UnreadableFile, read_regular_file
+from enrichment_pipeline.lib.regular_files import NotUtf8, UnreadableFile, read_regular_file, utf8_text
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -294,12 +294,10 @@ def _read_bytes(path: Path, max_bytes: int, follow_symlinks: bool) -> bytes:
 
 def _decode(path: Path, data: bytes) -> str:
     try:
-        # utf-8-sig: spreadsheet exports often start with a BOM that would otherwise stick to entry one.
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        return utf8_text(data)
+    except NotUtf8 as exc:
         raise DomainFileError(
-            f"{path}: not valid UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); save it as UTF-8"
+            f"{path}: not valid UTF-8 text (byte 0x{exc.byte:02x} on line {exc.line}); save it as UTF-8"
         ) from None
 
 

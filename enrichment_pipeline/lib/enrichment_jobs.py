@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from pydantic import BaseModel
 
 from enrichment_pipeline.lib.api_state import StateStore
 
@@ -28,16 +30,22 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-@dataclass
-class Job:
+class RejectedItem(BaseModel):
+    input: str
+    reason: str
+
+
+class Job(BaseModel):
+    """A job as its owner sees it: the API's responses and the webhook's body. The key that owns
+    it is a column of the store only (requests are filtered by it), never shown."""
+
     id: str
-    key_id: str
+    status: str
     created_at: str
     updated_at: str
     expires_at: str
-    status: str
     domains: list[str]
-    rejected: list[dict[str, str]]
+    rejected: list[RejectedItem]
     force: bool
     webhook_url: str | None
     estimate: dict[str, Any] | None
@@ -50,39 +58,23 @@ class Job:
         return self.status in TERMINAL
 
     def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "status": self.status,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "expires_at": self.expires_at,
-            "domains": self.domains,
-            "rejected": self.rejected,
-            "force": self.force,
-            "webhook_url": self.webhook_url,
-            "estimate": self.estimate,
-            "run_ids": self.run_ids,
-            "results": self.results,
-            "error": self.error,
-        }
+        return self.model_dump()
 
 
-def _job(row) -> Job:
+# Stored as JSON text; every other column holds its value as it is.
+_JSON_COLUMNS = frozenset({"domains", "rejected", "estimate", "run_ids", "results"})
+
+
+def _encoded(column: str, value: Any) -> Any:
+    return json.dumps(value) if column in _JSON_COLUMNS and value is not None else value
+
+
+def _job(row: sqlite3.Row) -> Job:
     return Job(
-        id=row["id"],
-        key_id=row["key_id"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        expires_at=row["expires_at"],
-        status=row["status"],
-        domains=json.loads(row["domains"]),
-        rejected=json.loads(row["rejected"]),
-        force=bool(row["force"]),
-        webhook_url=row["webhook_url"],
-        estimate=json.loads(row["estimate"]) if row["estimate"] else None,
-        run_ids=json.loads(row["run_ids"]),
-        results=json.loads(row["results"]) if row["results"] else None,
-        error=row["error"],
+        **{
+            name: json.loads(row[name]) if name in _JSON_COLUMNS and row[name] is not None else row[name]
+            for name in Job.model_fields
+        }
     )
 
 
@@ -112,11 +104,11 @@ class JobStore:
                 _iso(now),
                 _iso(now),
                 _iso(now + self.ttl),
-                json.dumps(domains),
-                json.dumps(rejected),
+                _encoded("domains", domains),
+                _encoded("rejected", rejected),
                 int(force),
                 webhook_url,
-                json.dumps(estimate) if estimate is not None else None,
+                _encoded("estimate", estimate),
             ),
         )
         job = self.get(job_id)
@@ -147,10 +139,7 @@ class JobStore:
         return [_job(r) for r in rows]
 
     def update(self, job_id: str, **fields: Any) -> None:
-        encoded = {
-            k: json.dumps(v) if k in ("run_ids", "results", "estimate") and v is not None else v
-            for k, v in fields.items()
-        }
+        encoded = {k: _encoded(k, v) for k, v in fields.items()}
         encoded["updated_at"] = _iso(_now())
         assignments = ", ".join(f"{k} = ?" for k in encoded)
         self.store.execute(

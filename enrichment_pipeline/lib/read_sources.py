@@ -62,7 +62,7 @@ class _DuckSession:
 
 
 class _Snapshot:
-    def __init__(self, path: Path, identity: tuple[int, int, int]) -> None:
+    def __init__(self, path: Path, identity: tuple[int, int, int], listing_sql: str | None) -> None:
         self.identity = identity
         # An in-memory database with the file ATTACHed: `duckdb.connect(path)` would hand back the
         # instance already open on that path (DuckDB caches them by path), i.e. the old snapshot.
@@ -72,14 +72,13 @@ class _Snapshot:
         self.conn.execute(f"ATTACH '{escaped}' AS snapshot (READ_ONLY)")
         self.conn.execute("USE snapshot")
         self.company_listing: str | None = None
-        from enrichment_pipeline.lib.company_queries import LISTING_SQL
-
-        try:
-            # Built once per snapshot, in the in-memory database every cursor shares.
-            self.conn.execute(f"CREATE TABLE memory.main.company_listing AS {LISTING_SQL}")
-            self.company_listing = "memory.main.company_listing"
-        except duckdb.CatalogException:
-            pass  # a snapshot without a mart the listing reads: lists use the plain query
+        if listing_sql is not None:
+            try:
+                # Built once per snapshot, in the in-memory database every cursor shares.
+                self.conn.execute(f"CREATE TABLE memory.main.company_listing AS {listing_sql}")
+                self.company_listing = "memory.main.company_listing"
+            except duckdb.CatalogException:
+                pass  # a snapshot without a mart the listing reads: lists use the plain query
         self.users = 0
         self.retired = False
 
@@ -87,8 +86,11 @@ class _Snapshot:
 class SnapshotSource:
     kind = "duckdb"
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], listing_sql: str | None = None) -> None:
+        """`listing_sql`: a denormalized copy of what the list queries read, built once per snapshot
+        and offered to sessions as `company_listing` (the queries own its SQL)."""
         self.path = Path(path)
+        self.listing_sql = listing_sql
         self._lock = threading.Lock()
         self._current: _Snapshot | None = None
 
@@ -111,7 +113,7 @@ class SnapshotSource:
             current = self._current
             if current is None or current.identity != identity:
                 try:
-                    fresh = _Snapshot(self.path, identity)
+                    fresh = _Snapshot(self.path, identity, self.listing_sql)
                 except duckdb.Error as exc:
                     raise SourceUnavailable(f"cannot open the serving snapshot: {exc}") from None
                 if current is not None:
@@ -236,11 +238,14 @@ class PostgresSource:
         self.pool.close()
 
 
-def open_source(warehouse_url: str, snapshot_path: Path, *, pool_size: int = 10) -> ReadSource:
-    """PostgreSQL when the warehouse is PostgreSQL, else the DuckDB serving snapshot."""
+def open_source(
+    warehouse_url: str, snapshot_path: Path, *, pool_size: int = 10, listing_sql: str | None = None
+) -> ReadSource:
+    """PostgreSQL when the warehouse is PostgreSQL, else the DuckDB serving snapshot (with the
+    prebuilt listing, see `SnapshotSource`)."""
     scheme = warehouse_url.split("://", 1)[0].lower()
     if scheme.startswith("postgres"):
         return PostgresSource(warehouse_url, max_size=pool_size)
     if scheme == "duckdb":
-        return SnapshotSource(snapshot_path)
+        return SnapshotSource(snapshot_path, listing_sql)
     raise WarehouseError(f"unsupported WAREHOUSE_URL scheme {scheme}://")

@@ -55,3 +55,22 @@ def read_regular_file(path: str | Path, max_bytes: int, *, follow_symlinks: bool
     if len(data) > max_bytes:
         raise UnreadableFile("size", f"larger than {max_bytes:,} bytes")
     return data
+
+
+class NotUtf8(ValueError):
+    """Bytes that are not UTF-8 text: the first bad byte and its 1-based line, for the caller's wording."""
+
+    def __init__(self, byte: int, line: int) -> None:
+        super().__init__(f"not UTF-8 text (byte 0x{byte:02x} on line {line})")
+        self.byte = byte
+        self.line = line
+
+
+def utf8_text(data: bytes) -> str:
+    """The text of a file's bytes, or `NotUtf8`."""
+    try:
+        # utf-8-sig: spreadsheet exports and Windows editors often start with a BOM that would
+        # otherwise stick to the first entry or key.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise NotUtf8(data[exc.start], data[: exc.start].count(b"\n") + 1) from None

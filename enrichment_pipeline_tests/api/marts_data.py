@@ -1,6 +1,7 @@
 """Deterministic marts for the API tests and benchmark: `n` companies with scores and stacks.
 
-Only the tables and columns the API reads, with the types the pipeline writes.
+The profiles and scores in the pipeline's own schemas (built as `warehouse_data` builds them);
+of the dbt marts only the tables and columns the API reads.
 `company_domain(i)` names company i, so tests know what is there.
 """
 
@@ -14,7 +15,10 @@ from pathlib import Path
 import polars as pl
 
 from enrichment_pipeline.lib import serving
+from enrichment_pipeline.lib.profiles import PROFILE_SCHEMA
+from enrichment_pipeline.lib.scoring import SCORE_SCHEMA
 from enrichment_pipeline.lib.warehouse import Warehouse
+from enrichment_pipeline_tests.dbt.warehouse_data import profile_row, profiles_frame, scores_frame
 
 TS = pl.Datetime("us", "UTC")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -42,69 +46,6 @@ SECTORS = (
 )
 PROVIDERS = ("builtwith", "similarweb", "clearbit", "yahoo", "apollo")
 
-PROFILE_SCHEMA = {
-    "domain": pl.String(),
-    "company_name": pl.String(),
-    "industry_naics": pl.String(),
-    "industry_label": pl.String(),
-    "employees": pl.Int64(),
-    "employees_range": pl.String(),
-    "country": pl.String(),
-    "founded_year": pl.Int64(),
-    "revenue_usd": pl.Float64(),
-    "revenue_low_usd": pl.Float64(),
-    "revenue_high_usd": pl.Float64(),
-    "revenue_growth": pl.Float64(),
-    "gross_margin": pl.Float64(),
-    "operating_margin": pl.Float64(),
-    "market_cap_usd": pl.Float64(),
-    "ticker": pl.String(),
-    "is_public": pl.Boolean(),
-    "total_funding_usd": pl.Float64(),
-    "technologies": pl.String(),
-    "monthly_visits": pl.Float64(),
-    "visits_growth": pl.Float64(),
-    "bounce_rate": pl.Float64(),
-    "pages_per_visit": pl.Float64(),
-    "avg_visit_duration_s": pl.Float64(),
-    "global_rank": pl.Int64(),
-    "search_share": pl.Float64(),
-    "direct_share": pl.Float64(),
-    "technology_count": pl.Int32(),
-    "search_vendor": pl.String(),
-    "ecommerce_platform": pl.String(),
-    "cms": pl.String(),
-    "firmographics_source": pl.String(),
-    "financials_source": pl.String(),
-    "technologies_source": pl.String(),
-    "traffic_source": pl.String(),
-    "field_sources": pl.String(),
-    "employees_confidence": pl.Float64(),
-    "revenue_usd_confidence": pl.Float64(),
-    "industry_naics_confidence": pl.Float64(),
-    "technologies_confidence": pl.Float64(),
-    "profile_confidence": pl.Float64(),
-    "disagreements": pl.String(),
-    "provider_statuses": pl.String(),
-    "status": pl.String(),
-    "mode": pl.String(),
-    "enriched_at": TS,
-}
-SCORE_SCHEMA = {
-    "domain": pl.String(),
-    "icp_score": pl.Float64(),
-    "icp_tier": pl.String(),
-    "score_breakdown": pl.String(),
-    "score_reasons": pl.String(),
-    "disqualified": pl.Boolean(),
-    "disqualification_reason": pl.String(),
-    "budget_signal": pl.Float64(),
-    "pain_signal": pl.Float64(),
-    "timing_signal": pl.Float64(),
-    "model_version": pl.String(),
-    "model_hash": pl.String(),
-    "scored_at": TS,
-}
 TECH_SCHEMA = {
     "company_technology_id": pl.String(),
     "domain": pl.String(),
@@ -164,54 +105,48 @@ def marts(n: int, seed: int = 7, tag: str = "") -> dict[str, pl.DataFrame]:
             "technologies": {"provider": "builtwith", "observed_at": at.isoformat()},
         }
         profiles.append(
-            {
-                "domain": domain,
-                "company_name": f"Company {i}{tag}",
-                "industry_naics": naics,
-                "industry_label": label,
-                "employees": 10 + (i * 13) % 5000,
-                "employees_range": "51-200",
-                "country": COUNTRIES[i % 5],
-                "founded_year": 1950 + i % 70,
-                "revenue_usd": None if i % 9 == 0 else float(1e6 * (1 + i % 400)),
-                "revenue_low_usd": None,
-                "revenue_high_usd": None,
-                "revenue_growth": 0.05,
-                "gross_margin": 0.4,
-                "operating_margin": 0.1,
-                "market_cap_usd": None,
-                "ticker": None,
-                "is_public": False,
-                "total_funding_usd": None,
-                "technologies": json.dumps(stack),
-                "monthly_visits": None if i % 11 == 0 else float(1000 + (i * 7919) % 10_000_000),
-                "visits_growth": 0.1,
-                "bounce_rate": 0.4,
-                "pages_per_visit": 3.0,
-                "avg_visit_duration_s": 120.0,
-                "global_rank": 1000 + i,
-                "search_share": 0.3,
-                "direct_share": 0.4,
-                "technology_count": len(stack),
-                "search_vendor": search,
-                "ecommerce_platform": commerce,
-                "cms": None,
-                "firmographics_source": "clearbit",
-                "financials_source": "clearbit",
-                "technologies_source": "builtwith",
-                "traffic_source": "similarweb",
-                "field_sources": json.dumps(sources),
-                "employees_confidence": 0.9,
-                "revenue_usd_confidence": 0.7,
-                "industry_naics_confidence": 0.8,
-                "technologies_confidence": 1.0,
-                "profile_confidence": 0.85,
-                "disagreements": "{}",
-                "provider_statuses": json.dumps([{"provider": "builtwith", "status": "ok"}]),
-                "status": "partial" if i % 10 == 3 else "enriched",
-                "mode": "sandbox",
-                "enriched_at": at,
-            }
+            profile_row(
+                domain,
+                company_name=f"Company {i}{tag}",
+                industry_naics=naics,
+                industry_label=label,
+                employees=10 + (i * 13) % 5000,
+                employees_range="51-200",
+                country=COUNTRIES[i % 5],
+                founded_year=1950 + i % 70,
+                revenue_usd=None if i % 9 == 0 else float(1e6 * (1 + i % 400)),
+                revenue_growth=0.05,
+                gross_margin=0.4,
+                operating_margin=0.1,
+                is_public=False,
+                technologies=json.dumps(stack),
+                monthly_visits=None if i % 11 == 0 else float(1000 + (i * 7919) % 10_000_000),
+                visits_growth=0.1,
+                bounce_rate=0.4,
+                pages_per_visit=3.0,
+                avg_visit_duration_s=120.0,
+                global_rank=1000 + i,
+                search_share=0.3,
+                direct_share=0.4,
+                technology_count=len(stack),
+                search_vendor=search,
+                ecommerce_platform=commerce,
+                firmographics_source="clearbit",
+                financials_source="clearbit",
+                technologies_source="builtwith",
+                traffic_source="similarweb",
+                field_sources=json.dumps(sources),
+                employees_confidence=0.9,
+                revenue_usd_confidence=0.7,
+                industry_naics_confidence=0.8,
+                technologies_confidence=1.0,
+                profile_confidence=0.85,
+                disagreements="{}",
+                provider_statuses=json.dumps([{"provider": "builtwith", "status": "ok"}]),
+                status="partial" if i % 10 == 3 else "enriched",
+                mode="sandbox",
+                enriched_at=at,
+            )
         )
         scores.append(
             {
@@ -289,8 +224,8 @@ def marts(n: int, seed: int = 7, tag: str = "") -> dict[str, pl.DataFrame]:
         for k, p in enumerate(PROVIDERS)
     ]
     return {
-        "marts.company_profiles": pl.DataFrame(profiles, schema=PROFILE_SCHEMA),
-        "marts.icp_scores": pl.DataFrame(scores, schema=SCORE_SCHEMA),
+        "marts.company_profiles": profiles_frame(profiles),
+        "marts.icp_scores": scores_frame(scores),
         "marts.fct_company_technology": pl.DataFrame(techs, schema=TECH_SCHEMA),
         "marts.fct_tech_changes": pl.DataFrame(changes, schema=CHANGE_SCHEMA),
         "marts.provider_coverage_and_cost": pl.DataFrame(coverage, schema=COVERAGE_SCHEMA),

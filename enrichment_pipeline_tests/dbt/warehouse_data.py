@@ -1,8 +1,8 @@
 """A small, realistic warehouse for the dbt and serving tests.
 
-The source tables of `dbt_models/` filled with a handful of companies: profiles
-with exactly the columns of the widened `marts.company_profiles`, scores in
-`SCORE_SCHEMA`, raw responses written through `write_responses`, the BuiltWith
+The source tables of `dbt_models/` filled with a handful of companies: profiles and
+scores in the pipeline's own schemas (`profile_row` and the two frame builders serve
+the API tests too), raw responses written through `write_responses`, the BuiltWith
 stack, its technology history and the changes derived from it.
 """
 
@@ -10,68 +10,19 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import polars as pl
 
 from enrichment_pipeline.lib import staging, tech_history
 from enrichment_pipeline.lib.domains import display_domain
+from enrichment_pipeline.lib.profiles import PROFILE_SCHEMA
 from enrichment_pipeline.lib.scoring import SCORE_SCHEMA
 from enrichment_pipeline.lib.warehouse import ResponseRow, Warehouse
 
 UTC_TS = pl.Datetime("us", "UTC")
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 T1 = T0 + timedelta(days=30)
-
-# The columns of marts.company_profiles after the widening (the dbt models' contract).
-PROFILE_SCHEMA: dict[str, pl.DataType] = {
-    "domain": pl.String(),
-    "domain_unicode": pl.String(),
-    "company_name": pl.String(),
-    "industry_naics": pl.String(),
-    "industry_label": pl.String(),
-    "employees": pl.Int64(),
-    "employees_range": pl.String(),
-    "country": pl.String(),
-    "founded_year": pl.Int64(),
-    "revenue_usd": pl.Float64(),
-    "revenue_low_usd": pl.Float64(),
-    "revenue_high_usd": pl.Float64(),
-    "revenue_growth": pl.Float64(),
-    "gross_margin": pl.Float64(),
-    "operating_margin": pl.Float64(),
-    "market_cap_usd": pl.Float64(),
-    "ticker": pl.String(),
-    "is_public": pl.Boolean(),
-    "total_funding_usd": pl.Float64(),
-    "technologies": pl.String(),
-    "technology_count": pl.Int32(),
-    "search_vendor": pl.String(),
-    "ecommerce_platform": pl.String(),
-    "cms": pl.String(),
-    "monthly_visits": pl.Float64(),
-    "visits_growth": pl.Float64(),
-    "bounce_rate": pl.Float64(),
-    "pages_per_visit": pl.Float64(),
-    "avg_visit_duration_s": pl.Float64(),
-    "global_rank": pl.Int64(),
-    "search_share": pl.Float64(),
-    "direct_share": pl.Float64(),
-    "firmographics_source": pl.String(),
-    "financials_source": pl.String(),
-    "technologies_source": pl.String(),
-    "traffic_source": pl.String(),
-    "field_sources": pl.String(),
-    "employees_confidence": pl.Float64(),
-    "revenue_usd_confidence": pl.Float64(),
-    "industry_naics_confidence": pl.Float64(),
-    "technologies_confidence": pl.Float64(),
-    "profile_confidence": pl.Float64(),
-    "disagreements": pl.String(),
-    "provider_statuses": pl.String(),
-    "status": pl.String(),
-    "mode": pl.String(),
-    "enriched_at": UTC_TS,
-}
 
 # domain -> (name, NAICS sector, label, employees, country, public ticker, status)
 COMPANIES = {
@@ -102,70 +53,85 @@ ORPHAN = "orphan.example"
 PROVIDERS = ("builtwith", "similarweb")
 
 
-def profiles_frame() -> pl.DataFrame:
+def profile_row(domain: str, **values: Any) -> dict[str, Any]:
+    """A `marts.company_profiles` row as the pipeline writes it (`profiles.PROFILE_SCHEMA`); a column
+    not given is null."""
+    return {"domain": domain, "domain_unicode": display_domain(domain), **values}
+
+
+def profiles_frame(rows: list[dict[str, Any]] | None = None) -> pl.DataFrame:
+    """`rows` (`profile_row`) as the pipeline's frame; by default the companies above."""
+    return pl.DataFrame(_profile_rows() if rows is None else rows, schema=PROFILE_SCHEMA)
+
+
+def scores_frame(rows: list[dict[str, Any]] | None = None) -> pl.DataFrame:
+    """`rows` (a column not given is null) as the pipeline's frame; by default the companies above."""
+    return pl.DataFrame(_score_rows() if rows is None else rows, schema=SCORE_SCHEMA)
+
+
+def _profile_rows() -> list[dict[str, Any]]:
     rows = []
     for domain, (name, naics, label, employees, country, ticker, status) in COMPANIES.items():
         techs = STACKS.get(domain, [])
         has_firmo = name is not None
         rows.append(
-            {
-                "domain": domain,
-                "domain_unicode": display_domain(domain),
-                "company_name": name,
-                "industry_naics": naics,
-                "industry_label": label,
-                "employees": employees,
-                "employees_range": "1001-5000"
+            profile_row(
+                domain,
+                company_name=name,
+                industry_naics=naics,
+                industry_label=label,
+                employees=employees,
+                employees_range="1001-5000"
                 if employees and employees > 1000
                 else ("201-1000" if employees else None),
-                "country": country,
-                "founded_year": 2006 if has_firmo else None,
-                "revenue_usd": employees * 250_000.0 if employees else None,
-                "revenue_low_usd": employees * 200_000.0 if employees else None,
-                "revenue_high_usd": employees * 300_000.0 if employees else None,
-                "revenue_growth": 0.21 if has_firmo else None,
-                "gross_margin": 0.5 if ticker else None,
-                "operating_margin": 0.08 if ticker else None,
-                "market_cap_usd": 9.0e10 if ticker else None,
-                "ticker": ticker,
-                "is_public": (ticker is not None) if has_firmo else None,
-                "total_funding_usd": None if ticker else (2.2e9 if has_firmo else None),
-                "technologies": json.dumps(techs),
-                "technology_count": len(techs),
-                "search_vendor": next((t for t in techs if t in ("Algolia", "Searchspring")), None),
-                "ecommerce_platform": next((t for t in techs if "Shopify" in t or "Commerce" in t), None),
-                "cms": None,
-                "monthly_visits": 5.0e7 if techs else None,
-                "visits_growth": 0.04 if techs else None,
-                "bounce_rate": 0.41 if techs else None,
-                "pages_per_visit": 3.2 if techs else None,
-                "avg_visit_duration_s": 212.0 if techs else None,
-                "global_rank": 900 if techs else None,
-                "search_share": 0.38 if techs else None,
-                "direct_share": 0.44 if techs else None,
-                "firmographics_source": "clearbit" if has_firmo else None,
-                "financials_source": "yahoo" if ticker else None,
-                "technologies_source": "builtwith" if techs else None,
-                "traffic_source": "similarweb" if techs else None,
-                "field_sources": json.dumps(
+                country=country,
+                founded_year=2006 if has_firmo else None,
+                revenue_usd=employees * 250_000.0 if employees else None,
+                revenue_low_usd=employees * 200_000.0 if employees else None,
+                revenue_high_usd=employees * 300_000.0 if employees else None,
+                revenue_growth=0.21 if has_firmo else None,
+                gross_margin=0.5 if ticker else None,
+                operating_margin=0.08 if ticker else None,
+                market_cap_usd=9.0e10 if ticker else None,
+                ticker=ticker,
+                is_public=(ticker is not None) if has_firmo else None,
+                total_funding_usd=None if ticker else (2.2e9 if has_firmo else None),
+                technologies=json.dumps(techs),
+                technology_count=len(techs),
+                search_vendor=next((t for t in techs if t in ("Algolia", "Searchspring")), None),
+                ecommerce_platform=next((t for t in techs if "Shopify" in t or "Commerce" in t), None),
+                cms=None,
+                monthly_visits=5.0e7 if techs else None,
+                visits_growth=0.04 if techs else None,
+                bounce_rate=0.41 if techs else None,
+                pages_per_visit=3.2 if techs else None,
+                avg_visit_duration_s=212.0 if techs else None,
+                global_rank=900 if techs else None,
+                search_share=0.38 if techs else None,
+                direct_share=0.44 if techs else None,
+                firmographics_source="clearbit" if has_firmo else None,
+                financials_source="yahoo" if ticker else None,
+                technologies_source="builtwith" if techs else None,
+                traffic_source="similarweb" if techs else None,
+                field_sources=json.dumps(
                     {"employees": {"provider": "clearbit", "observed_at": "2025-03-31T00:00:00Z"}}
                 ),
-                "employees_confidence": 0.9 if has_firmo else None,
-                "revenue_usd_confidence": 0.7 if has_firmo else None,
-                "industry_naics_confidence": 1.0 if has_firmo else None,
-                "technologies_confidence": 1.0 if techs else None,
-                "profile_confidence": 0.85 if has_firmo else 0.0,
-                "disagreements": json.dumps([]),
-                "provider_statuses": json.dumps({p: "ok" for p in PROVIDERS}),
-                "status": status,
-                "mode": "sandbox",
-                "enriched_at": T1,
-            }
+                employees_confidence=0.9 if has_firmo else None,
+                revenue_usd_confidence=0.7 if has_firmo else None,
+                industry_naics_confidence=1.0 if has_firmo else None,
+                technologies_confidence=1.0 if techs else None,
+                profile_confidence=0.85 if has_firmo else 0.0,
+                disagreements=json.dumps([]),
+                provider_statuses=json.dumps({p: "ok" for p in PROVIDERS}),
+                status=status,
+                mode="sandbox",
+                enriched_at=T1,
+            )
         )
-    return pl.DataFrame(rows, schema=PROFILE_SCHEMA)
+    return rows
 
 
-def scores_frame() -> pl.DataFrame:
+def _score_rows() -> list[dict[str, Any]]:
     rows = []
     for i, domain in enumerate(COMPANIES):
         score = max(0.0, 90.0 - 13.5 * i)
@@ -187,7 +153,7 @@ def scores_frame() -> pl.DataFrame:
                 "scored_at": T1,
             }
         )
-    return pl.DataFrame(rows, schema=SCORE_SCHEMA)
+    return rows
 
 
 def technologies_frame() -> pl.DataFrame:
