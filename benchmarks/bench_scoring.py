@@ -39,11 +39,8 @@ import numpy as np
 import polars as pl
 
 from enrichment_pipeline.lib.profiles import PROFILE_SCHEMA
-from enrichment_pipeline.lib.scoring import (
-    load_model,
-    score_profiles,
-    with_recent_tech_changes,
-)
+from enrichment_pipeline.lib.scoring.engine import score_profiles, with_recent_tech_changes
+from enrichment_pipeline.lib.scoring.loader import load_model
 from enrichment_pipeline.lib.tech_history import CHANGES_SCHEMA
 from enrichment_pipeline.lib.units import NAICS_SECTORS
 

@@ -164,7 +164,7 @@ def _check_live_keys(mode: settings.Mode) -> None:
 
 def enrich(args: argparse.Namespace) -> int:
     from enrichment_pipeline.lib.providers.registry import PROVIDER_NAMES, build_provider
-    from enrichment_pipeline.lib.scoring import load_model
+    from enrichment_pipeline.lib.scoring.loader import load_model
     from enrichment_pipeline.lib.waterfall import load_waterfall
 
     # Every configuration problem is a usage error (one line naming the file, exit 2) before

@@ -16,7 +16,8 @@ from enrichment_pipeline.api.security import read_writer, reader
 from enrichment_pipeline.lib import blueprint, cost, settings
 from enrichment_pipeline.lib.api_keys import ApiKey
 from enrichment_pipeline.lib.domains import InvalidDomain, normalize_domain
-from enrichment_pipeline.lib.scoring import IcpModel, ModelError, load_model, parse_model
+from enrichment_pipeline.lib.scoring.loader import ModelError, load_model, parse_model
+from enrichment_pipeline.lib.scoring.model import IcpModel
 from enrichment_pipeline.lib.waterfall import load_waterfall
 
 router = APIRouter(prefix="/v1", tags=["blueprint"])

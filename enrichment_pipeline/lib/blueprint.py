@@ -20,7 +20,7 @@ from typing import Any
 
 from enrichment_pipeline.lib.fields import FIELD_GROUP
 from enrichment_pipeline.lib.read_sources import Session
-from enrichment_pipeline.lib.scoring import RECENT_TECH_CHANGES, IcpModel
+from enrichment_pipeline.lib.scoring.model import RECENT_TECH_CHANGES, IcpModel
 from enrichment_pipeline.lib.waterfall import Waterfall
 
 PERSONALIZE = {

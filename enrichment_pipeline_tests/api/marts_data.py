@@ -16,7 +16,7 @@ import polars as pl
 
 from enrichment_pipeline.lib import serving
 from enrichment_pipeline.lib.profiles import PROFILE_SCHEMA
-from enrichment_pipeline.lib.scoring import SCORE_SCHEMA
+from enrichment_pipeline.lib.scoring.engine import SCORE_SCHEMA
 from enrichment_pipeline.lib.warehouse import Warehouse
 from enrichment_pipeline_tests.dbt.warehouse_data import profile_row, profiles_frame, scores_frame
 

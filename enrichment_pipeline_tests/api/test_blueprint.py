@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from enrichment_pipeline.lib import blueprint
-from enrichment_pipeline.lib.scoring import default_model_path, load_model
+from enrichment_pipeline.lib.scoring.loader import default_model_path, load_model
 from enrichment_pipeline.lib.waterfall import load_waterfall
 
 

@@ -17,7 +17,7 @@ import polars as pl
 from enrichment_pipeline.lib import staging, tech_history
 from enrichment_pipeline.lib.domains import display_domain
 from enrichment_pipeline.lib.profiles import PROFILE_SCHEMA
-from enrichment_pipeline.lib.scoring import SCORE_SCHEMA
+from enrichment_pipeline.lib.scoring.engine import SCORE_SCHEMA
 from enrichment_pipeline.lib.warehouse import ResponseRow, Warehouse
 
 UTC_TS = pl.Datetime("us", "UTC")

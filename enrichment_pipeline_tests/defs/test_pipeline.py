@@ -11,7 +11,8 @@ import polars as pl
 
 from enrichment_pipeline.lib.providers.similarweb import ENDPOINTS as SIMILARWEB_ENDPOINTS
 from enrichment_pipeline.lib.sandbox.transport import sandbox_handler
-from enrichment_pipeline.lib.scoring import TIERS, load_model
+from enrichment_pipeline.lib.scoring.engine import TIERS
+from enrichment_pipeline.lib.scoring.loader import load_model
 from enrichment_pipeline.lib.warehouse import Warehouse
 from enrichment_pipeline_tests.defs.helpers import (
     Recorder,

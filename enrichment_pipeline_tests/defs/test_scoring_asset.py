@@ -20,7 +20,8 @@ from enrichment_pipeline.defs.profiles.assets import PROFILES_TABLE
 from enrichment_pipeline.defs.resources import ProvidersResource, WarehouseResource
 from enrichment_pipeline.defs.scoring.assets import SCORES_TABLE, icp_scores, scores_in_range
 from enrichment_pipeline.lib.profiles import PROFILE_SCHEMA
-from enrichment_pipeline.lib.scoring import SCORE_SCHEMA, ModelLoader, default_model_path, load_model
+from enrichment_pipeline.lib.scoring.engine import SCORE_SCHEMA
+from enrichment_pipeline.lib.scoring.loader import ModelLoader, default_model_path, load_model
 from enrichment_pipeline.lib.tech_history import CHANGES_SCHEMA
 from enrichment_pipeline.lib.warehouse import Warehouse
 from enrichment_pipeline_tests.defs.helpers import Recorder, read_table, run_pipeline, sandbox_domains

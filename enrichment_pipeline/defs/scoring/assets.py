@@ -12,15 +12,13 @@ import polars as pl
 from enrichment_pipeline.defs.history.assets import CHANGES_TABLE, tech_changes
 from enrichment_pipeline.defs.profiles.assets import PROFILES_TABLE, company_profiles
 from enrichment_pipeline.defs.resources import WarehouseResource
-from enrichment_pipeline.lib.scoring import (
+from enrichment_pipeline.lib.scoring.engine import (
     SCORE_SCHEMA,
     SIGNAL_FAMILIES,
-    ModelError,
-    load_model,
-    model_in_dir,
     score_profiles,
     with_recent_tech_changes,
 )
+from enrichment_pipeline.lib.scoring.loader import ModelError, load_model, model_in_dir
 from enrichment_pipeline.lib.warehouse.schema import sql_type
 
 SCORES_TABLE = "marts.icp_scores"
