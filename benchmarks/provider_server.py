@@ -46,12 +46,8 @@ from typing import Any
 
 import httpx
 
-from enrichment_pipeline.lib.sandbox.transport import (
-    BUILTWITH_DOMAIN_PATH,
-    BUILTWITH_FREE_PATH,
-    SIMILARWEB_PREFIX,
-    sandbox_handler,
-)
+from enrichment_pipeline.lib.sandbox import builtwith, similarweb
+from enrichment_pipeline.lib.sandbox.transport import sandbox_handler
 
 CONTROL_PREFIX = "/__bench/"
 DEFAULT_LATENCY_MS = 100.0
@@ -60,9 +56,9 @@ _MAX_HEAD = 64 * 1024
 
 
 def provider_of(path: str) -> str:
-    if path in (BUILTWITH_DOMAIN_PATH, BUILTWITH_FREE_PATH):
+    if path in (builtwith.DOMAIN_PATH, builtwith.FREE_PATH):
         return "builtwith"
-    if path.startswith(SIMILARWEB_PREFIX):
+    if path.startswith(similarweb.PATH_PREFIX):
         return "similarweb"
     return "other"
 

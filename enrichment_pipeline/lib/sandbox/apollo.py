@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from typing import Any
 
 import httpx
 
+from enrichment_pipeline.lib.sandbox import builtwith as bw
 from enrichment_pipeline.lib.sandbox import clearbit as cb
+from enrichment_pipeline.lib.sandbox.shared import domain_key, seeded
 
 JsonObject = dict[str, Any]
 
@@ -84,43 +85,21 @@ APOLLO_ONLY_TECH: tuple[tuple[str, str], ...] = (
     ("Zoom", "Other"),
     ("Greenhouse.io", "Recruitment"),
 )
-_TECH_CATEGORIES: dict[str, str] = {
-    "cms": "Content Management Systems",
-    "ecommerce": "E-commerce Platforms",
-    "search": "Search Marketing",
-    "analytics": "Analytics and Tracking",
-    "cdn": "Content Delivery Networks",
-    "marketing": "Marketing Automation",
-    "payments": "Payments",
-    "framework": "Frameworks and Programming Languages",
-    "infra": "Hosting",
-}
-
-
-def _rng(*parts: object) -> random.Random:
-    """A generator seeded from SHA-256 of the parts: stable across runs, unlike hash()."""
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
-
-
-def normalize(domain: str) -> str:
-    """The key Apollo matches on: lower case, no ``www.``, no trailing dot."""
-    return cb.normalize(domain)
 
 
 def is_known(domain: str) -> bool:
     """False for about 1 in 20 domains (Apollo's own unknowns: a different salt)."""
-    key = normalize(domain)
-    return "." in key and _rng("apollo-known", key).random() >= UNKNOWN_RATE
+    key = domain_key(domain)
+    return "." in key and seeded("apollo-known", key).random() >= UNKNOWN_RATE
 
 
 def organization(domain: str, epoch: int = 1) -> JsonObject | None:
     """Apollo's organization object for a known domain; None for an unknown one."""
-    key = normalize(domain)
+    key = domain_key(domain)
     if not is_known(key):
         return None
     facts = cb.company_facts(key)
-    rng = _rng("apollo-org", key)
+    rng = seeded("apollo-org", key)
     label = key.split(".")[0]
     industry, secondary, keywords = INDUSTRIES[facts.vertical]
     country_name, city, state, _, postal, _, _, _ = cb.location(facts.country)
@@ -133,11 +112,11 @@ def organization(domain: str, epoch: int = 1) -> JsonObject | None:
         {
             "uid": cb.clearbit_slug(t.name),
             "name": APOLLO_SPELLING.get(t.name, t.name),
-            "category": _TECH_CATEGORIES.get(t.slot, "Other"),
+            "category": bw.SLOT_CATEGORIES[t.slot].apollo,
         }
         for t in techs
     ]
-    extra = _rng("apollo-extra-tech", key)
+    extra = seeded("apollo-extra-tech", key)
     current += [
         {"uid": cb.clearbit_slug(name), "name": name, "category": category}
         for name, category in APOLLO_ONLY_TECH
@@ -161,7 +140,7 @@ def organization(domain: str, epoch: int = 1) -> JsonObject | None:
         "languages": [],
         "alexa_ranking": None,
         "phone": None,
-        "linkedin_uid": str(_rng("apollo-linkedin", key).randrange(10**6, 10**8)),
+        "linkedin_uid": str(seeded("apollo-linkedin", key).randrange(10**6, 10**8)),
         "founded_year": facts.founded_year,
         "publicly_traded_symbol": facts.ticker,
         "publicly_traded_exchange": facts.exchange.lower() if facts.exchange else None,
@@ -215,7 +194,7 @@ def printed(amount: float) -> str:
 
 def enrich_response(domain: str, epoch: int = 1) -> tuple[int, JsonObject]:
     """(HTTP status, body) of a single organization enrichment."""
-    key = normalize(domain)
+    key = domain_key(domain)
     if not key:
         return 422, _error("Missing required parameter: domain", "INVALID_INPUT")
     if "." not in key:
@@ -232,9 +211,9 @@ def bulk_response(domains: list[str], epoch: int = 1) -> tuple[int, JsonObject]:
         return 422, _error(
             f"Too many domains: {len(domains)}. At most {BULK_LIMIT} domains per request.", "INVALID_INPUT"
         )
-    unique = list(dict.fromkeys(normalize(d) for d in domains if normalize(d)))
+    unique = list(dict.fromkeys(domain_key(d) for d in domains if domain_key(d)))
     organizations = [bulk_organization(org) for org in (organization(d, epoch) for d in unique) if org]
-    _rng("apollo-bulk-order", *sorted(unique)).shuffle(organizations)
+    seeded("apollo-bulk-order", *sorted(unique)).shuffle(organizations)
     return 200, {
         "status": "success",
         "error_code": None,

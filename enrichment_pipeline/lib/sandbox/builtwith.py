@@ -2,9 +2,9 @@
 
 A domain's technology stack is drawn from a catalog of real products with
 BuiltWith-style tags and categories, by generators seeded with SHA-256 of the
-domain (never Python's salted `hash()`), so the same domain and epoch always
-get the same answer. Stack size grows with the domain's size, which is shared
-with the SimilarWeb simulator: big sites run more, and more enterprise, tools.
+domain (`shared.seeded`), so the same domain and epoch always get the same
+answer. Stack size grows with the size every simulator shares
+(`shared.size_quantile`): big sites run more, and more enterprise, tools.
 
 `epoch` is the index run: epoch 1 is indexed at `EPOCH_1`, each later epoch 30
 days after the previous. At every epoch >= 2 about 30% of domains swap one
@@ -19,16 +19,19 @@ of code -10 from the Domain API, and no groups from the Free API.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from enrichment_pipeline.lib.sandbox.similarweb import size_quantile
+import httpx
+
+from enrichment_pipeline.lib.sandbox.shared import company_name, domain_key, seeded, size_quantile
 
 JsonObject = dict[str, Any]
 
+DOMAIN_PATH = "/v22/api.json"
+FREE_PATH = "/free1/api.json"
 UNKNOWN_ONE_IN = 25
 UNKNOWN_CODE = -10
 EPOCH_1 = datetime(2026, 9, 1, tzinfo=UTC)
@@ -148,6 +151,30 @@ CATALOG: tuple[CatalogTech, ...] = tuple(
     CatalogTech(*row, slot=slot) for slot, rows in _CATALOG_ROWS.items() for row in rows
 )
 _BY_NAME: dict[str, CatalogTech] = {tech.name: tech for tech in CATALOG}
+
+
+@dataclass(frozen=True)
+class SlotCategories:
+    """What the other simulated providers call a catalog slot when they report its technologies."""
+
+    clearbit: str  # techCategories
+    apollo: str  # current_technologies[].category
+    explorium: str  # the technographics category key
+
+
+SLOT_CATEGORIES: dict[str, SlotCategories] = {
+    "cms": SlotCategories("cms", "Content Management Systems", "product_and_design"),
+    "ecommerce": SlotCategories("ecommerce", "E-commerce Platforms", "ecommerce"),
+    "search": SlotCategories("site_search", "Search Marketing", "product_and_design"),
+    "analytics": SlotCategories("analytics", "Analytics and Tracking", "marketing"),
+    "cdn": SlotCategories("cdn", "Content Delivery Networks", "platform_and_storage"),
+    "marketing": SlotCategories("marketing_automation", "Marketing Automation", "marketing"),
+    "payments": SlotCategories("payment", "Payments", "finance_and_accounting"),
+    "framework": SlotCategories(
+        "web_framework", "Frameworks and Programming Languages", "prog_langs_and_frameworks"
+    ),
+    "infra": SlotCategories("hosting", "Hosting", "platform_and_storage"),
+}
 _SLOT_LOCKED = frozenset({"cms", "ecommerce"})  # never swapped between epochs: the site's platform
 _VERTICALS = ("Retail", "Technology", "Business And Industrial", "Finance", "Health", "Travel", "Education")
 _COUNTRIES = (
@@ -169,20 +196,9 @@ class StackEntry:
     subdomain: str | None = None  # also seen on this subdomain (de-dup fodder for the parser)
 
 
-def _rng(*parts: object) -> random.Random:
-    """A generator seeded from SHA-256 of the parts: stable across runs, unlike hash()."""
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
-
-
-def normalize(domain: str) -> str:
-    """The key the simulator uses for a domain (lower case, no trailing dot)."""
-    return domain.strip().lower().rstrip(".")
-
-
 def is_known(domain: str) -> bool:
     """False for about 1 in 25 domains (independent of SimilarWeb's: different salt)."""
-    return _rng("builtwith-known", normalize(domain)).randrange(UNKNOWN_ONE_IN) != 0
+    return seeded("builtwith-known", domain_key(domain)).randrange(UNKNOWN_ONE_IN) != 0
 
 
 def index_time(epoch: int = 1) -> datetime:
@@ -198,14 +214,14 @@ def _ms(moment: datetime) -> int:
 
 def technology_stack(domain: str, epoch: int = 1) -> list[StackEntry]:
     """The simulated stack of a known domain at `epoch` (6 to 30 technologies)."""
-    key = normalize(domain)
+    key = domain_key(domain)
     stack = _initial_stack(key)
     for e in range(2, epoch + 1):
         _apply_epoch_change(key, stack, e)
     t_ms = _ms(index_time(epoch))
     for entry in stack:
         if entry.live:
-            seen = _rng("bw-last-seen", key, entry.tech.name, epoch)
+            seen = seeded("bw-last-seen", key, entry.tech.name, epoch)
             entry.last_ms = max(entry.first_ms, t_ms - seen.randrange(0, 14) * _DAY_MS)
     return stack
 
@@ -221,7 +237,7 @@ def _pick(rng: random.Random, pool: list[CatalogTech], size: float) -> CatalogTe
 
 def _initial_stack(key: str) -> list[StackEntry]:
     """Epoch-1 stack: platform slots first (by archetype and size), then common tools up to the target."""
-    rng = _rng("bw-stack", key)
+    rng = seeded("bw-stack", key)
     size = size_quantile(key)
     by_slot: dict[str, list[CatalogTech]] = {}
     for tech in CATALOG:
@@ -284,7 +300,7 @@ def _initial_stack(key: str) -> list[StackEntry]:
 
 def _apply_epoch_change(key: str, stack: list[StackEntry], epoch: int) -> None:
     """For ~30% of domains: drop one live tool and add one (same slot when possible: a migration)."""
-    rng = _rng("bw-epoch", key, epoch)
+    rng = seeded("bw-epoch", key, epoch)
     if rng.random() >= CHANGE_RATE:
         return
     removable = [e for e in stack if e.live and e.tech.slot not in _SLOT_LOCKED]
@@ -321,13 +337,13 @@ def _technology_json(entry: StackEntry, first_ms: int, last_ms: int) -> JsonObje
 
 def domain_api_response(domain: str, epoch: int = 1) -> tuple[int, JsonObject]:
     """(HTTP status, body) of ``/v22/api.json?LOOKUP=domain`` in BuiltWith's v22 JSON shape."""
-    key = normalize(domain)
+    key = domain_key(domain)
     if not is_known(key):
         error = {"Lookup": key, "Message": "No data available for this lookup", "Code": UNKNOWN_CODE}
-        return 200, {"Results": [], "Errors": [error], "Trust": None, "NextOffset": None}
+        return 200, _no_results(error)
 
     stack = technology_stack(key, epoch)
-    rng = _rng("bw-meta", key)
+    rng = seeded("bw-meta", key)
     size = size_quantile(key)
     t_ms = _ms(index_time(epoch))
     first_indexed = min(e.first_ms for e in stack)
@@ -335,7 +351,7 @@ def domain_api_response(domain: str, epoch: int = 1) -> tuple[int, JsonObject]:
     root = [_technology_json(e, e.first_ms, e.last_ms) for e in stack]
     # Real answers also list versions of a technology, with a Parent: an older one,
     # long gone, for some live frameworks (the provider rolls them up into the parent).
-    versions = _rng("bw-versions", key)
+    versions = seeded("bw-versions", key)
     for e in stack:
         if e.live and e.tech.slot == "framework" and versions.random() < 0.5:
             old_last = min(e.last_ms, e.first_ms + versions.randrange(30, 200) * _DAY_MS)
@@ -350,20 +366,19 @@ def domain_api_response(domain: str, epoch: int = 1) -> tuple[int, JsonObject]:
             continue
         techs = []
         for e in on_sub:
-            later = _rng("bw-sub", key, e.tech.name).randrange(0, 180) * _DAY_MS
+            later = seeded("bw-sub", key, e.tech.name).randrange(0, 180) * _DAY_MS
             first = min(e.first_ms + later, e.last_ms)
             techs.append(_technology_json(e, first, e.last_ms))
         paths.append(_path_json(key, sub, techs, min(t["FirstDetected"] for t in techs), t_ms))
 
     spend = sum(rng.randrange(50, 200 + int(4000 * size)) for e in stack if e.tech.premium and e.live)
     label = key.split(".")[0]
-    company = " ".join(part.capitalize() for part in label.replace("_", "-").split("-") if part)
     country, city, state, postcode = rng.choice(_COUNTRIES)
     ecommerce = any(e.tech.slot == "ecommerce" for e in stack)
     result = {
         "Result": {"IsDB": "True", "Spend": spend, "Paths": paths},
         "Meta": {
-            "CompanyName": f"{company} {rng.choice(('Inc.', 'Ltd', 'LLC', 'GmbH', 'Group'))}",
+            "CompanyName": f"{company_name(key)} {rng.choice(('Inc.', 'Ltd', 'LLC', 'GmbH', 'Group'))}",
             "Vertical": "Retail" if ecommerce else rng.choice(_VERTICALS),
             "Social": [f"https://twitter.com/{label}", f"https://www.linkedin.com/company/{label}"],
             "Telephones": None,
@@ -401,6 +416,11 @@ def domain_api_response(domain: str, epoch: int = 1) -> tuple[int, JsonObject]:
     return 200, {"Results": [result], "Errors": [], "Trust": None, "NextOffset": None}
 
 
+def _no_results(error: JsonObject) -> JsonObject:
+    """A Domain API body with no results and one ``Errors`` entry."""
+    return {"Results": [], "Errors": [error], "Trust": None, "NextOffset": None}
+
+
 def _path_json(key: str, sub: str, techs: list[JsonObject], first_ms: int, last_ms: int) -> JsonObject:
     return {
         "FirstIndexed": first_ms,
@@ -418,7 +438,7 @@ def free_api_response(domain: str, epoch: int = 1) -> tuple[int, JsonObject]:
     Derived from the same stack as the Domain API answer, so both APIs agree.
     Timestamps are epoch seconds, as in the real Free API.
     """
-    key = normalize(domain)
+    key = domain_key(domain)
     if not is_known(key):
         return 200, {"domain": key, "first": 0, "last": 0, "groups": []}
     stack = technology_stack(key, epoch)
@@ -450,3 +470,28 @@ def free_api_response(domain: str, epoch: int = 1) -> tuple[int, JsonObject]:
         "last": max(e.last_ms for e in stack) // 1000,
         "groups": out,
     }
+
+
+def route(request: httpx.Request, *, epoch: int = 1) -> httpx.Response | None:
+    """Answer a BuiltWith request; None for a path this simulator does not own.
+
+    A missing key is a 401; other lookup problems are HTTP 200 with ``Errors``, as at BuiltWith.
+    """
+    path = request.url.path
+    if path not in (DOMAIN_PATH, FREE_PATH):
+        return None
+    if request.method != "GET":
+        return httpx.Response(
+            405, json={"Errors": [{"Lookup": None, "Message": "Method not allowed", "Code": -1}]}
+        )
+    params = request.url.params
+    lookup = (params.get("LOOKUP") or "").strip()
+    if not (params.get("KEY") or "").strip():
+        error = {"Lookup": lookup or None, "Message": "API key is missing or invalid", "Code": -4}
+        return httpx.Response(401, json=_no_results(error))
+    if not lookup:
+        error = {"Lookup": None, "Message": "LOOKUP parameter is required", "Code": -3}
+        return httpx.Response(200, json=_no_results(error))
+    answer = free_api_response if path == FREE_PATH else domain_api_response
+    status, body = answer(lookup, epoch)
+    return httpx.Response(status, json=body)

@@ -31,7 +31,6 @@ import base64
 import binascii
 import functools
 import hashlib
-import random
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +39,7 @@ import httpx
 
 from enrichment_pipeline.lib.sandbox import builtwith as bw
 from enrichment_pipeline.lib.sandbox.samples import sample_fact
-from enrichment_pipeline.lib.sandbox.similarweb import size_quantile
+from enrichment_pipeline.lib.sandbox.shared import Ranges, company_name, domain_key, seeded, size_quantile
 
 JsonObject = dict[str, Any]
 
@@ -125,25 +124,33 @@ FUNDING_STAGES = ("Seed", "Series A", "Series B", "Series C", "Series D", "Serie
 
 # Clearbit's employee and revenue ranges (what its ``employeesRange`` and
 # ``estimatedAnnualRevenue`` fields hold).
-EMPLOYEE_RANGES: tuple[tuple[float, str], ...] = (
-    (10, "1-10"),
-    (50, "11-50"),
-    (250, "51-250"),
-    (1000, "251-1K"),
-    (5000, "1K-5K"),
-    (10000, "5K-10K"),
-    (50000, "10K-50K"),
-    (100000, "50K-100K"),
+EMPLOYEE_RANGES = Ranges(
+    (
+        (10, "1-10"),
+        (50, "11-50"),
+        (250, "51-250"),
+        (1000, "251-1K"),
+        (5000, "1K-5K"),
+        (10000, "5K-10K"),
+        (50000, "10K-50K"),
+        (100000, "50K-100K"),
+    ),
+    above="100K+",
+    inclusive=True,
 )
-REVENUE_RANGES: tuple[tuple[float, str], ...] = (
-    (1e6, "$0-$1M"),
-    (10e6, "$1M-$10M"),
-    (50e6, "$10M-$50M"),
-    (100e6, "$50M-$100M"),
-    (250e6, "$100M-$250M"),
-    (500e6, "$250M-$500M"),
-    (1e9, "$500M-$1B"),
-    (10e9, "$1B-$10B"),
+REVENUE_RANGES = Ranges(
+    (
+        (1e6, "$0-$1M"),
+        (10e6, "$1M-$10M"),
+        (50e6, "$10M-$50M"),
+        (100e6, "$50M-$100M"),
+        (250e6, "$100M-$250M"),
+        (500e6, "$250M-$500M"),
+        (1e9, "$500M-$1B"),
+        (10e9, "$1B-$10B"),
+    ),
+    above="$10B+",
+    inclusive=False,
 )
 
 # BuiltWith catalog names whose Clearbit slug is not the name in snake case.
@@ -159,28 +166,6 @@ _SLUG_OVERRIDES: dict[str, str] = {
 }
 # Tags Clearbit reports that BuiltWith's catalog does not have (from DNS, job posts, ...).
 CLEARBIT_ONLY_TECH: tuple[str, ...] = ("salesforce", "mailchimp", "google_ads", "doubleclick", "greenhouse")
-_TECH_CATEGORIES: dict[str, str] = {
-    "cms": "cms",
-    "ecommerce": "ecommerce",
-    "search": "site_search",
-    "analytics": "analytics",
-    "cdn": "cdn",
-    "marketing": "marketing_automation",
-    "payments": "payment",
-    "framework": "web_framework",
-    "infra": "hosting",
-}
-
-
-def _rng(*parts: object) -> random.Random:
-    """A generator seeded from SHA-256 of the parts: stable across runs, unlike hash()."""
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
-
-
-def normalize(domain: str) -> str:
-    """The key the simulators use for a domain (lower case, no trailing dot, no ``www.``)."""
-    return domain.strip().lower().rstrip(".").removeprefix("www.")
 
 
 # --------------------------------------------------------------------------- shared company facts
@@ -208,16 +193,16 @@ class CompanyFacts:
 
 def company_facts(domain: str) -> CompanyFacts:
     """The shared truth for a domain; vertical and country agree with the BuiltWith simulator."""
-    return _company_facts(normalize(domain))
+    return _company_facts(domain_key(domain))
 
 
 @functools.lru_cache(maxsize=8192)
 def _company_facts(key: str) -> CompanyFacts:
     """Cached: a bulk answer or a second provider asks for the same facts again."""
-    rng = _rng("company-facts", key)
+    rng = seeded("company-facts", key)
     size = size_quantile(key)
     label = key.split(".")[0]
-    name = " ".join(part.capitalize() for part in label.replace("_", "-").split("-") if part) or key
+    name = company_name(key) or key
 
     status, body = bw.domain_api_response(key, 1)
     results = (body.get("Results") or []) if status == 200 else []
@@ -274,7 +259,7 @@ def location(country: str) -> tuple[str, str, str | None, str | None, str, float
 
 def observation_factor(provider: str, domain: str) -> float:
     """How far `provider` is off the truth for `domain`: ±15%, or 2.5-6x for a wrong-entity match."""
-    rng = _rng("observed", provider, normalize(domain))
+    rng = seeded("observed", provider, domain_key(domain))
     if rng.random() < WRONG_ENTITY_RATE:
         factor = rng.uniform(2.5, 6.0)
         return factor if rng.random() < 0.5 else 1 / factor
@@ -288,11 +273,11 @@ def observed(provider: str, domain: str, value: float) -> float:
 
 def live_technologies(domain: str, epoch: int, provider: str) -> list[bw.CatalogTech]:
     """The part of BuiltWith's live stack that `provider` also detects (each kept with p=0.8)."""
-    key = normalize(domain)
+    key = domain_key(domain)
     return [
         tech
         for tech in _live_stack(key, epoch)
-        if _rng("tech-seen", provider, key, tech.name).random() < TECH_KEEP
+        if seeded("tech-seen", provider, key, tech.name).random() < TECH_KEEP
     ]
 
 
@@ -314,31 +299,17 @@ def clearbit_slug(name: str) -> str:
 
 def is_known(domain: str) -> bool:
     """False for about 1 in 25 domains (Clearbit's own unknowns: a different salt)."""
-    return _rng("clearbit-known", normalize(domain)).random() >= UNKNOWN_RATE
+    return seeded("clearbit-known", domain_key(domain)).random() >= UNKNOWN_RATE
 
 
 def is_queued(domain: str) -> bool:
     """True for about 3% of known domains: their first lookup is queued (202)."""
-    return is_known(domain) and _rng("clearbit-queued", normalize(domain)).random() < QUEUED_RATE
-
-
-def employees_range(count: float) -> str:
-    for high, label in EMPLOYEE_RANGES:
-        if count <= high:
-            return label
-    return "100K+"
-
-
-def revenue_range(revenue: float) -> str:
-    for high, label in REVENUE_RANGES:
-        if revenue < high:
-            return label
-    return "$10B+"
+    return is_known(domain) and seeded("clearbit-queued", domain_key(domain)).random() < QUEUED_RATE
 
 
 def company_response(domain: str, epoch: int = 1) -> tuple[int, JsonObject | None]:
     """(HTTP status, body) of ``/v2/companies/find?domain=<domain>`` in Clearbit's shapes."""
-    key = normalize(domain)
+    key = domain_key(domain)
     if "." not in key or " " in key:
         return 422, _error("params_invalid", f"Invalid domain: {domain!r}")
     if not is_known(key):
@@ -350,9 +321,9 @@ def company_response(domain: str, epoch: int = 1) -> tuple[int, JsonObject | Non
 
 def company_record(domain: str, epoch: int = 1) -> JsonObject:
     """The full Clearbit company record for a known domain."""
-    key = normalize(domain)
+    key = domain_key(domain)
     facts = company_facts(key)
-    rng = _rng("clearbit-record", key)
+    rng = seeded("clearbit-record", key)
     label = key.split(".")[0]
     sector, group, industry, sub, sic, naics, _ = CATEGORIES[facts.vertical]
     country_name, city, state, state_code, postal, lat, lng, tz = location(facts.country)
@@ -363,9 +334,9 @@ def company_record(domain: str, epoch: int = 1) -> JsonObject:
     drop_naics = rng.random() < 0.15  # some records carry the industry words only
     techs = live_technologies(key, epoch, "clearbit")
     slugs = [clearbit_slug(t.name) for t in techs]
-    extra = _rng("clearbit-extra-tech", key)
+    extra = seeded("clearbit-extra-tech", key)
     slugs += [s for s in CLEARBIT_ONLY_TECH if extra.random() < 0.15]
-    categories = sorted({_TECH_CATEGORIES.get(t.slot, "other") for t in techs})
+    categories = sorted({bw.SLOT_CATEGORIES[t.slot].clearbit for t in techs})
 
     return {
         "id": str(_uuid(key)),
@@ -419,11 +390,11 @@ def company_record(domain: str, epoch: int = 1) -> JsonObject:
             "alexaUsRank": None,
             "alexaGlobalRank": None,
             "employees": employees if exact_employees else None,
-            "employeesRange": employees_range(employees),
+            "employeesRange": EMPLOYEE_RANGES.label(employees),
             "marketCap": round(observed("clearbit", key, facts.market_cap)) if facts.market_cap else None,
             "raised": round(observed("clearbit", key, facts.total_funding)) if facts.total_funding else None,
             "annualRevenue": round(revenue) if facts.ticker else None,
-            "estimatedAnnualRevenue": revenue_range(revenue),
+            "estimatedAnnualRevenue": REVENUE_RANGES.label(revenue),
             "fiscalYearEnd": 12 if facts.ticker else None,
         },
         "indexedAt": bw.index_time(epoch).isoformat().replace("+00:00", "Z"),

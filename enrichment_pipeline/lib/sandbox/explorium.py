@@ -7,9 +7,8 @@ salted `hash()`), so every run and process sees the same world:
 
 * about 6% of domains are unknown to Explorium (``business_id: null``);
 * business ids are 32 hex characters, as Explorium's, derived from the domain;
-* head count and revenue follow the domain's size shared with the SimilarWeb
-  and BuiltWith simulators (`sandbox.similarweb.size_quantile`), with noise,
-  reported in Explorium's range buckets;
+* head count and revenue follow the size every simulator shares
+  (`shared.size_quantile`), with noise, reported in Explorium's range buckets;
 * technographics overlap BuiltWith's simulated stack (most of its live
   technologies) plus back-office tools a web crawler cannot see; about 8% of
   matched businesses have no technographics and are left out of the answer.
@@ -24,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -34,7 +32,7 @@ import httpx
 from enrichment_pipeline.lib.sandbox import builtwith as bw
 from enrichment_pipeline.lib.sandbox import clearbit as cb
 from enrichment_pipeline.lib.sandbox.samples import sample_fact
-from enrichment_pipeline.lib.sandbox.similarweb import size_quantile
+from enrichment_pipeline.lib.sandbox.shared import Ranges, company_name, domain_key, seeded, size_quantile
 
 JsonObject = dict[str, Any]
 
@@ -48,28 +46,36 @@ NO_TECHNOGRAPHICS_RATE = 0.08
 _MAX_REMEMBERED = 500_000
 
 # Explorium's range buckets (number_of_employees_range, yearly_revenue_range).
-EMPLOYEE_RANGES: tuple[tuple[int, str], ...] = (
-    (10, "1-10"),
-    (50, "11-50"),
-    (200, "51-200"),
-    (500, "201-500"),
-    (1000, "501-1000"),
-    (5000, "1001-5000"),
-    (10000, "5001-10000"),
+EMPLOYEE_RANGES = Ranges(
+    (
+        (10, "1-10"),
+        (50, "11-50"),
+        (200, "51-200"),
+        (500, "201-500"),
+        (1000, "501-1000"),
+        (5000, "1001-5000"),
+        (10000, "5001-10000"),
+    ),
+    above="10001+",
+    inclusive=True,
 )
-REVENUE_RANGES: tuple[tuple[float, str], ...] = (
-    (5e5, "0-500K"),
-    (1e6, "500K-1M"),
-    (5e6, "1M-5M"),
-    (1e7, "5M-10M"),
-    (2.5e7, "10M-25M"),
-    (7.5e7, "25M-75M"),
-    (2e8, "75M-200M"),
-    (5e8, "200M-500M"),
-    (1e9, "500M-1B"),
-    (1e10, "1B-10B"),
-    (1e11, "10B-100B"),
-    (1e12, "100B-1T"),
+REVENUE_RANGES = Ranges(
+    (
+        (5e5, "0-500K"),
+        (1e6, "500K-1M"),
+        (5e6, "1M-5M"),
+        (1e7, "5M-10M"),
+        (2.5e7, "10M-25M"),
+        (7.5e7, "25M-75M"),
+        (2e8, "75M-200M"),
+        (5e8, "200M-500M"),
+        (1e9, "500M-1B"),
+        (1e10, "1B-10B"),
+        (1e11, "10B-100B"),
+        (1e12, "100B-1T"),
+    ),
+    above="1T-10T",
+    inclusive=False,
 )
 
 # (naics, naics_description, sic_code, sic_code_description, linkedin_industry_category, weight)
@@ -186,18 +192,6 @@ _COUNTRIES: tuple[tuple[str, str, str, float], ...] = (
     ("sweden", "stockholm county", "stockholm", 0.5),
     ("australia", "new south wales", "sydney", 0.6),
 )
-# BuiltWith catalog slot -> Explorium technographics category key.
-_SLOT_CATEGORY: dict[str, str] = {
-    "cms": "product_and_design",
-    "ecommerce": "ecommerce",
-    "search": "product_and_design",
-    "analytics": "marketing",
-    "cdn": "platform_and_storage",
-    "marketing": "marketing",
-    "payments": "finance_and_accounting",
-    "framework": "prog_langs_and_frameworks",
-    "infra": "platform_and_storage",
-}
 # Tools a site crawler cannot see but Explorium's sources (job posts, reviews) can.
 _BACK_OFFICE: tuple[tuple[str, str, float, float], ...] = (
     # (name, category, weight for small companies, for large ones)
@@ -241,32 +235,19 @@ _known_ids: dict[str, str] = {}  # business_id -> domain, for ids handed out in 
 _known_lock = threading.Lock()
 
 
-def _rng(*parts: object) -> random.Random:
-    """A generator seeded from SHA-256 of the parts: stable across runs, unlike hash()."""
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
-
-
-def normalize(domain: str) -> str:
-    """The key the simulator uses for a domain: lower case, no scheme, path, www. or trailing dot."""
-    text = domain.strip().lower()
-    text = text.split("://", 1)[-1].split("/", 1)[0].rstrip(".")
-    return text.removeprefix("www.")
-
-
 def is_matched(domain: str) -> bool:
     """False for about 6% of domains (their match item has ``business_id: null``)."""
-    return _rng("explorium-match", normalize(domain)).random() >= UNMATCHED_RATE
+    return seeded("explorium-match", domain_key(domain)).random() >= UNMATCHED_RATE
 
 
 def business_id(domain: str) -> str:
     """The domain's 32-hex business id, like Explorium's (whether or not it is matched)."""
-    return hashlib.sha256(f"explorium-business\x1f{normalize(domain)}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"explorium-business\x1f{domain_key(domain)}".encode()).hexdigest()[:32]
 
 
 def remember(domain: str) -> str:
     """Record a handed-out id so the enrichment endpoints can find its domain again."""
-    key = normalize(domain)
+    key = domain_key(domain)
     bid = business_id(key)
     with _known_lock:
         if bid not in _known_ids and len(_known_ids) >= _MAX_REMEMBERED:
@@ -282,42 +263,28 @@ def domain_for(bid: str) -> str | None:
 
 def employees(domain: str) -> int:
     """Head count: about 10 for the smallest sites to ~30k for the largest, with noise."""
-    key = normalize(domain)
-    noise = _rng("explorium-employees", key).uniform(0.7, 1.4)
+    key = domain_key(domain)
+    noise = seeded("explorium-employees", key).uniform(0.7, 1.4)
     return max(1, round(10 ** (1 + 3.5 * size_quantile(key)) * noise))
 
 
 def yearly_revenue(domain: str) -> float:
     """USD revenue: head count x revenue per employee ($60k-$400k, higher for larger firms)."""
-    key = normalize(domain)
-    per_head = _rng("explorium-revenue", key).uniform(60e3, 250e3) * (1 + 0.6 * size_quantile(key))
+    key = domain_key(domain)
+    per_head = seeded("explorium-revenue", key).uniform(60e3, 250e3) * (1 + 0.6 * size_quantile(key))
     return employees(key) * per_head
-
-
-def employee_range(count: int) -> str:
-    for upper, label in EMPLOYEE_RANGES:
-        if count <= upper:
-            return label
-    return "10001+"
-
-
-def revenue_range(amount: float) -> str:
-    for upper, label in REVENUE_RANGES:
-        if amount < upper:
-            return label
-    return "1T-10T"
 
 
 def firmographics(domain: str) -> JsonObject:
     """The ``data`` object of a firmographics item for a matched domain."""
-    key = normalize(domain)
-    rng = _rng("explorium-firmographics", key)
+    key = domain_key(domain)
+    rng = seeded("explorium-firmographics", key)
     naics, naics_text, sic, sic_text, linkedin, _ = rng.choices(
         _INDUSTRIES, weights=[row[5] for row in _INDUSTRIES]
     )[0]
     country, region, city, _ = rng.choices(_COUNTRIES, weights=[row[3] for row in _COUNTRIES])[0]
     label = key.split(".")[0]
-    name = " ".join(part.capitalize() for part in label.replace("_", "-").split("-") if part) or key
+    name = company_name(key) or key
     headcount = employees(key)
     sample = sample_fact(key)
     if sample is not None:  # a bundled sample company: its public facts
@@ -338,8 +305,8 @@ def firmographics(domain: str) -> JsonObject:
         "city_name": city,
         "street": f"{rng.randint(1, 999)} Market Street",
         "zip_code": f"{rng.randint(10000, 99999)}",
-        "number_of_employees_range": employee_range(headcount),
-        "yearly_revenue_range": revenue_range(yearly_revenue(key)),
+        "number_of_employees_range": EMPLOYEE_RANGES.label(headcount),
+        "yearly_revenue_range": REVENUE_RANGES.label(yearly_revenue(key)),
         "naics": str(naics),  # a string in Explorium's OpenAPI schema
         "naics_description": naics_text,
         "sic_code": sic,
@@ -353,13 +320,13 @@ def firmographics(domain: str) -> JsonObject:
 
 def has_technographics(domain: str) -> bool:
     """False for about 8% of matched businesses: their items are missing from the answer."""
-    return _rng("explorium-technographics-known", normalize(domain)).random() >= NO_TECHNOGRAPHICS_RATE
+    return seeded("explorium-technographics-known", domain_key(domain)).random() >= NO_TECHNOGRAPHICS_RATE
 
 
 def technology_stack(domain: str, epoch: int = 1) -> dict[str, list[str]]:
     """Category key -> technology names: most of BuiltWith's live stack plus back-office tools."""
-    key = normalize(domain)
-    rng = _rng("explorium-techs", key, epoch)
+    key = domain_key(domain)
+    rng = seeded("explorium-techs", key, epoch)
     size = size_quantile(key)
     by_category: dict[str, list[str]] = {}
 
@@ -371,7 +338,7 @@ def technology_stack(domain: str, epoch: int = 1) -> dict[str, list[str]]:
     if bw.is_known(key):
         for entry in bw.technology_stack(key, epoch):
             if entry.live and rng.random() < 0.8:
-                add(_SLOT_CATEGORY.get(entry.tech.slot, "platform_and_storage"), entry.tech.name)
+                add(bw.SLOT_CATEGORIES[entry.tech.slot].explorium, entry.tech.name)
     pool = list(_BACK_OFFICE)
     for _ in range(rng.randint(1, 3 + round(6 * size))):
         if not pool:
@@ -399,57 +366,57 @@ def technographics(domain: str, epoch: int = 1) -> JsonObject:
 # --------------------------------------------------------------------------- HTTP
 
 
-def _context(body: Any, status: str) -> JsonObject:
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-    return {"correlation_id": digest[:32], "request_status": status, "time_took_in_seconds": 0.042}
-
-
 def _validation_error(loc: list[Any], msg: str, kind: str) -> httpx.Response:
     """FastAPI's 422 shape, which Explorium's service returns for a bad body."""
     return httpx.Response(422, json={"detail": [{"loc": loc, "msg": msg, "type": kind}]})
 
 
-def match_response(body: Mapping[str, Any]) -> httpx.Response:
-    items = body.get("businesses_to_match")
+def _list_error(body: Mapping[str, Any], field: str) -> httpx.Response | None:
+    """The 422 for a list field that is missing, empty or longer than `MAX_ITEMS`; None if it is fine."""
+    items = body.get(field)
     if not isinstance(items, list) or not items:
-        return _validation_error(["body", "businesses_to_match"], "field required", "value_error.missing")
+        return _validation_error(["body", field], "field required", "value_error.missing")
     if len(items) > MAX_ITEMS:
         return _validation_error(
-            ["body", "businesses_to_match"],
-            f"ensure this value has at most {MAX_ITEMS} items",
-            "value_error.list.max_items",
+            ["body", field], f"ensure this value has at most {MAX_ITEMS} items", "value_error.list.max_items"
         )
+    return None
+
+
+def _answer(request_body: Mapping[str, Any], found: bool, **fields: Any) -> httpx.Response:
+    """A 200 answer: the response context (``success`` if anything was found, else ``miss``), `fields`."""
+    digest = hashlib.sha256(json.dumps(request_body, sort_keys=True, default=str).encode()).hexdigest()
+    context = {
+        "correlation_id": digest[:32],
+        "request_status": "success" if found else "miss",
+        "time_took_in_seconds": 0.042,
+    }
+    return httpx.Response(200, json={"response_context": context, **fields})
+
+
+def match_response(body: Mapping[str, Any]) -> httpx.Response:
+    error = _list_error(body, "businesses_to_match")
+    if error is not None:
+        return error
+    items = body["businesses_to_match"]
     matched: list[JsonObject] = []
     for item in items:
         if not isinstance(item, Mapping) or not any(item.get(k) for k in ("domain", "url", "name")):
             matched.append({"input": item, "business_id": None})
             continue
         raw = str(item.get("domain") or item.get("url") or item.get("name"))
-        key = normalize(raw)
+        key = domain_key(raw)
         bid = remember(key) if "." in key and is_matched(key) else None
         matched.append({"input": dict(item), "business_id": bid})
     hits = sum(1 for m in matched if m["business_id"])
-    return httpx.Response(
-        200,
-        json={
-            "response_context": _context(body, "success" if hits else "miss"),
-            "total_results": len(matched),
-            "total_matches": hits,
-            "matched_businesses": matched,
-        },
-    )
+    return _answer(body, hits > 0, total_results=len(matched), total_matches=hits, matched_businesses=matched)
 
 
 def enrich_response(body: Mapping[str, Any], path: str, epoch: int) -> httpx.Response:
-    ids = body.get("business_ids")
-    if not isinstance(ids, list) or not ids:
-        return _validation_error(["body", "business_ids"], "field required", "value_error.missing")
-    if len(ids) > MAX_ITEMS:
-        return _validation_error(
-            ["body", "business_ids"],
-            f"ensure this value has at most {MAX_ITEMS} items",
-            "value_error.list.max_items",
-        )
+    error = _list_error(body, "business_ids")
+    if error is not None:
+        return error
+    ids = body["business_ids"]
     for index, bid in enumerate(ids):
         if not isinstance(bid, str) or len(bid) != 32 or any(c not in "0123456789abcdef" for c in bid):
             return _validation_error(
@@ -466,14 +433,7 @@ def enrich_response(body: Mapping[str, Any], path: str, epoch: int) -> httpx.Res
             data.append({"business_id": bid, "data": firmographics(domain)})
         elif has_technographics(domain):
             data.append({"business_id": bid, "data": technographics(domain, epoch)})
-    return httpx.Response(
-        200,
-        json={
-            "response_context": _context(body, "success" if data else "miss"),
-            "total_results": len(data),
-            "data": data,
-        },
-    )
+    return _answer(body, bool(data), total_results=len(data), data=data)
 
 
 def route(request: httpx.Request, *, epoch: int = 1) -> httpx.Response | None:

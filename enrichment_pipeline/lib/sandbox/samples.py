@@ -14,6 +14,8 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+from enrichment_pipeline.lib.sandbox.shared import domain_key
+
 SAMPLES_PATH = Path(__file__).with_name("sample_companies.csv")
 
 
@@ -33,7 +35,7 @@ def _facts() -> dict[str, SampleFact]:
     with SAMPLES_PATH.open(encoding="utf-8", newline="") as handle:
         rows = csv.DictReader(line for line in handle if not line.startswith("#"))
         for row in rows:
-            domain = row["domain"].strip().lower()
+            domain = domain_key(row["domain"])
             facts[domain] = SampleFact(
                 domain=domain,
                 name=row["name"].strip(),
@@ -46,8 +48,8 @@ def _facts() -> dict[str, SampleFact]:
 
 
 def sample_fact(domain: str) -> SampleFact | None:
-    """The bundled facts for a sample domain (any case, with or without ``www.``), else None."""
-    return _facts().get(domain.strip().lower().rstrip(".").removeprefix("www."))
+    """The bundled facts for a sample domain (any spelling the pipeline accepts), else None."""
+    return _facts().get(domain_key(domain))
 
 
 def sample_domains() -> list[str]:

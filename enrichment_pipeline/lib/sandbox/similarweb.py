@@ -1,12 +1,13 @@
 """Deterministic SimilarWeb API v1 simulator (traffic and engagement, rank, sources).
 
 Every number is a pure function of (domain, country, month), drawn from
-generators seeded with SHA-256 — never Python's salted `hash()` — so the same
-request always gets the same body, overlapping windows agree month by month,
-and runs are reproducible across processes and machines.
+generators seeded with SHA-256 (`shared.seeded`), so the same request always
+gets the same body, overlapping windows agree month by month, and runs are
+reproducible across processes and machines.
 
-A domain's *size* (a quantile in [0, 1), skewed so most domains are small) is
-shared with the BuiltWith simulator, so big sites also run bigger stacks.
+Visits grow with the domain's *size* (`shared.size_quantile`, squared so most
+domains are small), which every simulator shares: big sites also run bigger
+stacks at BuiltWith and are bigger companies at Clearbit and Apollo.
 
 Simulated plan: countries in `PLAN_COUNTRIES` only; any other valid country
 gets SimilarWeb's 403, which lets the provider's ``country=world`` fallback run
@@ -16,13 +17,15 @@ end to end. About 1 in 25 domains has no data at all (404, "Data not found").
 from __future__ import annotations
 
 import calendar
-import hashlib
 import math
-import random
 import re
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
+
+import httpx
+
+from enrichment_pipeline.lib.sandbox.shared import domain_key, seeded, size_quantile
 
 JsonObject = dict[str, Any]
 
@@ -33,6 +36,7 @@ MAX_MONTHS = 120
 SOURCE_TYPES: tuple[str, ...] = ("Search", "Social", "Mail", "Display Ads", "Direct", "Referrals")
 
 # metric path (below /v1/website/{domain}/) -> JSON list key of its answer
+PATH_PREFIX = "/v1/website/"  # then {domain}/{metric}, a key of METRICS
 METRICS: dict[str, str] = {
     "total-traffic-and-engagement/visits": "visits",
     "total-traffic-and-engagement/bounce-rate": "bounce_rate",
@@ -47,25 +51,9 @@ _REFERENCE_MONTH = 2026 * 12  # month index of 2026-01; trends are anchored here
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 
-def _rng(*parts: object) -> random.Random:
-    """A generator seeded from SHA-256 of the parts: stable across runs, unlike hash()."""
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
-
-
-def normalize(domain: str) -> str:
-    """The key the simulator uses for a domain (lower case, no trailing dot)."""
-    return domain.strip().lower().rstrip(".")
-
-
-def size_quantile(domain: str) -> float:
-    """A domain's size in [0, 1), shared by all simulated providers; squared draw = many small sites."""
-    return _rng("size", normalize(domain)).random()
-
-
 def has_data(domain: str) -> bool:
     """False for about 1 in 25 domains (independent of BuiltWith's unknowns: different salt)."""
-    return _rng("similarweb-known", normalize(domain)).randrange(NO_DATA_ONE_IN) != 0
+    return seeded("similarweb-known", domain_key(domain)).randrange(NO_DATA_ONE_IN) != 0
 
 
 def base_monthly_visits(domain: str) -> float:
@@ -77,10 +65,10 @@ def base_monthly_visits(domain: str) -> float:
 
 def monthly_visits(domain: str, month: date, country: str = "world") -> float:
     """Visits in one month: base x per-domain trend x monthly noise (kept in range) x country share."""
-    key = normalize(domain)
-    trend = _rng("sw-trend", key).uniform(-0.04, 0.06)
+    key = domain_key(domain)
+    trend = seeded("sw-trend", key).uniform(-0.04, 0.06)
     offset = max(-36, min(36, month.year * 12 + month.month - 1 - _REFERENCE_MONTH))
-    noise = _rng("sw-visits", key, month.isoformat()).uniform(-0.08, 0.08)
+    noise = seeded("sw-visits", key, month.isoformat()).uniform(-0.08, 0.08)
     world = _clamp(base_monthly_visits(key) * math.exp(trend * offset) * (1 + noise), MIN_VISITS, MAX_VISITS)
     return world * _country_share(key, country)
 
@@ -89,14 +77,14 @@ def _country_share(domain: str, country: str) -> float:
     if country == "world":
         return 1.0
     low, high = (0.15, 0.7) if country == "us" else (0.02, 0.25)
-    return _rng("sw-country", domain, country).uniform(low, high)
+    return seeded("sw-country", domain, country).uniform(low, high)
 
 
 def _engagement(domain: str, country: str, month: date) -> dict[str, float]:
     """Bounce rate, pages/visit and duration for one month; larger sites engage a little better."""
     q = size_quantile(domain)
-    base = _rng("sw-engagement", domain, country)
-    jitter = _rng("sw-engagement", domain, country, month.isoformat())
+    base = seeded("sw-engagement", domain, country)
+    jitter = seeded("sw-engagement", domain, country, month.isoformat())
     bounce = _clamp(base.uniform(0.28, 0.72) - 0.05 * q + jitter.uniform(-0.03, 0.03), 0.25, 0.75)
     pages = _clamp(base.uniform(1.5, 6.5) + 2.5 * q + jitter.uniform(-0.3, 0.3), 1.5, 9.0)
     duration = _clamp(pages * base.uniform(20.0, 65.0) + jitter.uniform(-15, 15), 30.0, 600.0)
@@ -106,15 +94,15 @@ def _engagement(domain: str, country: str, month: date) -> dict[str, float]:
 def global_rank(domain: str, month: date) -> int:
     """Rank consistent with world visits: ~100 at 500M visits/month, ~3M at 10k."""
     visits = monthly_visits(domain, month, "world")
-    jitter = _rng("sw-rank", normalize(domain), month.isoformat()).uniform(-0.05, 0.05)
+    jitter = seeded("sw-rank", domain_key(domain), month.isoformat()).uniform(-0.05, 0.05)
     return max(1, round(10 ** (10.33 - 0.957 * math.log10(visits)) * (1 + jitter)))
 
 
 def source_shares(domain: str, country: str, month: date) -> dict[str, float]:
     """Channel shares summing to 1; search (organic + paid) between 0.1 and 0.7."""
-    domain = normalize(domain)
-    base = _rng("sw-sources", domain, country)
-    jitter = _rng("sw-sources", domain, country, month.isoformat())
+    domain = domain_key(domain)
+    base = seeded("sw-sources", domain, country)
+    jitter = seeded("sw-sources", domain, country, month.isoformat())
     search = _clamp(base.uniform(0.1, 0.7) + jitter.uniform(-0.03, 0.03), 0.1, 0.7)
     weights = {
         "Social": base.uniform(0.02, 0.3),
@@ -133,9 +121,9 @@ def similarweb_response(domain: str, metric: str, params: Mapping[str, str]) -> 
     """(HTTP status, body) for ``/v1/website/{domain}/{metric}`` with the given query params.
 
     Checks what SimilarWeb checks (dates, granularity, country and plan), then
-    answers in the real v1 shapes. The key is checked by the transport.
+    answers in the real v1 shapes. The key is checked by `route`.
     """
-    key = normalize(domain)
+    key = domain_key(domain)
     if metric not in METRICS:
         return 404, _error(None, 404, f"Unknown endpoint: {metric}")
     granularity = (params.get("granularity") or "monthly").lower()
@@ -180,11 +168,32 @@ def similarweb_response(domain: str, metric: str, params: Mapping[str, str]) -> 
     return 200, {"meta": meta, list_key: [_point(key, country, list_key, m) for m in months]}
 
 
+def route(request: httpx.Request, *, epoch: int = 1) -> httpx.Response | None:
+    """Answer a SimilarWeb request; None for a path this simulator does not own.
+
+    SimilarWeb has no index runs, so `epoch` changes nothing here. A missing ``api_key`` is a 401.
+    """
+    path = request.url.path
+    if not path.startswith(PATH_PREFIX):
+        return None
+    parts = path[len(PATH_PREFIX) :].strip("/").split("/")
+    if len(parts) != 3 or not parts[0] or f"{parts[1]}/{parts[2]}" not in METRICS:
+        return httpx.Response(404, json={"error": "Not Found", "path": path})
+    if request.method != "GET":
+        return httpx.Response(405, json=_error(None, 405, "Method not allowed"))
+    params = request.url.params
+    if not (params.get("api_key") or "").strip():
+        return httpx.Response(401, json=_error(None, 401, "Invalid API key"))
+    query = {k: params.get(k) or "" for k in params}
+    status, body = similarweb_response(parts[0], f"{parts[1]}/{parts[2]}", query)
+    return httpx.Response(status, json=body)
+
+
 def _source_point(domain: str, country: str, source: str, month: date) -> JsonObject:
     """One month of one source: visits split into organic and paid, as SimilarWeb sends them."""
     visits = 0.0 if is_gap_month(domain, month) else monthly_visits(domain, month, country)
     total = visits * source_shares(domain, country, month)[source]
-    paid_part = {"Search": _rng("sw-paid", domain).uniform(0.05, 0.4), "Display Ads": 1.0}.get(source, 0.0)
+    paid_part = {"Search": seeded("sw-paid", domain).uniform(0.05, 0.4), "Display Ads": 1.0}.get(source, 0.0)
     return {
         "date": month.isoformat(),
         "organic": round(total * (1 - paid_part), 3),
@@ -199,8 +208,8 @@ def is_unranked(domain: str) -> bool:
 
 def is_gap_month(domain: str, month: date) -> bool:
     """Small sites (bottom ~15%) have months in which the panel saw no visit at all (0 visits)."""
-    key = normalize(domain)
-    return size_quantile(key) < 0.15 and _rng("sw-gap", key, month.isoformat()).random() < 0.3
+    key = domain_key(domain)
+    return size_quantile(key) < 0.15 and seeded("sw-gap", key, month.isoformat()).random() < 0.3
 
 
 def _point(domain: str, country: str, list_key: str, month: date) -> JsonObject:

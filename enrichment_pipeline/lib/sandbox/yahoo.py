@@ -9,7 +9,7 @@ confirmation is exercised and must reject it.
 
 Numbers are drawn from generators seeded with SHA-256 (never Python's salted
 `hash()`), so every run agrees. Revenue grows with the domain's size shared
-with the other simulators (`sandbox.similarweb.size_quantile`) on a
+with the other simulators (`shared.size_quantile`) on a
 large-company scale (~$0.5B to ~$400B). Amounts are in the listing's currencies,
 as at Yahoo: statements and ``totalRevenue`` in ``financialCurrency``,
 ``marketCap`` in the trading ``currency`` (``GBp`` pence in London, ``JPY`` in
@@ -22,8 +22,6 @@ need 429s or empty answers wrap this source.
 
 from __future__ import annotations
 
-import hashlib
-import random
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -40,7 +38,7 @@ from enrichment_pipeline.lib.providers.yahoo import (
     load_tickers,
 )
 from enrichment_pipeline.lib.sandbox.samples import sample_domains, sample_fact
-from enrichment_pipeline.lib.sandbox.similarweb import size_quantile
+from enrichment_pipeline.lib.sandbox.shared import seeded, size_quantile
 
 LOOKALIKE_ONE_IN = 12
 FISCAL_YEARS = 3
@@ -133,12 +131,6 @@ _FOREIGN_ON_US: dict[str, tuple[str, str]] = {
 }
 
 
-def _rng(*parts: object) -> random.Random:
-    """A generator seeded from SHA-256 of the parts: stable across runs, unlike hash()."""
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
-
-
 @dataclass(frozen=True)
 class Listing:
     """A simulated listed company."""
@@ -193,9 +185,9 @@ class SandboxFinanceSource(FinanceSource):
             or listing.symbol.lower().split(".")[0] == needle
             or listing.domain.split(".")[0] == needle
         ]
-        if not hits and _rng("yahoo-lookalike", needle).randrange(LOOKALIKE_ONE_IN) == 0:
+        if not hits and seeded("yahoo-lookalike", needle).randrange(LOOKALIKE_ONE_IN) == 0:
             symbols = sorted(self.listings)
-            hits = [self.listings[_rng("yahoo-lookalike-pick", needle).choice(symbols)]]
+            hits = [self.listings[seeded("yahoo-lookalike-pick", needle).choice(symbols)]]
         return [_quote(listing) for listing in sorted(hits, key=lambda item: item.symbol)[:5]]
 
     def info(self, ticker: str) -> dict[str, Any]:
@@ -233,7 +225,7 @@ _VERTICAL_PROFILES: dict[str, tuple[str, str]] = {
 
 
 def _listing(domain: str, symbol: str) -> Listing:
-    rng = _rng("yahoo-profile", symbol)
+    rng = seeded("yahoo-profile", symbol)
     sample = sample_fact(domain)
     default = (f"{domain.split('.')[0].capitalize()} Holdings Inc.", "Technology", "Software - Application")
     if sample is not None:
@@ -251,7 +243,7 @@ def _listing(domain: str, symbol: str) -> Listing:
 
 def revenue_usd(domain: str) -> float:
     """Simulated TTM revenue in USD: ~$0.5B for the smallest listed firm to ~$400B."""
-    return 10 ** (8.7 + 2.9 * size_quantile(domain)) * _rng("yahoo-revenue", domain).uniform(0.8, 1.25)
+    return 10 ** (8.7 + 2.9 * size_quantile(domain)) * seeded("yahoo-revenue", domain).uniform(0.8, 1.25)
 
 
 def _quote(listing: Listing) -> dict[str, Any]:
@@ -261,7 +253,7 @@ def _quote(listing: Listing) -> dict[str, Any]:
         "quoteType": "EQUITY",
         "symbol": listing.symbol,
         "index": "quotes",
-        "score": 20000.0 + _rng("yahoo-score", listing.symbol).randrange(100000),
+        "score": 20000.0 + seeded("yahoo-score", listing.symbol).randrange(100000),
         "typeDisp": "Equity",
         "longname": listing.name,
         "exchDisp": listing.exchange,
@@ -278,7 +270,7 @@ def _in(currency: str, usd: float) -> float:
 
 
 def _fundamentals(listing: Listing) -> dict[str, float]:
-    rng = _rng("yahoo-fundamentals", listing.symbol)
+    rng = seeded("yahoo-fundamentals", listing.symbol)
     revenue = revenue_usd(listing.domain)
     gross = rng.uniform(0.25, 0.82)
     operating = min(gross - 0.05, rng.uniform(-0.05, 0.4))
@@ -297,7 +289,7 @@ def _fundamentals(listing: Listing) -> dict[str, float]:
 
 def _info(listing: Listing, today: date) -> dict[str, Any]:
     f = _fundamentals(listing)
-    price = round(_rng("yahoo-price", listing.symbol).uniform(20, 600), 2)
+    price = round(seeded("yahoo-price", listing.symbol).uniform(20, 600), 2)
     return {
         "address1": "1 Main Street",
         "country": listing.country,
@@ -328,7 +320,7 @@ def _info(listing: Listing, today: date) -> dict[str, Any]:
 
 def _fiscal_year_ends(listing: Listing, today: date) -> list[date]:
     """The last `FISCAL_YEARS` fiscal year ends before `today`, latest first."""
-    month = _rng("yahoo-fiscal", listing.symbol).choice((3, 6, 9, 12, 12, 12))
+    month = seeded("yahoo-fiscal", listing.symbol).choice((3, 6, 9, 12, 12, 12))
     day = {3: 31, 6: 30, 9: 30, 12: 31}[month]
     year = today.year if date(today.year, month, day) < today else today.year - 1
     return [date(year - i, month, day) for i in range(FISCAL_YEARS)]
@@ -341,7 +333,7 @@ def _statement(listing: Listing, today: date) -> dict[str, dict[str, float]]:
     ttm = f["revenue"]
     latest = ttm / (1 + f["growth"] / 2)  # the TTM runs about half a year past the last fiscal year
     for years_back, period_end in enumerate(_fiscal_year_ends(listing, today)):
-        jitter = _rng("yahoo-statement", listing.symbol, period_end.isoformat())
+        jitter = seeded("yahoo-statement", listing.symbol, period_end.isoformat())
         revenue = latest / (1 + f["growth"]) ** years_back
         gross = revenue * min(0.95, f["gross"] + jitter.uniform(-0.02, 0.02))
         operating = revenue * (f["operating"] + jitter.uniform(-0.02, 0.02))

@@ -359,8 +359,8 @@ def test_money_and_ranges_print_like_the_providers() -> None:
     assert sandbox_apollo.printed(850_000) == "850K"
     assert sandbox_apollo.printed(10_600_000) == "10.6M"
     assert sandbox_apollo.printed(1_000_000_000) == "1B"
-    assert sandbox_clearbit.revenue_range(30e6) == "$10M-$50M"
-    assert sandbox_clearbit.revenue_range(20e9) == "$10B+"
-    assert sandbox_clearbit.employees_range(600) == "251-1K"
-    assert sandbox_clearbit.employees_range(250_000) == "100K+"
+    assert sandbox_clearbit.REVENUE_RANGES.label(30e6) == "$10M-$50M"
+    assert sandbox_clearbit.REVENUE_RANGES.label(20e9) == "$10B+"
+    assert sandbox_clearbit.EMPLOYEE_RANGES.label(600) == "251-1K"
+    assert sandbox_clearbit.EMPLOYEE_RANGES.label(250_000) == "100K+"
     assert json.loads(json.dumps(sandbox_clearbit.company_record(DOMAINS[0])))  # JSON-serialisable

@@ -34,7 +34,7 @@ from enrichment_pipeline.lib.providers.yahoo import (
 )
 from enrichment_pipeline.lib.sandbox import builtwith as sandbox_builtwith
 from enrichment_pipeline.lib.sandbox import explorium as sx
-from enrichment_pipeline.lib.sandbox.similarweb import size_quantile
+from enrichment_pipeline.lib.sandbox.shared import size_quantile
 from enrichment_pipeline.lib.sandbox.yahoo import SEARCH_ONLY, SandboxFinanceSource, revenue_usd
 from enrichment_pipeline.lib.settings import ProviderSettings
 from enrichment_pipeline.lib.warehouse import ResponseRow
