@@ -36,7 +36,7 @@ from enrichment_pipeline.lib.fetching import fresh_answers
 from enrichment_pipeline.lib.fields import filled_groups
 from enrichment_pipeline.lib.providers.base import Provider
 from enrichment_pipeline.lib.providers.registry import configured_providers
-from enrichment_pipeline.lib.settings import ProviderSettings, SettingsError
+from enrichment_pipeline.lib.settings import ProviderSettings, env_float
 from enrichment_pipeline.lib.warehouse import Warehouse, duckdb_path
 from enrichment_pipeline.lib.waterfall import Waterfall, load_waterfall
 
@@ -353,18 +353,8 @@ def estimate_url(
 
 
 def max_cost_usd(environ: Mapping[str, str] | None = None) -> float | None:
-    """`ENRICHMENT_MAX_COST_USD`: the most one run may cost (upper bound), None when unset."""
-    env = os.environ if environ is None else environ
-    raw = env.get(BUDGET_ENV, "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{BUDGET_ENV} must be a number of US dollars, not {raw!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise SettingsError(f"{BUDGET_ENV} must be a non-negative number of US dollars, not {raw!r}")
-    return value
+    """`ENRICHMENT_MAX_COST_USD`: the most one run may cost in US dollars (upper bound), None when unset."""
+    return env_float(os.environ if environ is None else environ, BUDGET_ENV, None)
 
 
 def enforce_budget(estimate: Estimate, environ: Mapping[str, str] | None = None) -> None:

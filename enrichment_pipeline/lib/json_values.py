@@ -14,8 +14,9 @@ from typing import Any
 
 
 def text(value: Any) -> str | None:
-    """A non-empty stripped string, else None (numbers are accepted as text; booleans are not)."""
-    if value is None or isinstance(value, bool):
+    """A non-empty stripped string, else None (numbers are accepted as text; booleans, objects
+    and arrays are not)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
     result = str(value).strip()
     return result or None

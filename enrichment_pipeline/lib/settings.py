@@ -6,6 +6,7 @@ into typed values, and turns bad values into one clear message.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -81,7 +82,8 @@ def env_float(env: Mapping[str, str], key: str, default: _Default) -> float | _D
 def _env_number(
     env: Mapping[str, str], key: str, default: _Default, parse: Callable[[str], _Number], kind: str
 ) -> _Number | _Default:
-    # Every numeric variable is read by this one rule: junk and negatives are a SettingsError naming it.
+    # Every numeric variable is read by this one rule: junk, NaN, infinity and negatives are a
+    # SettingsError naming the variable.
     raw = env.get(key, "").strip()
     if not raw:
         return default
@@ -89,6 +91,8 @@ def _env_number(
         value = parse(raw)
     except ValueError:
         raise SettingsError(f"{key} must be {kind}, not {raw!r}") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{key} must be {kind}, not {raw!r}")
     if value < 0:
         raise SettingsError(f"{key} must not be negative, not {raw!r}")
     return value

@@ -11,7 +11,17 @@ from enrichment_pipeline.lib.json_values import array, host, mapping, number, te
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(" Acme ", "Acme"), (42, "42"), ("", None), ("   ", None), (True, None), (None, None)],
+    [
+        (" Acme ", "Acme"),
+        (42, "42"),
+        (2.5, "2.5"),
+        ("", None),
+        ("   ", None),
+        (True, None),
+        (None, None),
+        (["x"], None),
+        ({"name": "x"}, None),
+    ],
 )
 def test_text(value: Any, expected: str | None) -> None:
     assert text(value) == expected

@@ -26,6 +26,8 @@ def test_values_are_read_with_spaces_around() -> None:
         (env_int, "-2", "N must not be negative, not '-2'"),
         (env_float, "fast", "N must be a number, not 'fast'"),
         (env_float, "-0.1", "N must not be negative, not '-0.1'"),
+        (env_float, "nan", "N must be a number, not 'nan'"),
+        (env_float, "inf", "N must be a number, not 'inf'"),
     ],
 )
 def test_junk_and_negatives_are_an_error_naming_the_variable(read: object, raw: str, message: str) -> None:
