@@ -29,6 +29,7 @@ from enrichment_pipeline.lib.domains import (
     read_domain_file,
 )
 from enrichment_pipeline.lib.partition_keys import contiguous_ranges
+from enrichment_pipeline.lib.providers.registry import configured_providers
 from enrichment_pipeline.lib.redaction import Redactor, shown
 from enrichment_pipeline.lib.warehouse import Warehouse, WarehouseError, duckdb_path
 
@@ -141,7 +142,7 @@ def _check_live_keys(mode: settings.Mode) -> None:
     """Live mode without keys: say up front what to set; refuse when no provider can be called."""
     if mode != "live":
         return
-    active, skipped = cost.configured_providers(mode)
+    active, skipped = configured_providers(mode)
     if not skipped:
         return
     wanted = ", ".join(f"{name.upper()}_API_KEY" for name in skipped)
@@ -310,7 +311,7 @@ def _due_domains(url: str, domains: list[str], mode: settings.Mode, *, force: bo
 
     if url.startswith("duckdb:") and not duckdb_path(url).exists():
         return list(domains), 0
-    providers, _ = cost.configured_providers(mode)
+    providers, _ = configured_providers(mode)
     now = datetime.now(UTC)
     with Warehouse.open(url, read_only=url.startswith("duckdb:")) as wh:
         needs = cost.domain_needs(wh, domains, now, mode, providers, load_waterfall())

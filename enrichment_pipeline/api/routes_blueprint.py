@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from enrichment_pipeline.api.problems import ApiProblem, problem_doc
 from enrichment_pipeline.api.security import read_writer, reader
-from enrichment_pipeline.lib import blueprint, cost, settings
+from enrichment_pipeline.lib import blueprint, settings
 from enrichment_pipeline.lib.api_keys import ApiKey
 from enrichment_pipeline.lib.domains import InvalidDomain, normalize_domain
+from enrichment_pipeline.lib.providers.registry import configured_providers
 from enrichment_pipeline.lib.scoring.loader import ModelError, load_model, parse_model
 from enrichment_pipeline.lib.scoring.model import IcpModel
 from enrichment_pipeline.lib.waterfall import load_waterfall
@@ -64,7 +65,7 @@ class _Cache:
 
 def _providers() -> dict[str, blueprint.ProviderFacts]:
     facts = {}
-    for provider, provider_settings in cost.configured_providers(settings.enrichment_mode())[0]:
+    for provider, provider_settings in configured_providers(settings.enrichment_mode())[0]:
         try:
             calls = max(1, len(provider.requests_for("example.com")))
         except Exception:  # batch-only providers: one call covers the domain

@@ -1,6 +1,6 @@
 """Resources: one per outside system (the warehouse, the providers)."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import dagster as dg
@@ -9,7 +9,7 @@ import httpx
 from enrichment_pipeline.lib import settings
 from enrichment_pipeline.lib.http_policy import ProviderStats
 from enrichment_pipeline.lib.providers.base import Provider
-from enrichment_pipeline.lib.providers.registry import PROVIDER_NAMES, build_provider
+from enrichment_pipeline.lib.providers.registry import configured_providers
 from enrichment_pipeline.lib.sandbox.transport import sandbox_transport
 from enrichment_pipeline.lib.settings import ProviderSettings
 from enrichment_pipeline.lib.warehouse import Warehouse
@@ -67,15 +67,7 @@ class ProvidersResource(dg.ConfigurableResource):
 
     def setup(self, transport: httpx.AsyncBaseTransport | None = None) -> ProviderSetup:
         mode = settings.enrichment_mode({"ENRICHMENT_MODE": self.mode} if self.mode else None)
-        active: list[tuple[Provider, ProviderSettings]] = []
-        skipped: dict[str, str] = {}
-        for name in self.providers or settings.enabled_providers(PROVIDER_NAMES):
-            provider = build_provider(name)
-            provider_settings = ProviderSettings.from_env(provider, mode)
-            if mode == "live" and provider.needs_key and not provider_settings.api_key:
-                skipped[name] = f"no {name.upper()}_API_KEY set"
-                continue
-            active.append((provider, provider_settings))
+        active, skipped = configured_providers(mode, self.providers)
         if transport is None and mode == "sandbox":
             transport = sandbox_transport(epoch=self.sandbox_epoch or settings.sandbox_epoch())
         return ProviderSetup(mode=mode, active=active, skipped=skipped, transport=transport)
@@ -90,7 +82,3 @@ class ProgressReporter:
 
     def update(self, done: int, total: int) -> None:
         return None
-
-
-def names(items: Sequence[tuple[Provider, ProviderSettings]]) -> list[str]:
-    return [p.name for p, _ in items]

@@ -15,8 +15,8 @@ Calls are requests as sent once: batch providers put `batch_size` domains in a
 call (`ceil(n / batch_size)` calls, times their endpoints for multi-call bulk
 flows such as Explorium's match + enrichments); per-domain providers make one
 call per endpoint the cache lacks. Retries, SimilarWeb's one country fallback
-and rate-limit pauses can add calls; Yahoo's ticker search is counted at its
-worst case (search + every candidate + the statement).
+and rate-limit pauses can add calls; a provider whose calls depend on its
+answers (Yahoo's ticker search) says its own range (`Provider.call_range`).
 
 Pure Python over the `Warehouse` API, no Dagster: the CLI, the raw asset and
 the stale re-enrich schedule all use it.
@@ -35,9 +35,8 @@ from enrichment_pipeline.lib import settings
 from enrichment_pipeline.lib.fetching import fresh_answers
 from enrichment_pipeline.lib.fields import filled_groups
 from enrichment_pipeline.lib.providers.base import Provider
-from enrichment_pipeline.lib.providers.registry import PROVIDER_NAMES, build_provider
-from enrichment_pipeline.lib.providers.yahoo import TICKER, Yahoo
-from enrichment_pipeline.lib.settings import ProviderSettings, SettingsError
+from enrichment_pipeline.lib.providers.registry import configured_providers
+from enrichment_pipeline.lib.settings import ProviderSettings, env_float
 from enrichment_pipeline.lib.warehouse import Warehouse, duckdb_path
 from enrichment_pipeline.lib.waterfall import Waterfall, load_waterfall
 
@@ -48,7 +47,6 @@ __all__ = [
     "Need",
     "ProviderEstimate",
     "cache_state",
-    "configured_providers",
     "domain_needs",
     "enforce_budget",
     "estimate",
@@ -119,11 +117,6 @@ class ProviderEstimate:
         left = self.quota_left
         return left is None or self.calls_max <= left
 
-    @property
-    def upper_bound_only(self) -> bool:
-        """Below level 0: the real number depends on what the higher providers answer."""
-        return self.calls_min != self.calls_max
-
 
 @dataclass(frozen=True)
 class Estimate:
@@ -155,10 +148,6 @@ class Estimate:
                 return p
         raise KeyError(name)
 
-    def over_quota(self) -> list[str]:
-        """Providers whose upper-bound calls exceed what is left of today's quota."""
-        return [p.provider for p in self.providers if not p.within_quota]
-
     def summary(self) -> dict[str, Any]:
         """JSON-able, for run metadata and logs."""
         return {
@@ -181,23 +170,6 @@ class Estimate:
 # -- inputs -----------------------------------------------------------------------------------------------
 
 
-def configured_providers(
-    mode: settings.Mode, environ: Mapping[str, str] | None = None
-) -> tuple[list[tuple[Provider, ProviderSettings]], dict[str, str]]:
-    """The providers a run would call, as `ProvidersResource.setup` picks them (no transport)."""
-    env = os.environ if environ is None else environ
-    active: list[tuple[Provider, ProviderSettings]] = []
-    skipped: dict[str, str] = {}
-    for name in settings.enabled_providers(PROVIDER_NAMES, env):
-        provider = build_provider(name, env)
-        provider_settings = ProviderSettings.from_env(provider, mode, env)
-        if mode == "live" and provider.needs_key and not provider_settings.api_key:
-            skipped[name] = f"no {name.upper()}_API_KEY set"
-            continue
-        active.append((provider, provider_settings))
-    return active, skipped
-
-
 def cache_state(
     warehouse: Warehouse | None, provider: str, domains: Sequence[str], mode: str, now: datetime
 ) -> tuple[set[tuple[str, str]], dict[str, dict[str, Any]]]:
@@ -206,19 +178,6 @@ def cache_state(
     if warehouse is None:
         return set(), {}
     return fresh_answers(warehouse.query, provider, list(dict.fromkeys(domains)), mode, now)
-
-
-def _domain_calls(provider: Provider, domain: str, fresh: Collection[tuple[str, str]]) -> tuple[int, int]:
-    """(min, max) calls a per-domain provider makes for one domain the cache does not fully answer."""
-    missing = [e for e in provider.endpoints(domain) if (e, domain) not in fresh]
-    if isinstance(provider, Yahoo):
-        # The ticker comes from the map for free, else from a search whose candidates are each
-        # checked with an info call (the confirmed one's info is reused), then the statement.
-        if provider.tickers.get(domain) is not None:
-            paid = [e for e in missing if e != TICKER]
-            return min(1, len(paid)), len(paid)
-        return 1, 2 + provider.max_candidates
-    return len(missing), len(missing)
 
 
 def plan_needs(
@@ -252,7 +211,9 @@ def plan_needs(
         for level in range(levels):
             wanted = active - called if waterfall is None else waterfall.wanted(level, filled, called, active)
             for name in sorted(wanted):
-                low, high = _domain_calls(by_name[name], domain, fresh.get(name, ()))
+                provider, provider_fresh = by_name[name], fresh.get(name, ())
+                missing = [e for e in provider.endpoints(domain) if (e, domain) not in provider_fresh]
+                low, high = provider.call_range(domain, missing)
                 needs[name] = Need(certain=level == 0, calls_min=low, calls_max=high)
             called |= wanted
         out[domain] = needs
@@ -392,18 +353,8 @@ def estimate_url(
 
 
 def max_cost_usd(environ: Mapping[str, str] | None = None) -> float | None:
-    """`ENRICHMENT_MAX_COST_USD`: the most one run may cost (upper bound), None when unset."""
-    env = os.environ if environ is None else environ
-    raw = env.get(BUDGET_ENV, "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{BUDGET_ENV} must be a number of US dollars, not {raw!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise SettingsError(f"{BUDGET_ENV} must be a non-negative number of US dollars, not {raw!r}")
-    return value
+    """`ENRICHMENT_MAX_COST_USD`: the most one run may cost in US dollars (upper bound), None when unset."""
+    return env_float(os.environ if environ is None else environ, BUDGET_ENV, None)
 
 
 def enforce_budget(estimate: Estimate, environ: Mapping[str, str] | None = None) -> None:

@@ -34,8 +34,8 @@ from typing import Any
 import httpx
 
 from enrichment_pipeline.lib.fields import filled_groups
-from enrichment_pipeline.lib.http_policy import CallResult, ProviderClient, ProviderStats, QuotaLedger
-from enrichment_pipeline.lib.providers.base import Emit, Provider
+from enrichment_pipeline.lib.http_policy import ProviderClient, ProviderStats, QuotaLedger
+from enrichment_pipeline.lib.providers.base import CallResult, Emit, Provider
 from enrichment_pipeline.lib.redaction import Redactor
 from enrichment_pipeline.lib.settings import ProviderSettings
 from enrichment_pipeline.lib.staging import answer_problem

@@ -42,6 +42,7 @@ from tenacity.wait import wait_random_exponential
 
 from enrichment_pipeline.lib.providers.base import (
     Auth,
+    CallResult,
     Interpretation,
     Provider,
     ProviderRequest,
@@ -113,20 +114,6 @@ class ProviderStats:
             "wait_p50_ms": self.percentile(0.50, self.waits_ms),
             "wait_p95_ms": self.percentile(0.95, self.waits_ms),
         }
-
-
-@dataclass(frozen=True)
-class CallResult:
-    """The final word on one provider request, after retries and fallbacks."""
-
-    status: Status
-    http_status: int | None
-    payload: Any
-    detail: str | None
-    attempts: int
-    latency_ms: float  # the HTTP round trips of the attempts sent, nothing else
-    cost: float
-    wait_ms: float = 0.0  # waited for a rate-limit slot or a provider's pause before sending
 
 
 @dataclass

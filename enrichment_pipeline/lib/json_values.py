@@ -8,13 +8,15 @@ None, so every provider module reads payloads by one rule.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 
 def text(value: Any) -> str | None:
-    """A non-empty stripped string, else None (numbers are accepted as text; booleans are not)."""
-    if value is None or isinstance(value, bool):
+    """A non-empty stripped string, else None (numbers are accepted as text; booleans, objects
+    and arrays are not)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
     result = str(value).strip()
     return result or None
@@ -34,3 +36,17 @@ def number(value: Any) -> float | None:
 def mapping(value: Any) -> Mapping[str, Any]:
     """The value if it is a JSON object, else an empty one."""
     return value if isinstance(value, Mapping) else {}
+
+
+def array(value: Any) -> list[Any]:
+    """The value if it is a JSON array, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
+def host(value: Any) -> str | None:
+    """The lower-case host of a URL or bare domain (scheme, port, path and query dropped), else None."""
+    found = text(value)
+    if found is None:
+        return None
+    found = re.sub(r"^[a-z][a-z0-9+.-]*://", "", found.lower())
+    return re.split(r"[/?#:]", found, maxsplit=1)[0].rstrip(".") or None

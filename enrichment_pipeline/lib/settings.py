@@ -6,15 +6,18 @@ into typed values, and turns bad values into one clear message.
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from enrichment_pipeline.lib.providers.base import Provider
 
 Mode = Literal["sandbox", "live"]
+_Default = TypeVar("_Default")
+_Number = TypeVar("_Number", int, float)
 
 # Sandbox providers answer in microseconds; a high default keeps `make run`
 # quick while still sending every call through the limiter.
@@ -35,7 +38,7 @@ def enrichment_mode(environ: Mapping[str, str] | None = None) -> Mode:
 
 def sandbox_epoch(environ: Mapping[str, str] | None = None) -> int:
     env = os.environ if environ is None else environ
-    epoch = _number(env, "SANDBOX_EPOCH", 1, integer=True)
+    epoch = env_int(env, "SANDBOX_EPOCH", 1)
     if epoch < 1:
         raise SettingsError("SANDBOX_EPOCH must be 1 or more")
     return epoch
@@ -66,22 +69,37 @@ def warehouse_url(environ: Mapping[str, str] | None = None, base_dir: Path | Non
     return f"duckdb:///{(base_dir or Path.cwd()) / 'data' / name}"
 
 
-def _number(env: Mapping[str, str], key: str, default: float | None, *, integer: bool = False):
+def env_int(env: Mapping[str, str], key: str, default: _Default) -> int | _Default:
+    """`key` as a whole number of 0 or more; `default` when unset or blank."""
+    return _env_number(env, key, default, int, "a whole number")
+
+
+def env_float(env: Mapping[str, str], key: str, default: _Default) -> float | _Default:
+    """`key` as a number of 0 or more; `default` when unset or blank."""
+    return _env_number(env, key, default, float, "a number")
+
+
+def _env_number(
+    env: Mapping[str, str], key: str, default: _Default, parse: Callable[[str], _Number], kind: str
+) -> _Number | _Default:
+    # Every numeric variable is read by this one rule: junk, NaN, infinity and negatives are a
+    # SettingsError naming the variable.
     raw = env.get(key, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw) if integer else float(raw)
+        value = parse(raw)
     except ValueError:
-        kind = "a whole number" if integer else "a number"
         raise SettingsError(f"{key} must be {kind}, not {raw!r}") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{key} must be {kind}, not {raw!r}")
     if value < 0:
         raise SettingsError(f"{key} must not be negative, not {raw!r}")
     return value
 
 
 def _positive(env: Mapping[str, str], key: str, default: float) -> float:
-    value = _number(env, key, default)
+    value = env_float(env, key, default)
     if value == 0:
         raise SettingsError(f"{key} must be more than 0")
     return value
@@ -123,23 +141,21 @@ class ProviderSettings:
         if mode == "sandbox" and key is None:
             # The simulator checks that a key is sent, like the real APIs do.
             key = f"sandbox-{provider.name}-key"
-        rps = _number(env, f"{p}_RPS", default_rps)
+        rps = env_float(env, f"{p}_RPS", default_rps)
         return cls(
             name=provider.name,
             base_url=(env.get(f"{p}_BASE_URL", "").strip() or provider.default_base_url).rstrip("/"),
             api_key=key,
             rps=rps or None,
-            daily_quota=_number(env, f"{p}_DAILY_QUOTA", provider.default_daily_quota, integer=True),
-            cost_per_call=_number(env, f"{p}_COST_PER_CALL", provider.default_cost_per_call),
-            concurrency=max(1, _number(env, f"{p}_CONCURRENCY", 16, integer=True)),
-            max_attempts=max(1, _number(env, f"{p}_MAX_ATTEMPTS", 4, integer=True)),
+            daily_quota=env_int(env, f"{p}_DAILY_QUOTA", provider.default_daily_quota),
+            cost_per_call=env_float(env, f"{p}_COST_PER_CALL", provider.default_cost_per_call),
+            concurrency=max(1, env_int(env, f"{p}_CONCURRENCY", 16)),
+            max_attempts=max(1, env_int(env, f"{p}_MAX_ATTEMPTS", 4)),
             connect_timeout_s=_positive(env, f"{p}_CONNECT_TIMEOUT_S", cls.connect_timeout_s),
             read_timeout_s=_positive(env, f"{p}_READ_TIMEOUT_S", cls.read_timeout_s),
             pool_timeout_s=_positive(env, f"{p}_POOL_TIMEOUT_S", cls.pool_timeout_s),
             attempt_deadline_s=_positive(env, f"{p}_ATTEMPT_DEADLINE_S", cls.attempt_deadline_s),
             max_response_bytes=int(_positive(env, f"{p}_MAX_RESPONSE_BYTES", cls.max_response_bytes)),
-            breaker_failures=max(
-                1, _number(env, f"{p}_BREAKER_FAILURES", cls.breaker_failures, integer=True)
-            ),
-            breaker_cooldown_s=_number(env, f"{p}_BREAKER_COOLDOWN_S", cls.breaker_cooldown_s),
+            breaker_failures=max(1, env_int(env, f"{p}_BREAKER_FAILURES", cls.breaker_failures)),
+            breaker_cooldown_s=env_float(env, f"{p}_BREAKER_COOLDOWN_S", cls.breaker_cooldown_s),
         )

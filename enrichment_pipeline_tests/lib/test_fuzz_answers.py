@@ -22,9 +22,15 @@ from hypothesis import strategies as st
 
 from enrichment_pipeline.lib import staging
 from enrichment_pipeline.lib.fetching import _readable
-from enrichment_pipeline.lib.http_policy import CallResult, _decode, _default_reading, _Final
+from enrichment_pipeline.lib.http_policy import _decode, _default_reading, _Final
 from enrichment_pipeline.lib.providers.apollo import BULK_ENRICH_PATH, ENRICH_PATH, Apollo
-from enrichment_pipeline.lib.providers.base import STATUSES, Interpretation, Provider, ProviderRequest
+from enrichment_pipeline.lib.providers.base import (
+    STATUSES,
+    CallResult,
+    Interpretation,
+    Provider,
+    ProviderRequest,
+)
 from enrichment_pipeline.lib.providers.builtwith import BuiltWith
 from enrichment_pipeline.lib.providers.clearbit import COMPANY_PATH, Clearbit
 from enrichment_pipeline.lib.providers.explorium import FIRMOGRAPHICS_PATH, MATCH_PATH, Explorium

@@ -24,12 +24,12 @@ from hypothesis import strategies as st
 
 from enrichment_pipeline.lib.http_policy import (
     CONNECTIONS_PER_CLIENT,
-    CallResult,
     CircuitBreaker,
     ProviderClient,
     ProviderStats,
     parse_retry_after,
 )
+from enrichment_pipeline.lib.providers.base import CallResult
 from enrichment_pipeline.lib.redaction import MASK, Redactor
 from enrichment_pipeline.lib.warehouse import Warehouse
 from enrichment_pipeline_tests.conftest import (

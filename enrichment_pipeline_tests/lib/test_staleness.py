@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from enrichment_pipeline.lib import cost, staleness
+from enrichment_pipeline.lib import staleness
 from enrichment_pipeline.lib.cost import Need
+from enrichment_pipeline.lib.providers.registry import configured_providers
 from enrichment_pipeline.lib.warehouse import Warehouse
 from enrichment_pipeline_tests.conftest import response_row
 
@@ -68,7 +69,7 @@ def test_unfetched_and_counts(filled: Warehouse) -> None:
 
 # --------------------------------------------------------------------------- plan_refresh
 
-BUILTWITH = cost.configured_providers("sandbox", {"ENRICHMENT_PROVIDERS": "builtwith,apollo"})[0]
+BUILTWITH = configured_providers("sandbox", environ={"ENRICHMENT_PROVIDERS": "builtwith,apollo"})[0]
 CALL = {"builtwith": Need(True, 1, 1)}
 FREE: dict = {}
 

@@ -25,15 +25,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from enrichment_pipeline.lib.http_policy import CallResult
+from enrichment_pipeline.lib.json_values import array as _array
+from enrichment_pipeline.lib.json_values import host as _host
+from enrichment_pipeline.lib.json_values import mapping as _mapping
 from enrichment_pipeline.lib.json_values import number as _number
 from enrichment_pipeline.lib.json_values import text as _text
 from enrichment_pipeline.lib.providers.base import (
     Auth,
-    Emit,
+    CallResult,
     Fetched,
+    FetchJob,
     Interpretation,
     Provider,
     ProviderRequest,
@@ -47,9 +50,6 @@ from enrichment_pipeline.lib.units import (
     industry_from_text,
     money_range,
 )
-
-if TYPE_CHECKING:
-    from enrichment_pipeline.lib.http_policy import ProviderClient
 
 ENRICH_PATH = "/api/v1/organizations/enrich"
 BULK_ENRICH_PATH = "/api/v1/organizations/bulk_enrich"
@@ -135,32 +135,19 @@ class Apollo(Provider):
         """Apollo takes the key in the ``x-api-key`` header."""
         return Auth(headers={"x-api-key": api_key})
 
-    async def fetch_domains(
-        self,
-        client: ProviderClient,
-        domains: list[str],
-        missing: Callable[[str, str], bool],
-        emit: Emit | None = None,
-    ) -> Fetched:
-        """ceil(N / 10) calls for N uncached domains: bulk calls, or the single call for a lone domain.
+    async def fetch_batch(self, job: FetchJob, domains: list[str]) -> Fetched:
+        """One call for up to ten uncached domains: a bulk call, or the single call for a lone domain.
 
         The policy retries a failing bulk call as a whole; whatever it ends with
         is given to each domain of that batch only (see `split_bulk`).
         """
-        fetched: Fetched = {domain: [] for domain in domains}
-        wanted = [d for d in domains if missing(ORGANIZATION_ENDPOINT, d)]
-        for start in range(0, len(wanted), BULK_LIMIT):
-            batch = wanted[start : start + BULK_LIMIT]
-            if len(batch) == 1:
-                result = await client.fetch(self.requests_for(batch[0])[0])
-                answers = {batch[0]: result}
-            else:
-                answers = split_bulk(batch, await client.fetch(self.bulk_request(batch)))
-            for domain, per_domain in answers.items():
-                fetched[domain] = [(ORGANIZATION_ENDPOINT, per_domain)]
-                if emit is not None:
-                    emit(domain, ORGANIZATION_ENDPOINT, per_domain)
-        return fetched
+        if len(domains) == 1:
+            answers = {domains[0]: await job.client.fetch(self.requests_for(domains[0])[0])}
+        else:
+            answers = split_bulk(domains, await job.client.fetch(self.bulk_request(domains)))
+        for domain, per_domain in answers.items():
+            job.tell(domain, ORGANIZATION_ENDPOINT, per_domain)
+        return {domain: [(ORGANIZATION_ENDPOINT, per_domain)] for domain, per_domain in answers.items()}
 
     def interpret(self, request: ProviderRequest, http_status: int, body: Any) -> Interpretation | None:
         """Empty single answers are not_found; bulk answers must say success; 422 carries Apollo's reason."""
@@ -267,12 +254,11 @@ def split_bulk(domains: Sequence[str], result: CallResult) -> dict[str, CallResu
 
 def organizations_by_domain(body: Any) -> dict[str, Mapping[str, Any]]:
     """A bulk answer's organizations keyed by normalized ``primary_domain`` (else website host)."""
-    organizations = body.get("organizations") if isinstance(body, Mapping) else None
     found: dict[str, Mapping[str, Any]] = {}
-    for organization in organizations if isinstance(organizations, list) else []:
+    for organization in _array(_mapping(body).get("organizations")):
         if not isinstance(organization, Mapping):
             continue
-        key = _text(organization.get("primary_domain")) or _host(_text(organization.get("website_url")))
+        key = _text(organization.get("primary_domain")) or _host(organization.get("website_url"))
         if key:
             found.setdefault(apollo_domain(key), organization)
     return found
@@ -297,7 +283,7 @@ def organization_fields(organization: Mapping[str, Any]) -> dict[str, Any]:
         industries = [organization.get("industry")]
         for key in ("industries", "secondary_industries"):
             value = organization.get(key)
-            industries += value if isinstance(value, list) else []
+            industries += _array(value)
         industry = industry_from_text(*(_text(i) for i in industries))
     out.update(industry_fields(industry))
 
@@ -347,10 +333,9 @@ def _first(read: Callable[[Any], Any], codes: Any) -> Any:
 
 def technology_names(organization: Mapping[str, Any]) -> list[str]:
     """``technology_names``, else ``current_technologies[].name``, in BuiltWith's spelling, once each."""
-    raw = organization.get("technology_names")
-    if not isinstance(raw, list) or not raw:
-        current = organization.get("current_technologies")
-        raw = [t.get("name") for t in current if isinstance(t, Mapping)] if isinstance(current, list) else []
+    raw = _array(organization.get("technology_names")) or [
+        t.get("name") for t in _array(organization.get("current_technologies")) if isinstance(t, Mapping)
+    ]
     names: list[str] = []
     for value in raw:
         name = _text(value)
@@ -402,10 +387,3 @@ def _header_number(headers: Mapping[str, str], names: Sequence[str]) -> float | 
 def _until_next(now: float, window_s: float) -> float:
     """Seconds until the next clock-aligned window starts, plus the margin."""
     return window_s - (now % window_s) + _WINDOW_MARGIN_S
-
-
-def _host(url: str | None) -> str | None:
-    if not url:
-        return None
-    host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-    return host or None

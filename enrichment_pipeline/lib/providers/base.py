@@ -1,4 +1,4 @@
-"""What every provider module supplies to the shared HTTP policy.
+"""What every provider module supplies to the shared HTTP policy, and what it gets back.
 
 A provider describes *what* to ask (requests per domain), *how* its key is
 attached and *what an answer means*. Everything about *how* to call — retries,
@@ -9,15 +9,12 @@ rate limits, quota, circuit breaker, cache, redaction, accounting — lives in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from enrichment_pipeline.lib.redaction import MASK, hide_header_values
-
-if TYPE_CHECKING:
-    from enrichment_pipeline.lib.http_policy import CallResult, ProviderClient
 
 Status = Literal[
     "ok",
@@ -64,13 +61,6 @@ class Transient(Exception):
     """A library call failed in a way worth retrying (rate limited, empty answer, bad crumb)."""
 
 
-# What a provider's fetch gives back: per domain, (endpoint, result) pairs.
-Fetched = dict[str, list[tuple[str, "CallResult"]]]
-# Told each final (domain, endpoint, result) as soon as it is known, so the fetcher can make
-# it durable before the provider's other calls for the domain are done.
-Emit = Callable[[str, str, "CallResult"], None]
-
-
 @dataclass(frozen=True)
 class Interpretation:
     """What a provider makes of one HTTP answer."""
@@ -80,6 +70,52 @@ class Interpretation:
     detail: str | None = None  # short human-readable reason, never containing a secret
     # One follow-up call instead of this answer (e.g. SimilarWeb country=world after a 403).
     fallback: ProviderRequest | None = None
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """The final word on one provider request, after retries and fallbacks."""
+
+    status: Status
+    http_status: int | None
+    payload: Any
+    detail: str | None
+    attempts: int
+    latency_ms: float  # the HTTP round trips of the attempts sent, nothing else
+    cost: float
+    wait_ms: float = 0.0  # waited for a rate-limit slot or a provider's pause before sending
+
+
+# What a provider's fetch gives back: per domain, (endpoint, result) pairs.
+Fetched = dict[str, list[tuple[str, CallResult]]]
+# Told each final (domain, endpoint, result) as soon as it is known, so the fetcher can make
+# it durable before the provider's other calls for the domain are done.
+Emit = Callable[[str, str, CallResult], None]
+
+
+class Caller(Protocol):
+    """Sends one request under the shared HTTP policy (`http_policy.ProviderClient`)."""
+
+    async def fetch(self, request: ProviderRequest) -> CallResult: ...
+
+
+@dataclass(frozen=True)
+class FetchJob:
+    """One `fetch_domains` call as a provider's flow sees it: the client every call goes
+    through, which (endpoint, domain) answers the cache lacks, and who is told each answer."""
+
+    client: Caller
+    missing: Callable[[str, str], bool]
+    emit: Emit | None = None
+
+    def wanted(self, domain: str, endpoints: Iterable[str]) -> list[str]:
+        """The endpoints of `domain` the cache lacks, in the given order."""
+        return [e for e in endpoints if self.missing(e, domain)]
+
+    def tell(self, domain: str, endpoint: str, result: CallResult) -> None:
+        """Hand a final answer over as soon as it is known (it must also be the one returned)."""
+        if self.emit is not None:
+            self.emit(domain, endpoint, result)
 
 
 @dataclass(frozen=True)
@@ -144,29 +180,50 @@ class Provider(ABC):
         """The stored answers (raw.provider_responses rows) one domain needs."""
         return [r.endpoint for r in self.requests_for(domain)]
 
+    def call_range(self, domain: str, missing: Sequence[str]) -> tuple[int, int]:
+        """(fewest, most) calls for a domain whose `missing` endpoints the cache lacks.
+
+        One call per missing endpoint; a flow that decides its calls from answers says
+        otherwise. Only the cost estimate asks (`lib/cost.py`); bulk providers are counted
+        per batch there instead.
+        """
+        return len(missing), len(missing)
+
     async def fetch_domains(
         self,
-        client: ProviderClient,
+        client: Caller,
         domains: list[str],
         missing: Callable[[str, str], bool],
         emit: Emit | None = None,
     ) -> Fetched:
         """Fetch what `missing(endpoint, domain)` says is not cached.
 
-        The default makes one call per request; bulk providers override this to
-        put many domains in one call (each call still goes through `client`).
-        Each final result may also be given to `emit` as soon as it is known (it
-        must then be the one returned for that domain and endpoint).
+        Every domain gets an entry (empty when the cache answers it all); the others go
+        to `fetch_batch`, `batch_size` at a time. Each final result may also be given to
+        `emit` as soon as it is known (it must then be the one returned for that domain
+        and endpoint).
+        """
+        job = FetchJob(client, missing, emit)
+        fetched: Fetched = {domain: [] for domain in domains}
+        needy = [d for d in dict.fromkeys(domains) if job.wanted(d, self.endpoints(d))]
+        for start in range(0, len(needy), self.batch_size):
+            fetched.update(await self.fetch_batch(job, needy[start : start + self.batch_size]))
+        return fetched
+
+    async def fetch_batch(self, job: FetchJob, domains: list[str]) -> Fetched:
+        """Up to `batch_size` domains, each lacking some answer.
+
+        The default makes one call per request the cache lacks; bulk providers override
+        this to put many domains in one call (each call still goes through `job.client`).
         """
         fetched: Fetched = {}
         for domain in domains:
             results = fetched[domain] = []
             for request in self.requests_for(domain):
-                if missing(request.endpoint, domain):
-                    result = await client.fetch(request)
+                if job.missing(request.endpoint, domain):
+                    result = await job.client.fetch(request)
                     results.append((request.endpoint, result))
-                    if emit is not None:
-                        emit(domain, request.endpoint, result)
+                    job.tell(domain, request.endpoint, result)
         return fetched
 
     def extract(self, domain: str, payloads: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
+from enrichment_pipeline.lib.json_values import array as _array
 from enrichment_pipeline.lib.json_values import mapping as _mapping
 from enrichment_pipeline.lib.json_values import number as _number
 from enrichment_pipeline.lib.json_values import text as _text
@@ -169,7 +170,7 @@ def _interpret_errors(errors: list[Mapping[str, Any]], body: Mapping[str, Any]) 
 def last_indexed(payload: Mapping[str, Any]) -> datetime | None:
     """When BuiltWith last crawled the site: the result's ``LastIndexed``, else its paths', else None."""
     found: list[datetime] = []
-    for result in _list(payload.get("Results")):
+    for result in _array(payload.get("Results")):
         if not isinstance(result, Mapping):
             continue
         when = _from_epoch(result.get("LastIndexed"), millis=True)
@@ -177,7 +178,7 @@ def last_indexed(payload: Mapping[str, Any]) -> datetime | None:
             found.append(when)
             continue
         inner = _mapping(result.get("Result"))
-        for path in _list(inner.get("Paths")):
+        for path in _array(inner.get("Paths")):
             when = _from_epoch(_mapping(path).get("LastIndexed"), millis=True)
             if when is not None:
                 found.append(when)
@@ -211,7 +212,7 @@ def technologies_from_domain_api(
         row = {
             "domain": domain,
             "technology": name,
-            "tag": _str_or_none(tech.get("Tag")),
+            "tag": _name(tech.get("Tag")),
             "categories": _categories(tech.get("Categories")),
             "first_detected": _from_epoch(tech.get("FirstDetected"), millis=True),
             "last_detected": _from_epoch(tech.get("LastDetected"), millis=True),
@@ -247,7 +248,7 @@ def domain_api_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
     technology spend, USD). Zeros and empty strings mean unknown and are left out.
     """
     out: dict[str, Any] = {}
-    for result in _list(payload.get("Results")):
+    for result in _array(payload.get("Results")):
         if not isinstance(result, Mapping):
             continue
         meta = _mapping(result.get("Meta"))
@@ -279,14 +280,6 @@ def _is_version_of(name: str, parent: str) -> bool:
     return name.lower().startswith(parent.lower()) and bool(_VERSION_SUFFIX.match(name[len(parent) :]))
 
 
-def _name(value: Any) -> str | None:
-    return value.strip()[:200] or None if isinstance(value, str) else None
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def groups_from_free_api(domain: str, payload: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per group and per category ("group/category") from a Free API answer (no I/O).
 
@@ -295,17 +288,17 @@ def groups_from_free_api(domain: str, payload: Mapping[str, Any]) -> list[dict[s
     Domain API's milliseconds.
     """
     rows: list[dict[str, Any]] = []
-    for group in _list(payload.get("groups")):
+    for group in _array(payload.get("groups")):
         if not isinstance(group, Mapping):
             continue
-        group_name = str(group.get("name") or "").strip()
+        group_name = _text(group.get("name"))
         if not group_name:
             continue
         rows.append(_group_row(domain, group_name, group))
-        for category in _list(group.get("categories")):
+        for category in _array(group.get("categories")):
             if not isinstance(category, Mapping):
                 continue
-            category_name = str(category.get("name") or "").strip()
+            category_name = _text(category.get("name"))
             if category_name:
                 rows.append(_group_row(domain, f"{group_name}/{category_name}", category))
     return rows
@@ -324,17 +317,17 @@ def _group_row(domain: str, group: str, item: Mapping[str, Any]) -> dict[str, An
 
 def _iter_technologies(payload: Mapping[str, Any]) -> Iterable[tuple[str, Mapping[str, Any]]]:
     """(path, technology) pairs from Results[].Result.Paths[].Technologies[], skipping junk."""
-    for result in _list(payload.get("Results")):
+    for result in _array(payload.get("Results")):
         if not isinstance(result, Mapping):
             continue
         inner = result.get("Result")
         if not isinstance(inner, Mapping):
             continue
-        for path in _list(inner.get("Paths")):
+        for path in _array(inner.get("Paths")):
             if not isinstance(path, Mapping):
                 continue
             where = _path_label(path)
-            for tech in _list(path.get("Technologies")):
+            for tech in _array(path.get("Technologies")):
                 if isinstance(tech, Mapping):
                     yield where, tech
 
@@ -350,13 +343,11 @@ def _path_label(path: Mapping[str, Any]) -> str:
 
 def _categories(value: Any) -> list[str]:
     """Categories as strings; older answers used ``[{"Name": ...}]`` objects, accept both."""
-    if not isinstance(value, list):
-        return []
     out: list[str] = []
-    for item in value:
-        name = item.get("Name") if isinstance(item, Mapping) else item
-        if isinstance(name, str) and name.strip() and name.strip() not in out:
-            out.append(name.strip())
+    for item in _array(value):
+        name = _text(item.get("Name") if isinstance(item, Mapping) else item)
+        if name and name not in out:
+            out.append(name)
     return out
 
 
@@ -385,7 +376,8 @@ def _yes(value: Any) -> bool:
     return isinstance(value, str | int) and str(value).strip().lower() in {"yes", "true", "1"}
 
 
-def _str_or_none(value: Any) -> str | None:
+def _name(value: Any) -> str | None:
+    """A name or tag as text, cut to 200 characters."""
     text = _text(value)
     return text[:200] if text else None
 

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from enrichment_pipeline.lib.json_values import array as _array
 from enrichment_pipeline.lib.json_values import mapping as _mapping
 from enrichment_pipeline.lib.json_values import number as _number
 from enrichment_pipeline.lib.json_values import text as _text
@@ -211,10 +212,8 @@ def technology_name(slug: str) -> str:
 
 def technology_names(value: Any) -> list[str]:
     """Display names for a ``tech`` list, de-duplicated, in Clearbit's order."""
-    if not isinstance(value, list):
-        return []
     names: list[str] = []
-    for slug in value:
+    for slug in _array(value):
         if isinstance(slug, str) and slug.strip():
             name = technology_name(slug)
             if name not in names:

@@ -24,16 +24,21 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from enrichment_pipeline.lib.http_policy import CallResult
+from enrichment_pipeline.lib.json_values import array as _array
+from enrichment_pipeline.lib.json_values import host as _host
+from enrichment_pipeline.lib.json_values import mapping as _mapping
+from enrichment_pipeline.lib.json_values import text as _text
 from enrichment_pipeline.lib.providers.base import (
     Auth,
-    Emit,
+    Caller,
+    CallResult,
     Fetched,
+    FetchJob,
     Interpretation,
     Provider,
     ProviderRequest,
@@ -48,9 +53,6 @@ from enrichment_pipeline.lib.units import (
     industry_from_text,
     money_range,
 )
-
-if TYPE_CHECKING:
-    from enrichment_pipeline.lib.http_policy import ProviderClient
 
 MATCH_PATH = "/v1/businesses/match"
 FIRMOGRAPHICS_PATH = "/v1/businesses/firmographics/bulk_enrich"
@@ -145,27 +147,13 @@ class Explorium(Provider):
             return Interpretation("error", payload=body, detail=f"HTTP 422: {message or 'validation error'}")
         return None
 
-    async def fetch_domains(
-        self,
-        client: ProviderClient,
-        domains: list[str],
-        missing: Callable[[str, str], bool],
-        emit: Emit | None = None,
-    ) -> Fetched:
-        """Match, then enrich, `batch_size` domains per bulk call."""
-        fetched: Fetched = {}
-        unique = list(dict.fromkeys(domains))
-        for start in range(0, len(unique), self.batch_size):
-            batch = unique[start : start + self.batch_size]
-            fetched.update(await self._fetch_batch(client, batch, missing, emit))
-        return fetched
-
     def extract(self, domain: str, payloads: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        firm = _item_data(payloads.get(FIRMOGRAPHICS))
+        # The ``data`` object of each stored per-domain item.
+        firm = _mapping(_mapping(payloads.get(FIRMOGRAPHICS)).get("data"))
         if firm:
             out.update(firmographic_fields(firm))
-        tech = _item_data(payloads.get(TECHNOGRAPHICS))
+        tech = _mapping(_mapping(payloads.get(TECHNOGRAPHICS)).get("data"))
         if tech:
             names = technologies(tech)
             if names:
@@ -174,38 +162,28 @@ class Explorium(Provider):
 
     # ------------------------------------------------------------------ flow
 
-    async def _fetch_batch(
-        self,
-        client: ProviderClient,
-        batch: list[str],
-        missing: Callable[[str, str], bool],
-        emit: Emit | None = None,
-    ) -> Fetched:
-        """One batch: one match call, then at most one call per enrichment endpoint.
+    async def fetch_batch(self, job: FetchJob, domains: list[str]) -> Fetched:
+        """One match call for the domains, then at most one call per enrichment endpoint.
 
         The match is made again even when only an enrichment is missing from
         the cache: the stored business_id is not available here, and one match
         item costs a fiftieth of a call.
         """
-        wanted = {d: [e for e in ENDPOINTS if missing(e, d)] for d in batch}
-        batch = [d for d in batch if wanted[d]]
-        out: Fetched = {d: [] for d in batch}
-        if not batch:
-            return out
-
-        matched = await client.fetch(match_request(batch))
-        shared = _share(matched, len(batch))
+        wanted = {d: job.wanted(d, ENDPOINTS) for d in domains}
+        out: Fetched = {d: [] for d in domains}
+        matched = await job.client.fetch(match_request(domains))
+        shared = _share(matched, len(domains))
         if matched.status != "ok":
             skipped = _skipped(matched.status, f"not requested: the match call failed ({matched.detail})")
-            for domain in batch:
+            for domain in domains:
                 out[domain] = [(e, shared if e == MATCH else skipped) for e in wanted[domain]]
             return out
 
-        items = match_items(matched.payload, batch)
+        items = match_items(matched.payload, domains)
         # endpoint -> business_id -> domains (two domains may be one business)
-        jobs: dict[str, dict[str, list[str]]] = {e: {} for e in ENRICHMENT_PATHS}
-        rows: dict[str, dict[str, CallResult]] = {d: {} for d in batch}
-        for domain in batch:
+        to_enrich: dict[str, dict[str, list[str]]] = {e: {} for e in ENRICHMENT_PATHS}
+        rows: dict[str, dict[str, CallResult]] = {d: {} for d in domains}
+        for domain in domains:
             item = items.get(domain)
             status, detail, business_id = _read_match_item(item)
             rows[domain][MATCH] = replace(shared, status=status, payload=item, detail=detail)
@@ -216,24 +194,23 @@ class Explorium(Provider):
                     reason = "no Explorium business_id for this domain" if status == "not_found" else detail
                     rows[domain][endpoint] = _skipped(status, f"not requested: {reason}")
                 else:
-                    jobs[endpoint].setdefault(business_id, []).append(domain)
-            if emit is not None:  # the match is paid for: durable before the enrichment calls
-                for endpoint in wanted[domain]:
-                    if endpoint in rows[domain]:
-                        emit(domain, endpoint, rows[domain][endpoint])
+                    to_enrich[endpoint].setdefault(business_id, []).append(domain)
+            for endpoint in wanted[domain]:  # the match is paid for: durable before the enrichment calls
+                if endpoint in rows[domain]:
+                    job.tell(domain, endpoint, rows[domain][endpoint])
 
         answers = await asyncio.gather(
-            *(self._enrich(client, endpoint, by_id) for endpoint, by_id in jobs.items() if by_id)
+            *(self._enrich(job.client, endpoint, by_id) for endpoint, by_id in to_enrich.items() if by_id)
         )
         for answer in answers:
             for domain, (endpoint, result) in answer:
                 rows[domain][endpoint] = result
-        for domain in batch:
+        for domain in domains:
             out[domain] = [(e, rows[domain][e]) for e in wanted[domain] if e in rows[domain]]
         return out
 
     async def _enrich(
-        self, client: ProviderClient, endpoint: str, by_id: dict[str, list[str]]
+        self, client: Caller, endpoint: str, by_id: dict[str, list[str]]
     ) -> list[tuple[str, tuple[str, CallResult]]]:
         """One bulk enrichment call; each domain gets its own item (or its own not_found)."""
         request = ProviderRequest(
@@ -271,12 +248,7 @@ def match_request(domains: Iterable[str]) -> ProviderRequest:
 
 def _domain_key(value: Any) -> str | None:
     """Loose domain key for pairing answers with inputs (Explorium may echo a URL or www.)."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip().lower()
-    text = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text)
-    text = re.split(r"[/?#:]", text, maxsplit=1)[0].rstrip(".")
-    return text.removeprefix("www.") or None
+    return (_host(value) or "").removeprefix("www.") or None
 
 
 def match_items(payload: Any, domains: list[str]) -> dict[str, dict[str, Any]]:
@@ -286,17 +258,14 @@ def match_items(payload: Any, domains: list[str]) -> dict[str, dict[str, Any]]:
     paired by position, which Explorium guarantees (same length and order).
     A domain with no item is left out (the caller records an error for it).
     """
-    items = payload.get("matched_businesses") if isinstance(payload, Mapping) else None
-    if not isinstance(items, list):
-        return {}
+    items = _array(_mapping(payload).get("matched_businesses"))
     keys = {_domain_key(d): d for d in domains}
     out: dict[str, dict[str, Any]] = {}
     positional = len(items) == len(domains)
     for index, item in enumerate(items):
         if not isinstance(item, Mapping):
             continue
-        echoed = item.get("input")
-        domain = keys.get(_domain_key(echoed.get("domain") if isinstance(echoed, Mapping) else None))
+        domain = keys.get(_domain_key(_mapping(item.get("input")).get("domain")))
         if domain is None and positional:
             domain = domains[index]
         if domain is not None and domain not in out:
@@ -306,9 +275,8 @@ def match_items(payload: Any, domains: list[str]) -> dict[str, dict[str, Any]]:
 
 def enrichment_items(payload: Any) -> dict[str, dict[str, Any]]:
     """A bulk enrichment answer's items by business_id (items without a valid id are dropped)."""
-    items = payload.get("data") if isinstance(payload, Mapping) else None
     out: dict[str, dict[str, Any]] = {}
-    for item in items if isinstance(items, list) else []:
+    for item in _array(_mapping(payload).get("data")):
         if isinstance(item, Mapping):
             business_id = item.get("business_id")
             if isinstance(business_id, str) and business_id not in out:
@@ -373,12 +341,6 @@ def _message(body: Any) -> str:
 # --------------------------------------------------------------------------- parsing
 
 
-def _item_data(payload: Any) -> Mapping[str, Any] | None:
-    """The ``data`` object of a stored per-domain item."""
-    data = payload.get("data") if isinstance(payload, Mapping) else None
-    return data if isinstance(data, Mapping) else None
-
-
 def firmographic_fields(data: Mapping[str, Any]) -> dict[str, Any]:
     """Standard firmographic and financial fields from one firmographics ``data`` object (no I/O).
 
@@ -388,9 +350,7 @@ def firmographic_fields(data: Mapping[str, Any]) -> dict[str, Any]:
     categories are only a fallback.
     """
     out: dict[str, Any] = {}
-    name = data.get("name")
-    if isinstance(name, str) and name.strip():
-        out["company_name"] = name.strip()
+    out["company_name"] = _text(data.get("name"))
     industry = industry_from_naics(data.get("naics")) or industry_from_text(
         _text(data.get("naics_description")),
         _text(data.get("linkedin_industry_category")),
@@ -425,18 +385,13 @@ def technologies(data: Mapping[str, Any]) -> list[str]:
     names: list[str] = []
 
     def add(values: Any) -> None:
-        for value in values if isinstance(values, list) else []:
-            if isinstance(value, str):
-                if value.strip() and value.strip() not in names:
-                    names.append(value.strip())
-            elif isinstance(value, Mapping):
+        for value in _array(values):
+            if isinstance(value, Mapping):
                 add(value.get("techs") if value.get("techs") is not None else value.get("technologies"))
+            elif (name := _text(value)) and name not in names:
+                names.append(name)
 
     add(data.get("full_tech_stack"))
     if not names:
         add(data.get("full_nested_tech_stack"))
     return names
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None

@@ -1,9 +1,9 @@
-"""The providers this build knows, configured from the environment."""
+"""The providers this build knows, configured from the environment, and which of them a run uses."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,19 +15,16 @@ from enrichment_pipeline.lib.providers.clearbit import Clearbit
 from enrichment_pipeline.lib.providers.explorium import Explorium
 from enrichment_pipeline.lib.providers.similarweb import SimilarWeb
 from enrichment_pipeline.lib.providers.yahoo import Yahoo
-from enrichment_pipeline.lib.settings import SettingsError, enrichment_mode
+from enrichment_pipeline.lib.settings import (
+    Mode,
+    ProviderSettings,
+    SettingsError,
+    enabled_providers,
+    enrichment_mode,
+    env_int,
+)
 
 PROVIDER_NAMES = ("builtwith", "similarweb", "clearbit", "apollo", "explorium", "yahoo")
-
-
-def _int(env: Mapping[str, str], key: str, default: int) -> int:
-    raw = env.get(key, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SettingsError(f"{key} must be a whole number, not {raw!r}") from None
 
 
 def build_provider(name: str, environ: Mapping[str, str] | None = None) -> Provider:
@@ -37,7 +34,7 @@ def build_provider(name: str, environ: Mapping[str, str] | None = None) -> Provi
             api = env.get("BUILTWITH_API", "domain").strip().lower() or "domain"
             if api not in ("domain", "free"):
                 raise SettingsError(f"BUILTWITH_API must be 'domain' or 'free', not {api!r}")
-            days = _int(env, "BUILTWITH_DEAD_AFTER_DAYS", 365)
+            days = env_int(env, "BUILTWITH_DEAD_AFTER_DAYS", 365)
             if days < 1:
                 raise SettingsError(f"BUILTWITH_DEAD_AFTER_DAYS must be at least 1, not {days}")
             return BuiltWith(api=api, dead_after=timedelta(days=days))  # type: ignore[arg-type]
@@ -51,7 +48,7 @@ def build_provider(name: str, environ: Mapping[str, str] | None = None) -> Provi
                 raise SettingsError(f"APOLLO_ENDPOINT must be 'bulk' or 'single', not {endpoint!r}")
             return Apollo(bulk=endpoint == "bulk")
         if name == "explorium":
-            return Explorium(batch_size=_int(env, "EXPLORIUM_BATCH_SIZE", 50))
+            return Explorium(batch_size=env_int(env, "EXPLORIUM_BATCH_SIZE", 50))
         if name == "yahoo":
             path = env.get("YAHOO_TICKERS_PATH", "").strip() or None
             if path is not None and not Path(path).is_file():
@@ -68,3 +65,24 @@ def build_provider(name: str, environ: Mapping[str, str] | None = None) -> Provi
             raise
         raise SettingsError(f"{name}: {exc}") from None
     raise SettingsError(f"unknown provider {name!r}; known: {', '.join(PROVIDER_NAMES)}")
+
+
+def configured_providers(
+    mode: Mode, names: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[list[tuple[Provider, ProviderSettings]], dict[str, str]]:
+    """The providers a run calls, with their settings, and the ones it leaves out with why.
+
+    `names` default to `ENRICHMENT_PROVIDERS`, else every known provider. In live mode a
+    provider that needs a key and has none is left out, not called to fail on every domain.
+    """
+    env = os.environ if environ is None else environ
+    active: list[tuple[Provider, ProviderSettings]] = []
+    skipped: dict[str, str] = {}
+    for name in names or enabled_providers(PROVIDER_NAMES, env):
+        provider = build_provider(name, env)
+        provider_settings = ProviderSettings.from_env(provider, mode, env)
+        if mode == "live" and provider.needs_key and not provider_settings.api_key:
+            skipped[name] = f"no {name.upper()}_API_KEY set"
+            continue
+        active.append((provider, provider_settings))
+    return active, skipped

@@ -21,6 +21,8 @@ from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any, ClassVar
 
+from enrichment_pipeline.lib.fields import GROUPS
+from enrichment_pipeline.lib.json_values import array as _array
 from enrichment_pipeline.lib.json_values import number as _float
 from enrichment_pipeline.lib.providers.base import Auth, Interpretation, Provider, ProviderRequest
 
@@ -137,23 +139,11 @@ class SimilarWeb(Provider):
 # --------------------------------------------------------------------------- parsing
 
 
-_TRAFFIC_FIELDS = (
-    "monthly_visits",
-    "visits_growth",
-    "bounce_rate",
-    "pages_per_visit",
-    "avg_visit_duration_s",
-    "global_rank",
-    "search_share",
-    "direct_share",
-)
-
-
 def _extract(domain: str, payloads: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     if not payloads:
         return {}
     traffic = traffic_from_payloads(domain, payloads)
-    return {k: traffic[k] for k in _TRAFFIC_FIELDS if traffic.get(k) is not None}
+    return {k: traffic[k] for k in GROUPS["traffic"] if traffic.get(k) is not None}
 
 
 def traffic_from_payloads(domain: str, payloads: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -251,7 +241,7 @@ def _series(payload: Any, key: str) -> list[tuple[date, float]]:
         return []
     points: dict[date, float] = {}
     items = payload.get(key)
-    for item in items if isinstance(items, list) else []:
+    for item in _array(items):
         if not isinstance(item, Mapping):
             continue
         day = _date(item.get("date"))
@@ -304,7 +294,7 @@ def _source_shares(
 
     counts: dict[str, dict[date, float]] = {}  # visit counts per channel and month
     fractions: dict[str, dict[date, float]] = {}  # shares as sent
-    for entry in entries if isinstance(entries, list) else []:
+    for entry in _array(entries):
         if not isinstance(entry, Mapping):
             continue
         channel = _SOURCE_KEYS.get(str(entry.get("source_type") or "").strip().lower())

@@ -39,19 +39,25 @@ import functools
 import io
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from enrichment_pipeline.lib.config_files import read_config_text
 from enrichment_pipeline.lib.domains import InvalidDomain, normalize_domain
-from enrichment_pipeline.lib.http_policy import CallResult
+from enrichment_pipeline.lib.json_values import array as _array
+from enrichment_pipeline.lib.json_values import host as _host
+from enrichment_pipeline.lib.json_values import mapping as _mapping
+from enrichment_pipeline.lib.json_values import number as _number
+from enrichment_pipeline.lib.json_values import text as _text
 from enrichment_pipeline.lib.providers.base import (
     Auth,
-    Emit,
+    Caller,
+    CallResult,
     Fetched,
+    FetchJob,
     Interpretation,
     Provider,
     ProviderRequest,
@@ -59,9 +65,6 @@ from enrichment_pipeline.lib.providers.base import (
     Transient,
 )
 from enrichment_pipeline.lib.units import country_code, employee_band, industry_fields, industry_from_text
-
-if TYPE_CHECKING:
-    from enrichment_pipeline.lib.http_policy import ProviderClient
 
 TICKER = "ticker"
 INFO = "info"
@@ -192,7 +195,7 @@ def frame_periods(frame: Any) -> dict[str, dict[str, float]]:
         values = {
             str(item): number
             for item, value in frame[column].items()
-            if (number := _finite(value)) is not None
+            if (number := _number(value)) is not None
         }
         if values:
             out[key] = values
@@ -311,38 +314,29 @@ class Yahoo(Provider):
             return "not_found"
         return "error"
 
-    async def fetch_domains(
-        self,
-        client: ProviderClient,
-        domains: list[str],
-        missing: Callable[[str, str], bool],
-        emit: Emit | None = None,
-    ) -> Fetched:
+    def call_range(self, domain: str, missing: Sequence[str]) -> tuple[int, int]:
+        """The ticker comes from the map for free, else from a search whose candidates are each
+        checked with an info call (the confirmed one's info is reused), then the statement."""
+        if self.tickers.get(domain) is not None:
+            paid = [e for e in missing if e != TICKER]
+            return min(1, len(paid)), len(paid)
+        return 1, 2 + self.max_candidates
+
+    async def fetch_batch(self, job: FetchJob, domains: list[str]) -> Fetched:
         """Resolve each domain's ticker, then fetch info and financials, one paced call at a time."""
-        fetched: Fetched = {}
-        for domain in dict.fromkeys(domains):
-            fetched[domain] = await self._fetch_domain(client, domain, missing, emit)
-        return fetched
+        return {domain: await self._fetch_domain(job, domain) for domain in domains}
 
     def extract(self, domain: str, payloads: Mapping[str, Any]) -> dict[str, Any]:
         return financial_fields(payloads.get(TICKER), payloads.get(INFO), payloads.get(FINANCIALS))
 
     # ------------------------------------------------------------------ flow
 
-    async def _fetch_domain(
-        self,
-        client: ProviderClient,
-        domain: str,
-        missing: Callable[[str, str], bool],
-        emit: Emit | None = None,
-    ) -> list[tuple[str, CallResult]]:
-        wanted = [e for e in ENDPOINTS if missing(e, domain)]
-        if not wanted:
-            return []
-        resolved = await self._resolve(client, domain)
+    async def _fetch_domain(self, job: FetchJob, domain: str) -> list[tuple[str, CallResult]]:
+        wanted = job.wanted(domain, ENDPOINTS)
+        resolved = await self._resolve(job.client, domain)
         rows: dict[str, CallResult] = {TICKER: resolved.row}
-        if emit is not None and TICKER in wanted:
-            emit(domain, TICKER, resolved.row)  # paid for: durable before info and financials
+        if TICKER in wanted:
+            job.tell(domain, TICKER, resolved.row)  # paid for: durable before info and financials
         if resolved.ticker is None:
             status, payload = resolved.row.status, resolved.row.payload
             detail = resolved.row.detail if status == "not_found" else f"not requested: {resolved.row.detail}"
@@ -351,9 +345,8 @@ class Yahoo(Provider):
             return [(e, rows[e]) for e in wanted]
 
         if INFO in wanted:
-            rows[INFO] = resolved.info or await client.fetch(self._info_request(resolved.ticker))
-            if emit is not None:
-                emit(domain, INFO, rows[INFO])
+            rows[INFO] = resolved.info or await job.client.fetch(self._info_request(resolved.ticker))
+            job.tell(domain, INFO, rows[INFO])
         if FINANCIALS in wanted:
             info = rows.get(INFO)
             if info is not None and info.status != "ok":
@@ -361,10 +354,10 @@ class Yahoo(Provider):
                 # add another round of retries against the same wall.
                 rows[FINANCIALS] = _no_call(info.status, None, f"not requested: info ended {info.status}")
             else:
-                rows[FINANCIALS] = await client.fetch(self._financials_request(resolved.ticker))
+                rows[FINANCIALS] = await job.client.fetch(self._financials_request(resolved.ticker))
         return [(e, rows[e]) for e in wanted]
 
-    async def _resolve(self, client: ProviderClient, domain: str) -> _Resolution:
+    async def _resolve(self, client: Caller, domain: str) -> _Resolution:
         """The map first (free), else search candidates confirmed by their website."""
         mapped = self.tickers.get(domain)
         if mapped is not None:
@@ -448,20 +441,20 @@ def search_query(domain: str) -> str:
 def candidates(quotes: Any) -> list[str]:
     """Equity symbols from search quotes, in Yahoo's order, each once."""
     symbols: list[str] = []
-    for quote in quotes if isinstance(quotes, list) else []:
+    for quote in _array(quotes):
         if not isinstance(quote, Mapping):
             continue
-        symbol = quote.get("symbol")
+        symbol = _text(quote.get("symbol"))
         kind = str(quote.get("quoteType") or "EQUITY").upper()
-        if isinstance(symbol, str) and symbol.strip() and kind == "EQUITY" and symbol not in symbols:
-            symbols.append(symbol.strip())
+        if symbol and kind == "EQUITY" and symbol not in symbols:
+            symbols.append(symbol)
     return symbols
 
 
 def website_domain(info: Any) -> str | None:
     """The registrable domain of ``info["website"]``, or None when absent or not a domain."""
-    website = info.get("website") if isinstance(info, Mapping) else None
-    if not isinstance(website, str) or not website.strip():
+    website = _text(_mapping(info).get("website"))
+    if website is None:
         return None
     try:
         return normalize_domain(website)
@@ -477,7 +470,7 @@ def confirms(info: Any, domain: str) -> bool:
     the company's with an ``at`` prefix (``investor.atmeta.com`` for
     ``meta.com``) is accepted too.
     """
-    website = info.get("website") if isinstance(info, Mapping) else None
+    website = _mapping(info).get("website")
     registrable = website_domain(info)
     host = _host(website)
     if registrable is None or host is None:
@@ -494,14 +487,6 @@ def confirms(info: Any, domain: str) -> bool:
         # registrable domain is the whole host; the company is the name after "at".
         candidates |= {n[2:] for n in names if n.startswith("at") and n.count(".") == 1}
     return domain in candidates
-
-
-def _host(url: Any) -> str | None:
-    if not isinstance(url, str):
-        return None
-    host = re.sub(r"^[a-z][a-z0-9+.-]*://", "", url.strip().lower())
-    host = re.split(r"[/?#:]", host, maxsplit=1)[0].rstrip(".")
-    return host or None
 
 
 def is_transient(error: BaseException) -> bool:
@@ -547,17 +532,6 @@ def _combined(status: Status, payload: Any, detail: str | None, spent: list[Call
     )
 
 
-def _finite(value: Any) -> float | None:
-    """A finite float (numpy scalars included), else None."""
-    if value is None or isinstance(value, bool | str):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _json_safe(value: Any) -> Any:
     """Plain JSON values: numpy scalars unwrapped, NaN/inf dropped to None, other objects as text."""
     if isinstance(value, Mapping):
@@ -581,9 +555,9 @@ def _json_safe(value: Any) -> Any:
 
 def fx_rate(currency: Any) -> float | None:
     """USD per unit of `currency` from `FX_TO_USD` (pence ``GBp``/``GBX`` included); None if unknown."""
-    if not isinstance(currency, str) or not currency.strip():
+    code = _text(currency)
+    if code is None:
         return None
-    code = currency.strip()
     if code in _MINOR_UNITS:
         major, factor = _MINOR_UNITS[code]
         return FX_TO_USD[major] * factor
@@ -592,7 +566,7 @@ def fx_rate(currency: Any) -> float | None:
 
 def to_usd(amount: Any, currency: Any) -> float | None:
     """`amount` in USD, or None when the amount or the currency's rate is unknown (never a guess)."""
-    number = _finite(amount)
+    number = _number(amount)
     rate = fx_rate(currency)
     if number is None or rate is None:
         return None
@@ -601,21 +575,17 @@ def to_usd(amount: Any, currency: Any) -> float | None:
 
 def latest_revenue(statement: Any) -> float | None:
     """``Total Revenue`` of the TTM entry, else of the latest fiscal period."""
-    if not isinstance(statement, Mapping):
-        return None
-    ttm = statement.get(TTM)
-    if isinstance(ttm, Mapping) and _finite(ttm.get("Total Revenue")) is not None:
-        return _finite(ttm.get("Total Revenue"))
-    for period in sorted((p for p in statement if p != TTM), reverse=True):
-        items = statement[period]
-        if isinstance(items, Mapping) and _finite(items.get("Total Revenue")) is not None:
-            return _finite(items.get("Total Revenue"))
+    statement = _mapping(statement)
+    for period in [TTM, *sorted((p for p in statement if p != TTM), reverse=True)]:
+        revenue = _number(_mapping(statement.get(period)).get("Total Revenue"))
+        if revenue is not None:
+            return revenue
     return None
 
 
 def _ratio(value: Any) -> float | None:
     """A 0-1 style ratio; a value above 1 (a percentage slipped in) or non-finite is dropped."""
-    number = _finite(value)
+    number = _number(value)
     return number if number is not None and number <= 1.0 else None
 
 
@@ -626,18 +596,15 @@ def financial_fields(ticker_payload: Any, info: Any, statement: Any) -> dict[str
     else its latest fiscal year, converted from ``financialCurrency``; market
     cap is converted from the trading ``currency``.
     """
-    info = info if isinstance(info, Mapping) else {}
-    ticker = ticker_payload.get("ticker") if isinstance(ticker_payload, Mapping) else None
-    ticker = ticker or info.get("symbol")
+    info = _mapping(info)
+    ticker = _mapping(ticker_payload).get("ticker") or info.get("symbol")
     if not ticker:
         return {}
     out: dict[str, Any] = {"ticker": str(ticker), "is_public": True}
-    name = info.get("longName") or info.get("shortName")
-    if isinstance(name, str) and name.strip():
-        out["company_name"] = name.strip()
+    out["company_name"] = _text(info.get("longName")) or _text(info.get("shortName"))
     industry = industry_from_text(info.get("industry"), info.get("sector"))
     out.update(industry_fields(industry))
-    employees = _finite(info.get("fullTimeEmployees"))
+    employees = _number(info.get("fullTimeEmployees"))
     if employees is not None and employees >= 1:
         out["employees"] = int(employees)
         out["employees_range"] = employee_band(employees)
@@ -646,11 +613,11 @@ def financial_fields(ticker_payload: Any, info: Any, statement: Any) -> dict[str
         out["country"] = country
 
     statement_currency = info.get("financialCurrency") or info.get("currency")
-    revenue = _finite(info.get("totalRevenue"))
+    revenue = _number(info.get("totalRevenue"))
     if revenue is None:
         revenue = latest_revenue(statement)
     out["revenue_usd"] = to_usd(revenue, statement_currency)
-    out["revenue_growth"] = _finite(info.get("revenueGrowth"))
+    out["revenue_growth"] = _number(info.get("revenueGrowth"))
     out["gross_margin"] = _ratio(info.get("grossMargins"))
     out["operating_margin"] = _ratio(info.get("operatingMargins"))
     out["market_cap_usd"] = to_usd(info.get("marketCap"), info.get("currency"))

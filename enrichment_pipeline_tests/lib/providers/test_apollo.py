@@ -17,7 +17,7 @@ import pytest
 
 from enrichment_pipeline.lib.fetching import FetchPlan, fetch_domains
 from enrichment_pipeline.lib.fields import FIELD_TYPES
-from enrichment_pipeline.lib.http_policy import CallResult, ProviderClient
+from enrichment_pipeline.lib.http_policy import ProviderClient
 from enrichment_pipeline.lib.providers.apollo import (
     BULK_ENRICH_PATH,
     ENRICH_PATH,
@@ -26,6 +26,7 @@ from enrichment_pipeline.lib.providers.apollo import (
     organization_fields,
     split_bulk,
 )
+from enrichment_pipeline.lib.providers.base import CallResult
 from enrichment_pipeline.lib.sandbox import apollo as sandbox_apollo
 from enrichment_pipeline.lib.settings import ProviderSettings
 from enrichment_pipeline.lib.warehouse import ResponseRow

@@ -16,7 +16,8 @@ import pytest
 
 from enrichment_pipeline.lib.fetching import FetchPlan, expires_at, fetch_domains
 from enrichment_pipeline.lib.fields import FIELD_TYPES
-from enrichment_pipeline.lib.http_policy import CallResult, ProviderClient
+from enrichment_pipeline.lib.http_policy import ProviderClient
+from enrichment_pipeline.lib.providers.base import CallResult
 from enrichment_pipeline.lib.providers.clearbit import (
     COMPANY_ENDPOINT,
     COMPANY_PATH,

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from enrichment_pipeline.lib.fetching import FetchPlan, fetch_domains
-from enrichment_pipeline.lib.http_policy import CallResult, ProviderClient
-from enrichment_pipeline.lib.providers.base import ProviderRequest
+from enrichment_pipeline.lib.http_policy import ProviderClient
+from enrichment_pipeline.lib.providers.base import CallResult, ProviderRequest
 from enrichment_pipeline.lib.providers.explorium import (
     ENDPOINTS,
     FIRMOGRAPHICS_PATH,
@@ -329,7 +329,8 @@ async def test_fully_cached_domains_make_no_calls() -> None:
 
     rows, _ = await fetch_direct(Explorium(), fake, ["a.example"], lambda e, d: False)
 
-    assert rows == {} and not fake.calls
+    # Like every provider's fetch: the domain is listed, with nothing fetched.
+    assert rows == {"a.example": {}} and not fake.calls
 
 
 # --------------------------------------------------------------------------- protocol

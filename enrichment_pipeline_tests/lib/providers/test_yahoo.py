@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from enrichment_pipeline.lib.fetching import FetchPlan, fetch_domains
-from enrichment_pipeline.lib.http_policy import CallResult, ProviderClient
-from enrichment_pipeline.lib.providers.base import ProviderRequest
+from enrichment_pipeline.lib.http_policy import ProviderClient
+from enrichment_pipeline.lib.providers.base import CallResult, ProviderRequest
 from enrichment_pipeline.lib.providers.yahoo import (
     DEFAULT_TICKERS_PATH,
     ENDPOINTS,
@@ -521,3 +521,15 @@ def test_yfinance_source_converts_the_library_answers(monkeypatch: pytest.Monkey
         "2024-12-31": {"Total Revenue": 90.0},
         TTM: {"Gross Profit": 4.0, "Total Revenue": 2.0 + 5.0 + 8.0 + 11.0},
     }
+
+
+# --------------------------------------------------------------------------- cost estimate
+
+
+def test_call_range_is_free_for_a_mapped_ticker_and_worst_case_for_a_search(tickers: Path) -> None:
+    yahoo = Yahoo(source=FakeSource(), tickers_path=tickers, max_candidates=2)
+    # Mapped: the ticker costs nothing; the statement waits on a good info, so one call at least.
+    assert yahoo.call_range("acme.com", ["ticker", "info", "financials"]) == (1, 2)
+    assert yahoo.call_range("acme.com", ["ticker"]) == (0, 0)
+    # Searched: the search, up to two candidates' info, then the statement.
+    assert yahoo.call_range("initech.com", ["financials"]) == (1, 1 + 2 + 1)
