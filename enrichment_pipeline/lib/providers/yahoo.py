@@ -49,6 +49,7 @@ from enrichment_pipeline.lib.config_files import read_config_text
 from enrichment_pipeline.lib.domains import InvalidDomain, normalize_domain
 from enrichment_pipeline.lib.http_policy import CallResult
 from enrichment_pipeline.lib.providers.base import (
+    ANSWERED,
     Auth,
     Emit,
     Fetched,
@@ -382,7 +383,7 @@ class Yahoo(Provider):
                 row = _combined("ok", {"ticker": symbol, "source": "search"}, None, spent)
                 return _Resolution(row, symbol, info=check)
             spent.append(check)
-            if check.status in ("ok", "not_found"):
+            if check.status in ANSWERED:
                 rejected.append(symbol)
             elif failure is None:
                 failure = check
