@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from enrichment_pipeline.lib import settings
-from enrichment_pipeline.lib.fetching import fresh_answers
 from enrichment_pipeline.lib.fields import filled_groups
 from enrichment_pipeline.lib.providers.base import Provider
 from enrichment_pipeline.lib.providers.registry import configured_providers
@@ -64,6 +63,10 @@ Configured = Sequence[tuple[Provider, ProviderSettings]]
 
 class BudgetExceeded(RuntimeError):
     """The upper-bound cost of a run is above `ENRICHMENT_MAX_COST_USD`; nothing was called."""
+
+    def __init__(self, message: str, estimate: Estimate) -> None:
+        super().__init__(message)
+        self.estimate = estimate
 
 
 @dataclass(frozen=True)
@@ -174,10 +177,10 @@ def cache_state(
     warehouse: Warehouse | None, provider: str, domains: Sequence[str], mode: str, now: datetime
 ) -> tuple[set[tuple[str, str]], dict[str, dict[str, Any]]]:
     """Fresh (endpoint, domain) keys and `ok` payloads: exactly what the raw asset will serve
-    from cache (`fetching.fresh_answers`, which reads only these domains)."""
+    from cache (`Warehouse.fresh_answers`, which reads only these domains)."""
     if warehouse is None:
         return set(), {}
-    return fresh_answers(warehouse.query, provider, list(dict.fromkeys(domains)), mode, now)
+    return warehouse.fresh_answers(provider, list(dict.fromkeys(domains)), mode, now)
 
 
 def plan_needs(
@@ -367,5 +370,6 @@ def enforce_budget(estimate: Estimate, environ: Mapping[str, str] | None = None)
     raise BudgetExceeded(
         f"estimated cost of {estimate.domains} domain(s) is up to ${estimate.cost_max:.2f} "
         f"(at least ${estimate.cost_min:.2f}; {parts}), above {BUDGET_ENV}=${budget:.2f}. "
-        f"Nothing was called. Enrich fewer domains, raise {BUDGET_ENV}, or see the estimate with --dry-run."
+        f"Nothing was called. Enrich fewer domains, raise {BUDGET_ENV}, or see the estimate with --dry-run.",
+        estimate,
     )

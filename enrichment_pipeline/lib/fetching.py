@@ -14,13 +14,15 @@ asked about any more goes to `complete` with its answers not handed over yet,
 and the warehouse writes it whole into `raw.provider_responses` in one
 transaction, so readers of that table (and the marts built from it) never see
 a half-enriched domain. Without `complete`, every answer goes to `write`.
+
+`fetch_into` is the whole raw step over a warehouse: the plan from its cache, the
+budget check before any call, the rows of skipped providers, then `fetch_domains`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import time
@@ -33,13 +35,14 @@ from typing import Any
 
 import httpx
 
+from enrichment_pipeline.lib import cost
 from enrichment_pipeline.lib.fields import filled_groups
 from enrichment_pipeline.lib.http_policy import ProviderClient, ProviderStats, QuotaLedger
 from enrichment_pipeline.lib.providers.base import CallResult, Emit, Provider
 from enrichment_pipeline.lib.redaction import Redactor
 from enrichment_pipeline.lib.settings import ProviderSettings
 from enrichment_pipeline.lib.staging import answer_problem
-from enrichment_pipeline.lib.warehouse import JOURNAL, ResponseRow, current_answers_sql
+from enrichment_pipeline.lib.warehouse import ResponseRow, Warehouse
 from enrichment_pipeline.lib.waterfall import Waterfall
 
 log = logging.getLogger(__name__)
@@ -75,37 +78,6 @@ Progress = Callable[[int, int], None]
 # How late an answer may be written after it arrived: what a crash can lose on top of
 # the calls in flight. Batching within it keeps the writes few when answers are many.
 FLUSH_INTERVAL_S = 0.25
-
-
-def fresh_answers(
-    query: Callable[[str, Sequence[Any]], Any],
-    provider: str,
-    domains: Sequence[str],
-    mode: str,
-    now: datetime,
-) -> tuple[set[tuple[str, str]], dict[str, dict[str, Any]]]:
-    """Cached answers still within their TTL: the fresh (endpoint, domain) keys and the
-    `ok` payloads by domain and endpoint, journaled answers of a stopped run included.
-    `query` is the warehouse's `query` method."""
-    if not domains:
-        return set(), {}
-    has_journal = query(
-        "SELECT count(*) AS n FROM information_schema.tables "
-        f"WHERE table_schema || '.' || table_name = '{JOURNAL}'"
-    )["n"][0]
-    frame = query(
-        f"SELECT r.endpoint, r.domain, r.status, r.payload FROM {current_answers_sql(bool(has_journal))} r "
-        "JOIN unnest(?::VARCHAR[]) AS wanted(domain) USING (domain) "
-        "WHERE r.provider = ? AND r.mode = ? AND r.expires_at > ? AND r.status IN ('ok', 'not_found')",
-        [list(domains), provider, mode, now],
-    )
-    keys: set[tuple[str, str]] = set()
-    payloads: dict[str, dict[str, Any]] = defaultdict(dict)
-    for endpoint, domain, status, payload in frame.iter_rows():
-        keys.add((endpoint, domain))
-        if status == "ok" and payload is not None:
-            payloads[domain][endpoint] = json.loads(payload)
-    return keys, dict(payloads)
 
 
 def expires_at(provider: Provider, status: str, fetched_at: datetime) -> datetime:
@@ -455,6 +427,89 @@ async def fetch_domains(
         seconds=time.perf_counter() - started,
         disabled=disabled,
     )
+
+
+async def fetch_into(
+    warehouse: Warehouse,
+    domains: Sequence[str],
+    *,
+    providers: Sequence[tuple[Provider, ProviderSettings]],
+    skipped: Mapping[str, str],
+    mode: str,
+    waterfall: Waterfall | None = None,
+    force: bool = False,
+    run_id: str | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    progress: Progress | None = None,
+    logger: logging.Logger | None = None,
+    stats: dict[str, ProviderStats] | None = None,
+    now: datetime | None = None,
+) -> FetchReport:
+    """Enrich `domains` into `warehouse` with the run's `providers` (`skipped`: the configured
+    ones it does not call, and why).
+
+    The cache answers what it holds within its TTL (nothing when `force`). Before any call, a run
+    whose upper-bound cost is over ENRICHMENT_MAX_COST_USD raises `cost.BudgetExceeded` (with the
+    estimate). Each answer is durable within a fraction of a second (the journal); a domain goes
+    into raw.provider_responses whole, once no provider is left to ask."""
+    now = now or datetime.now(UTC)
+    plan = FetchPlan(domains=list(domains))
+    if not force:
+        for provider, _ in providers:
+            plan.fresh[provider.name], plan.cached[provider.name] = warehouse.fresh_answers(
+                provider.name, domains, mode, now
+            )
+    estimate = cost.summarize(
+        cost.plan_needs(domains, providers, waterfall, plan.fresh, plan.cached),
+        providers,
+        waterfall=waterfall,
+        quota_used=cost.quota_used(warehouse, providers, now),
+        mode=mode,
+        forced=force,
+    )
+    cost.enforce_budget(estimate)
+    warehouse.write_responses(skipped_rows(skipped, domains, mode=mode, run_id=run_id, now=now))
+    return await fetch_domains(
+        providers,
+        plan,
+        write=warehouse.journal_responses,
+        complete=warehouse.complete_responses,
+        mode=mode,
+        waterfall=waterfall,
+        run_id=run_id,
+        transport=transport,
+        ledger=warehouse,
+        progress=progress,
+        logger=logger,
+        stats=stats,
+    )
+
+
+def skipped_rows(
+    skipped: Mapping[str, str], domains: Sequence[str], *, mode: str, run_id: str | None, now: datetime
+) -> list[ResponseRow]:
+    """A `skipped` row per provider the run does not call and domain, with the reason, so a
+    domain's rows name every configured provider; it expires at once (asked again next run)."""
+    return [
+        ResponseRow(
+            provider=name,
+            endpoint="*",
+            domain=domain,
+            status="skipped",
+            http_status=None,
+            payload=None,
+            detail=reason,
+            fetched_at=now,
+            expires_at=now,
+            attempts=0,
+            latency_ms=None,
+            cost_usd=0.0,
+            mode=mode,
+            run_id=run_id,
+        )
+        for name, reason in skipped.items()
+        for domain in domains
+    ]
 
 
 def _readable(

@@ -19,9 +19,8 @@ from enrichment_pipeline.lib.agreement import CONFIDENCE_SCHEMA, field_agreement
 from enrichment_pipeline.lib.domains import display_domain
 from enrichment_pipeline.lib.fields import FIELD_TYPES, GROUPS
 from enrichment_pipeline.lib.frames import first_present, json_list
+from enrichment_pipeline.lib.providers.base import ANSWERED
 from enrichment_pipeline.lib.waterfall import Waterfall
-
-ANSWERED = ("ok", "not_found")
 
 # Vendors a site-search ICP cares about, in order of preference when a site runs several.
 SEARCH_VENDORS = (

@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from enrichment_pipeline.lib.warehouse import Warehouse
+from enrichment_pipeline.lib.warehouse.schema import answered_sql
 
 TIERS = ("hot", "warm", "cool", "cold")
 
 # Domains whose current answers from every provider that was called are failures
 # (no `ok`, no `not_found`): the ones a data engineer wants to try again.
-FAILED_SQL = """
+FAILED_SQL = f"""
 SELECT domain FROM raw.provider_responses
 WHERE status <> 'skipped' AND mode = ?
 GROUP BY domain
-HAVING sum(CASE WHEN status IN ('ok', 'not_found') THEN 1 ELSE 0 END) = 0
+HAVING sum(CASE WHEN {answered_sql()} THEN 1 ELSE 0 END) = 0
 ORDER BY domain
 """
 TIER_SQL = "SELECT domain FROM marts.icp_scores WHERE icp_tier = ? ORDER BY domain"

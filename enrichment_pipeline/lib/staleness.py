@@ -24,9 +24,8 @@ from datetime import datetime
 from typing import Any
 
 from enrichment_pipeline.lib.cost import Configured, DomainNeeds
-from enrichment_pipeline.lib.warehouse import ANSWERED, RESPONSES, Warehouse
-
-_ANSWERED_SQL = ", ".join(f"'{s}'" for s in ANSWERED)
+from enrichment_pipeline.lib.warehouse import RESPONSES, Warehouse
+from enrichment_pipeline.lib.warehouse.schema import answered_sql
 
 __all__ = [
     "KeyRange",
@@ -44,7 +43,7 @@ def _filters(
 ) -> tuple[str, list[Any]]:
     where, args = [], []
     if answered_only:
-        where.append(f"status IN ({_ANSWERED_SQL})")
+        where.append(answered_sql())
     if mode is not None:
         where.append("mode = ?")
         args.append(mode)

@@ -157,6 +157,21 @@ def test_rerun_is_served_from_cache_and_force_calls_again(instance, warehouse_ur
     assert raw_after["run_id"].unique().to_list() == [forced.run_id]
 
 
+def test_a_run_over_budget_fails_with_its_estimate_and_calls_nobody(instance, warehouse_url, monkeypatch):
+    monkeypatch.setenv("ENRICHMENT_MAX_COST_USD", "0.001")
+    recorder = Recorder()
+    result = run_pipeline(instance, warehouse_url, BOTH, transport=recorder.transport(), raise_on_error=False)
+    assert not result.success
+    assert recorder.requests == []
+    [failure] = [
+        e for e in result.all_events if e.is_step_failure and e.step_key == "raw__provider_responses"
+    ]
+    data = failure.step_failure_data
+    assert "ENRICHMENT_MAX_COST_USD" in data.error.message
+    estimate = data.user_failure_data.metadata["estimate"].value
+    assert estimate["domains"] == len(BOTH) and estimate["cost_usd"][1] > 0.001
+
+
 def test_new_domains_only_call_for_the_new_ones(instance, warehouse_url):
     recorder = Recorder()
     assert run_pipeline(instance, warehouse_url, BOTH[:2], transport=recorder.transport()).success

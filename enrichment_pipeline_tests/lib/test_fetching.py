@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from enrichment_pipeline.lib.fetching import FetchPlan, FetchReport, fetch_domains, fresh_answers
+from enrichment_pipeline.lib import cost
+from enrichment_pipeline.lib.fetching import FetchPlan, FetchReport, fetch_domains, fetch_into
 from enrichment_pipeline.lib.providers.base import ProviderRequest
 from enrichment_pipeline.lib.warehouse import ResponseRow, Warehouse
 from enrichment_pipeline_tests.conftest import FakeProvider, json_response, make_settings
@@ -381,7 +382,7 @@ async def test_second_run_is_served_from_the_warehouse_cache(warehouse: Warehous
     now = datetime.now(UTC)
     plan = FetchPlan(
         domains=list(DOMAINS),
-        fresh={p: warehouse.fresh_keys(p, DOMAINS, "sandbox", now) for p in ("alpha", "beta")},
+        fresh={p: warehouse.fresh_answers(p, DOMAINS, "sandbox", now)[0] for p in ("alpha", "beta")},
     )
     again = Router()
     report, store = await run(again, plan)
@@ -422,7 +423,7 @@ async def test_a_stopped_run_pays_for_nothing_twice(warehouse: Warehouse) -> Non
     now = datetime.now(UTC)
     plan = FetchPlan(domains=list(DOMAINS))
     for name in ("alpha", "beta"):
-        plan.fresh[name], plan.cached[name] = fresh_answers(warehouse.query, name, DOMAINS, "sandbox", now)
+        plan.fresh[name], plan.cached[name] = warehouse.fresh_answers(name, DOMAINS, "sandbox", now)
     again = Router()
     report = await fetch_domains(
         providers(), plan, write=warehouse.journal_responses, complete=warehouse.complete_responses,
@@ -432,6 +433,57 @@ async def test_a_stopped_run_pays_for_nothing_twice(warehouse: Warehouse) -> Non
     assert report.stats["beta"].cache_hits == 50
     assert warehouse.responses().height == 100
     assert warehouse.journaled_domains() == set()
+
+
+async def test_fetch_into_serves_the_cache_and_records_skipped_providers(warehouse: Warehouse) -> None:
+    """The raw step over a warehouse: a second run calls nobody, `force` calls everyone again, and
+    every run says per domain which configured provider it did not call, and why."""
+    domains = DOMAINS[:10]
+    skipped = {"gamma": "no GAMMA_API_KEY set"}
+
+    async def enrich(router: Router, run_id: str, force: bool = False) -> FetchReport:
+        return await fetch_into(
+            warehouse, domains, providers=providers(), skipped=skipped, mode="sandbox",
+            force=force, run_id=run_id, transport=router.transport(),
+        )  # fmt: skip
+
+    first = Router()
+    report = await enrich(first, "run-1")
+    assert first.calls == {"alpha": 10, "beta": 10}
+    assert report.domains_written == 10
+    table = warehouse.responses()
+    assert table.filter(table["status"] == "ok").height == 20
+    rows = table.filter(table["provider"] == "gamma").sort("domain").to_dicts()
+    assert [r["domain"] for r in rows] == domains
+    for row in rows:
+        assert (row["status"], row["endpoint"], row["detail"]) == ("skipped", "*", skipped["gamma"])
+        assert (row["run_id"], row["attempts"], row["cost_usd"]) == ("run-1", 0, 0.0)
+        assert row["expires_at"] == row["fetched_at"]  # asked again by the next run
+
+    again = Router()
+    report = await enrich(again, "run-2")
+    assert again.calls == {}
+    assert report.stats["alpha"].cache_hits == report.stats["beta"].cache_hits == 10
+
+    forced = Router()
+    await enrich(forced, "run-3", force=True)
+    assert forced.calls == {"alpha": 10, "beta": 10}
+
+
+async def test_fetch_into_refuses_a_run_over_budget_before_any_call(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(cost.BUDGET_ENV, "0.05")
+    router = Router()
+    priced = providers(alpha={"cost_per_call": 0.01}, beta={"cost_per_call": 0.01})
+    with pytest.raises(cost.BudgetExceeded) as refused:
+        await fetch_into(
+            warehouse, DOMAINS[:10], providers=priced, skipped={"gamma": "off"}, mode="sandbox",
+            transport=router.transport(),
+        )  # fmt: skip
+    assert refused.value.estimate.cost_max == pytest.approx(0.2)
+    assert router.calls == {}
+    assert warehouse.responses().is_empty()  # not even the skipped rows
 
 
 async def test_cancellation_writes_every_answer_received_and_completes_only_whole_domains() -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import polars as pl
 from hypothesis import HealthCheck, given, settings
@@ -25,11 +25,11 @@ from enrichment_pipeline.lib.fetching import _readable
 from enrichment_pipeline.lib.http_policy import _decode, _default_reading, _Final
 from enrichment_pipeline.lib.providers.apollo import BULK_ENRICH_PATH, ENRICH_PATH, Apollo
 from enrichment_pipeline.lib.providers.base import (
-    STATUSES,
     CallResult,
     Interpretation,
     Provider,
     ProviderRequest,
+    Status,
 )
 from enrichment_pipeline.lib.providers.builtwith import BuiltWith
 from enrichment_pipeline.lib.providers.clearbit import COMPANY_PATH, Clearbit
@@ -185,7 +185,7 @@ def test_a_mutated_answer_is_one_row_never_a_crash(
 ) -> None:
     provider, request, domain, raw, content_type = case
     result = _read(provider, request, domain, raw, content_type)
-    assert result.status in STATUSES
+    assert result.status in get_args(Status)
     if content_type != "application/json":
         assert result.status == "parse_error"
     if result.status == "parse_error":

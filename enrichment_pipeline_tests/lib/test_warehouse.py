@@ -19,7 +19,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from enrichment_pipeline.lib.fetching import fresh_answers
 from enrichment_pipeline.lib.warehouse import (
     JOURNAL,
     MIGRATIONS,
@@ -255,10 +254,9 @@ def test_read_only_lookups_on_a_file_from_before_the_journal(tmp_path: Path) -> 
         wh.query(f"ALTER TABLE {RESPONSES} DROP COLUMN wait_ms")
         wh.query(f"DELETE FROM schema_migrations WHERE version >= {journal_version}")
     with Warehouse.open(url, read_only=True) as ro:
-        keys, payloads = fresh_answers(ro.query, "fake", ["a.example"], "sandbox", T0)
+        keys, payloads = ro.fresh_answers("fake", ["a.example"], "sandbox", T0)
         assert keys == {("thing", "a.example")}
         assert payloads == {"a.example": {"thing": {"v": 1}}}
-        assert ro.fresh_keys("fake", ["a.example"], "sandbox", T0) == keys
         assert ro.journaled_domains(["a.example"]) == set()
     with Warehouse.open(url) as wh:  # the next write-open migrates
         assert wh.has_table(JOURNAL)
@@ -293,10 +291,9 @@ def test_fresh_lookups_read_journaled_answers(warehouse: Warehouse) -> None:
         ]
     )
     domains = ["a.example", "b.example", "c.example", "d.example"]
-    keys, payloads = fresh_answers(warehouse.query, "fake", domains, "sandbox", T0)
+    keys, payloads = warehouse.fresh_answers("fake", domains, "sandbox", T0)
     assert keys == {("thing", "a.example"), ("thing", "b.example"), ("thing", "c.example")}
     assert payloads == {"a.example": {"thing": {"v": "journal"}}, "c.example": {"thing": {"v": "table"}}}
-    assert warehouse.fresh_keys("fake", domains, "sandbox", T0) == keys
 
 
 def test_responses_filters(warehouse: Warehouse) -> None:
@@ -329,10 +326,16 @@ def test_duplicate_keys_in_one_batch(warehouse: Warehouse, batch, kept) -> None:
     assert stored(warehouse)[KEY] == kept
 
 
-# --- fresh_keys ---------------------------------------------------------------------------------------
+# --- fresh_answers ------------------------------------------------------------------------------------
 
 
-def test_fresh_keys_honours_expiry_mode_status_and_provider(warehouse: Warehouse) -> None:
+def fresh_keys(
+    wh: Warehouse, provider: str, domains: list[str], mode: str, now: datetime
+) -> set[tuple[str, str]]:
+    return wh.fresh_answers(provider, domains, mode, now)[0]
+
+
+def test_fresh_answers_honour_expiry_mode_status_and_provider(warehouse: Warehouse) -> None:
     now = T0 + timedelta(days=1)
     future, past = now + timedelta(days=3), now - timedelta(seconds=1)
     warehouse.write_responses(
@@ -346,7 +349,10 @@ def test_fresh_keys_honours_expiry_mode_status_and_provider(warehouse: Warehouse
             response_row("live.example", "ok", expires_at=future, mode="live"),
             response_row("other.example", "ok", expires_at=future, provider="other"),
             response_row("unasked.example", "ok", expires_at=future),
-            response_row("fresh-ok.example", "ok", expires_at=future, endpoint="second"),
+            response_row("fresh-ok.example", "ok", expires_at=future, endpoint="second", payload={"v": 2}),
+            response_row(
+                "fresh-nf.example", "not_found", expires_at=future, endpoint="second", payload={"v": 3}
+            ),
         ]
     )
     asked = [
@@ -360,21 +366,25 @@ def test_fresh_keys_honours_expiry_mode_status_and_provider(warehouse: Warehouse
         "other.example",
         "missing.example",
     ]
-    assert warehouse.fresh_keys("fake", asked, "sandbox", now) == {
-        ("thing", "fresh-ok.example"),
-        ("second", "fresh-ok.example"),
-        ("thing", "fresh-nf.example"),
-    }
-    assert warehouse.fresh_keys("fake", asked, "live", now) == {("thing", "live.example")}
-    assert warehouse.fresh_keys("other", asked, "sandbox", now) == {("thing", "other.example")}
-    assert warehouse.fresh_keys("fake", [], "sandbox", now) == set()
-    assert warehouse.fresh_keys("fake", asked, "sandbox", future + timedelta(seconds=1)) == set()
+    assert warehouse.fresh_answers("fake", asked, "sandbox", now) == (
+        {
+            ("thing", "fresh-ok.example"),
+            ("second", "fresh-ok.example"),
+            ("thing", "fresh-nf.example"),
+            ("second", "fresh-nf.example"),
+        },
+        {"fresh-ok.example": {"second": {"v": 2}}},  # payloads of `ok` answers only
+    )
+    assert fresh_keys(warehouse, "fake", asked, "live", now) == {("thing", "live.example")}
+    assert fresh_keys(warehouse, "other", asked, "sandbox", now) == {("thing", "other.example")}
+    assert fresh_keys(warehouse, "fake", [], "sandbox", now) == set()
+    assert fresh_keys(warehouse, "fake", asked, "sandbox", future + timedelta(seconds=1)) == set()
 
 
-def test_fresh_keys_with_many_domains(warehouse: Warehouse) -> None:
+def test_fresh_answers_with_many_domains(warehouse: Warehouse) -> None:
     domains = [f"d{i}.example" for i in range(2000)]
     warehouse.write_responses([response_row(d, expires_at=T0 + timedelta(days=1)) for d in domains[::2]])
-    fresh = warehouse.fresh_keys("fake", domains, "sandbox", T0)
+    fresh = fresh_keys(warehouse, "fake", domains, "sandbox", T0)
     assert fresh == {("thing", d) for d in domains[::2]}
 
 
@@ -477,6 +487,26 @@ def test_replace_table_swaps_contents(warehouse: Warehouse) -> None:
 
 
 @pytest.mark.parametrize(
+    "old",
+    [
+        pytest.param({"domain": pl.String, "seen": SCHEMA["seen"]}, id="column-added"),
+        pytest.param({**SCHEMA, "gone": pl.String}, id="column-removed"),
+        pytest.param(
+            {"score": pl.Int32, "domain": pl.String, "seen": SCHEMA["seen"]}, id="columns-reordered"
+        ),
+        pytest.param({**SCHEMA, "score": pl.String}, id="column-retyped"),
+    ],
+)
+def test_replace_table_recreates_a_table_whose_columns_changed(
+    warehouse: Warehouse, old: dict[str, pl.DataType]
+) -> None:
+    warehouse.replace_table("marts.scores", pl.DataFrame(schema=old), old, ["domain"])
+    assert warehouse.replace_table("marts.scores", frame([("a", 1)]), SCHEMA, ["domain"]) == 1
+    assert warehouse.table("marts.scores").schema == pl.Schema(SCHEMA)
+    assert contents(warehouse) == [("a", 1)]
+
+
+@pytest.mark.parametrize(
     "bad",
     [
         pytest.param(frame([("a", 9), ("a", 10)]), id="duplicate-primary-key"),
@@ -569,6 +599,21 @@ def test_every_column_type_round_trips(warehouse: Warehouse) -> None:
     read = warehouse.table("marts.types")
     assert read.schema == pl.Schema(ALL_TYPES)
     assert read.sort("i64", nulls_last=True).equals(written.sort("i64", nulls_last=True))
+
+
+def test_an_unchanged_table_is_never_dropped(warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a changed schema recreates a table (on PostgreSQL that drops the dbt views over it)."""
+    warehouse.replace_table("marts.types", all_types_frame(), ALL_TYPES)
+    statements: list[str] = []
+    execute = warehouse._execute
+
+    def recording(sql: str, params=()):
+        statements.append(sql)
+        return execute(sql, params)
+
+    monkeypatch.setattr(warehouse, "_execute", recording)
+    warehouse.replace_table("marts.types", all_types_frame(), ALL_TYPES)
+    assert statements and not [s for s in statements if s.lstrip().upper().startswith("DROP TABLE")]
 
 
 def test_empty_results_keep_their_column_types(warehouse: Warehouse) -> None:

@@ -6,7 +6,6 @@ downstream is computed as whole tables from `raw.provider_responses`.
 """
 
 import asyncio
-from datetime import UTC, datetime
 
 import dagster as dg
 import httpx
@@ -20,10 +19,9 @@ from enrichment_pipeline.defs.resources import (
 )
 from enrichment_pipeline.lib import cost, reenrich
 from enrichment_pipeline.lib.domains import normalize_domains
-from enrichment_pipeline.lib.fetching import FetchPlan, fetch_domains, fresh_answers
+from enrichment_pipeline.lib.fetching import fetch_into
 from enrichment_pipeline.lib.http_policy import ProviderStats
 from enrichment_pipeline.lib.providers.registry import PROVIDER_NAMES
-from enrichment_pipeline.lib.warehouse import ResponseRow
 from enrichment_pipeline.lib.waterfall import load_waterfall
 
 RAW_KEY = dg.AssetKey(["raw", "provider_responses"])
@@ -76,78 +74,38 @@ def provider_responses(
     waterfall.check_providers(PROVIDER_NAMES)
     for name, reason in setup.skipped.items():
         context.log.warning(f"{name} skipped: {reason}")
-    now = datetime.now(UTC)
+
+    def report(done: int, total: int) -> None:
+        progress.update(done, total)
+        if done == total or done % max(1, total // 10) == 0:
+            context.log.info(f"fetched {done}/{total} domains")
+
+    live: dict[str, ProviderStats] = {}
+    progress.watch(live)
     with warehouse.open(lock=FETCH_LOCK) as wh:
-        plan = FetchPlan(domains=domains)
-        if not config.force:
-            for provider, _ in setup.active:
-                plan.fresh[provider.name], plan.cached[provider.name] = fresh_answers(
-                    wh.query, provider.name, domains, setup.mode, now
-                )
-        # Refuse before any call when the run's upper-bound cost is over ENRICHMENT_MAX_COST_USD.
-        estimate = cost.summarize(
-            cost.plan_needs(domains, setup.active, waterfall, plan.fresh, plan.cached),
-            setup.active,
-            waterfall=waterfall,
-            quota_used=cost.quota_used(wh, setup.active, now),
-            mode=setup.mode,
-            forced=config.force,
-        )
         try:
-            cost.enforce_budget(estimate)
+            report_ = asyncio.run(
+                fetch_into(
+                    wh,
+                    domains,
+                    providers=setup.active,
+                    skipped=setup.skipped,
+                    mode=setup.mode,
+                    waterfall=waterfall,
+                    force=config.force,
+                    run_id=context.run_id,
+                    transport=setup.transport,
+                    progress=report,
+                    logger=context.log,
+                    stats=live,
+                )
+            )
         except cost.BudgetExceeded as exc:
             raise dg.Failure(
                 description=str(exc),
-                metadata={"estimate": dg.MetadataValue.json(estimate.summary())},
+                metadata={"estimate": dg.MetadataValue.json(exc.estimate.summary())},
                 allow_retries=False,
             ) from None
-        skipped_rows = [
-            ResponseRow(
-                name,
-                "*",
-                d,
-                "skipped",
-                None,
-                None,
-                reason,
-                now,
-                now,
-                0,
-                None,
-                0.0,
-                setup.mode,
-                context.run_id,
-            )
-            for name, reason in setup.skipped.items()
-            for d in domains
-        ]
-        wh.write_responses(skipped_rows)
-
-        def report(done: int, total: int) -> None:
-            progress.update(done, total)
-            if done == total or done % max(1, total // 10) == 0:
-                context.log.info(f"fetched {done}/{total} domains")
-
-        live: dict[str, ProviderStats] = {}
-        progress.watch(live)
-        report_ = asyncio.run(
-            fetch_domains(
-                setup.active,
-                plan,
-                # Each answer is durable within a fraction of a second (journal); a domain goes
-                # into raw.provider_responses whole, once no provider is left to ask.
-                write=wh.journal_responses,
-                complete=wh.complete_responses,
-                mode=setup.mode,
-                waterfall=waterfall,
-                run_id=context.run_id,
-                transport=setup.transport,
-                ledger=wh,
-                progress=report,
-                logger=context.log,
-                stats=live,
-            )
-        )
     totals = {
         "calls": sum(s.calls for s in report_.stats.values()),
         "cache_hits": sum(s.cache_hits for s in report_.stats.values()),

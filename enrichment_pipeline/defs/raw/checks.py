@@ -10,17 +10,17 @@ import dagster as dg
 
 from enrichment_pipeline.defs.raw.assets import RAW_KEY
 from enrichment_pipeline.defs.resources import WarehouseResource
+from enrichment_pipeline.lib.warehouse.schema import RESPONSES, answered_sql
 
-# Statuses that are an answer (`skipped` is a provider the run did not call).
-ANSWERED = ("ok", "not_found")
 LISTED = 200
 
-UNANSWERED_SQL = """
+# `skipped` is a provider the run did not call: neither an answer nor a failure.
+UNANSWERED_SQL = f"""
 SELECT domain, string_agg(DISTINCT provider || ': ' || status, ', ') AS statuses
-FROM raw.provider_responses
+FROM {RESPONSES}
 WHERE run_id = ? AND status <> 'skipped'
 GROUP BY domain
-HAVING sum(CASE WHEN status IN ('ok', 'not_found') THEN 1 ELSE 0 END) = 0
+HAVING sum(CASE WHEN {answered_sql()} THEN 1 ELSE 0 END) = 0
 ORDER BY domain
 """
 
@@ -37,7 +37,7 @@ def every_domain_answered(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
     with warehouse.open(read_only=True) as wh:
-        fetched = wh.has_table("raw.provider_responses")
+        fetched = wh.has_table(RESPONSES)
         rows = wh.query(UNANSWERED_SQL, [context.run.run_id]) if fetched else None
     unanswered = [] if rows is None else list(rows.iter_rows(named=True))
     return dg.AssetCheckResult(
@@ -47,7 +47,7 @@ def every_domain_answered(
             "unanswered_domains": len(unanswered),
             "domains": dg.MetadataValue.json({r["domain"]: r["statuses"] for r in unanswered[:LISTED]}),
             "query": dg.MetadataValue.md(
-                "```sql\nSELECT domain, provider, status, detail FROM raw.provider_responses\n"
+                f"```sql\nSELECT domain, provider, status, detail FROM {RESPONSES}\n"
                 f"WHERE run_id = '{context.run.run_id}' ORDER BY domain\n```"
             ),
         },

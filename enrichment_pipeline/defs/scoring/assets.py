@@ -7,7 +7,6 @@ provider or HTTP resource at all.
 from datetime import UTC, datetime
 
 import dagster as dg
-import polars as pl
 
 from enrichment_pipeline.defs.history.assets import CHANGES_TABLE, tech_changes
 from enrichment_pipeline.defs.profiles.assets import PROFILES_TABLE, company_profiles
@@ -19,7 +18,6 @@ from enrichment_pipeline.lib.scoring.engine import (
     with_recent_tech_changes,
 )
 from enrichment_pipeline.lib.scoring.loader import ModelError, load_model, model_in_dir
-from enrichment_pipeline.lib.warehouse.schema import sql_type
 
 SCORES_TABLE = "marts.icp_scores"
 
@@ -30,23 +28,6 @@ class ScoringConfig(dg.Config):
     launch a run reads no other file the worker can. Unset: `ICP_MODEL`, else the bundled model."""
 
     model: str | None = None
-
-
-def _add_missing_columns(wh, table: str, schema: dict[str, pl.DataType]) -> list[str]:
-    """Columns added to SCORE_SCHEMA since the table was created (e.g. disqualification_reason)."""
-    if not wh.has_table(table):
-        return []
-    schema_name, name = table.split(".")
-    present = set(
-        wh.query(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-            [schema_name, name],
-        )["column_name"]
-    )
-    missing = [c for c in schema if c not in present]
-    for column in missing:
-        wh.query(f'ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "{column}" {sql_type(schema[column])}')
-    return missing
 
 
 @dg.asset(
@@ -66,9 +47,8 @@ def icp_scores(config: ScoringConfig, warehouse: WarehouseResource) -> dg.Materi
         changes = wh.table(CHANGES_TABLE) if wh.has_table(CHANGES_TABLE) else None
         profiles = with_recent_tech_changes(wh.table(PROFILES_TABLE), changes, model, scored_at)
         scores = score_profiles(profiles, model, scored_at)
-        with wh.transaction():
-            _add_missing_columns(wh, SCORES_TABLE, SCORE_SCHEMA)
-            rows = wh.replace_table(SCORES_TABLE, scores, SCORE_SCHEMA, ("domain",))
+        # A scores table from before a column was added is recreated by `replace_table`.
+        rows = wh.replace_table(SCORES_TABLE, scores, SCORE_SCHEMA, ("domain",))
     tiers = {t: int(n) for t, n in scores["icp_tier"].value_counts().iter_rows()}
     top = scores.sort("icp_score", descending=True).head(10).select("domain", "icp_score", "icp_tier")
     return dg.MaterializeResult(

@@ -12,13 +12,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, get_args
 
 from enrichment_pipeline.lib.redaction import MASK, hide_header_values
 
+# An answer: the provider found the domain, or knows it has nothing. Only an answer replaces a
+# stored answer, is served from cache within its TTL, and counts a domain as answered.
+Answered = Literal["ok", "not_found"]
 Status = Literal[
-    "ok",
-    "not_found",
+    Answered,
     "pending",
     "rate_limited",
     "quota_exhausted",
@@ -28,18 +30,7 @@ Status = Literal[
     "error",
     "skipped",
 ]
-STATUSES: tuple[Status, ...] = (
-    "ok",
-    "not_found",
-    "pending",
-    "rate_limited",
-    "quota_exhausted",
-    "provider_unavailable",
-    "auth_failed",
-    "parse_error",
-    "error",
-    "skipped",
-)
+ANSWERED: tuple[str, ...] = get_args(Answered)
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ from enrichment_pipeline.lib.json_values import mapping as _mapping
 from enrichment_pipeline.lib.json_values import number as _number
 from enrichment_pipeline.lib.json_values import text as _text
 from enrichment_pipeline.lib.providers.base import (
+    ANSWERED,
     Auth,
     Caller,
     CallResult,
@@ -375,7 +376,7 @@ class Yahoo(Provider):
                 row = _combined("ok", {"ticker": symbol, "source": "search"}, None, spent)
                 return _Resolution(row, symbol, info=check)
             spent.append(check)
-            if check.status in ("ok", "not_found"):
+            if check.status in ANSWERED:
                 rejected.append(symbol)
             elif failure is None:
                 failure = check

@@ -3,14 +3,14 @@
 DuckDB (a file, the default) and PostgreSQL share the same tables, columns and
 rules: `base.Warehouse` holds every rule in shared SQL, `duckdb_backend` and
 `postgres_backend` only what differs (connecting, placeholders, bulk loads,
-reading frames, locking). `Warehouse.open(url)` picks the backend by URL scheme.
+reading frames, locking). `Warehouse.open(url)` picks the backend by URL scheme
+among the dialects imported here.
 """
 
-from enrichment_pipeline.lib.warehouse.base import ACCEPTED_URLS, Warehouse, current_answers_sql
+from enrichment_pipeline.lib.warehouse.base import ACCEPTED_URLS, Warehouse
 from enrichment_pipeline.lib.warehouse.duckdb_backend import DuckDBWarehouse, duckdb_path
 from enrichment_pipeline.lib.warehouse.postgres_backend import PostgresWarehouse
 from enrichment_pipeline.lib.warehouse.schema import (
-    ANSWERED,
     JOURNAL,
     MIGRATIONS,
     QUOTA,
@@ -24,7 +24,6 @@ from enrichment_pipeline.lib.warehouse.schema import (
 
 __all__ = [
     "ACCEPTED_URLS",
-    "ANSWERED",
     "JOURNAL",
     "MIGRATIONS",
     "QUOTA",
@@ -36,7 +35,6 @@ __all__ = [
     "Warehouse",
     "WarehouseError",
     "create_table_sql",
-    "current_answers_sql",
     "duckdb_path",
     "sql_type",
 ]

@@ -8,9 +8,11 @@ result into polars, how to load a frame in bulk, and how to lock.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
@@ -18,7 +20,6 @@ import polars as pl
 
 from enrichment_pipeline.lib.warehouse import schema
 from enrichment_pipeline.lib.warehouse.schema import (
-    ANSWERED,
     JOURNAL,
     QUOTA,
     RESPONSE_KEY,
@@ -27,16 +28,17 @@ from enrichment_pipeline.lib.warehouse.schema import (
     SCHEMA_MIGRATIONS,
     ResponseRow,
     WarehouseError,
+    answered_sql,
     create_table_sql,
     quoted_columns,
     responses_frame,
+    sql_type,
 )
 
 ACCEPTED_URLS = (
     "duckdb:///path/file.duckdb or postgresql://user:pass@host:port/db "
     "(also postgres://, postgresql+psycopg://, postgresql+psycopg2://)"
 )
-_ANSWERED_SQL = ", ".join(f"'{s}'" for s in ANSWERED)
 _COLUMNS = ", ".join(RESPONSE_SCHEMA)
 _UPDATES = ", ".join(f"{c} = excluded.{c}" for c in RESPONSE_SCHEMA if c not in RESPONSE_KEY)
 
@@ -46,12 +48,12 @@ def _replaces(table: str) -> str:
     the same run's own correction (an answer it found unreadable once the domain was whole)."""
     stored = table.split(".")[-1]
     return (
-        f"excluded.status IN ({_ANSWERED_SQL}) OR {stored}.status NOT IN ({_ANSWERED_SQL}) "
+        f"{answered_sql('excluded.status')} OR NOT {answered_sql(f'{stored}.status')} "
         f"OR excluded.run_id = {stored}.run_id"
     )
 
 
-def current_answers_sql(journal: bool = True) -> str:
+def _current_answers_sql(journal: bool) -> str:
     """Every stored answer, journaled ones first-class: a subquery with the responses' columns.
 
     A key in both tables is the journal's when that one is an answer (it is the newer), so
@@ -63,7 +65,7 @@ def current_answers_sql(journal: bool = True) -> str:
                 UNION ALL
                 SELECT {_COLUMNS} FROM {RESPONSES} r WHERE NOT EXISTS (
                     SELECT 1 FROM {JOURNAL} j WHERE j.provider = r.provider AND j.endpoint = r.endpoint
-                    AND j.domain = r.domain AND j.status IN ({_ANSWERED_SQL})))"""
+                    AND j.domain = r.domain AND {answered_sql("j.status")}))"""
 
 
 class Warehouse:
@@ -209,20 +211,28 @@ class Warehouse:
 
     # -- raw responses ----------------------------------------------------------------------------------
 
-    def fresh_keys(
+    def fresh_answers(
         self, provider: str, domains: Sequence[str], mode: str, now: datetime
-    ) -> set[tuple[str, str]]:
-        """(endpoint, domain) pairs whose stored answer (journaled or not) is still within its TTL."""
+    ) -> tuple[set[tuple[str, str]], dict[str, dict[str, Any]]]:
+        """What the cache answers for `domains`: the (endpoint, domain) keys whose stored answer
+        (journaled or not) is still within its TTL at `now`, and the payloads of those that are
+        `ok`, by domain and endpoint. The fetcher calls no provider for such a key."""
         if not domains:
-            return set()
+            return set(), {}
         rows = self._fetchall(
-            f"""SELECT r.endpoint, r.domain
-                FROM {current_answers_sql(self.has_table(JOURNAL))} r
+            f"""SELECT r.endpoint, r.domain, r.status, r.payload
+                FROM {_current_answers_sql(self.has_table(JOURNAL))} r
                 JOIN unnest(?::VARCHAR[]) AS wanted(domain) USING (domain)
-                WHERE r.provider = ? AND r.mode = ? AND r.expires_at > ? AND r.status IN ({_ANSWERED_SQL})""",
+                WHERE r.provider = ? AND r.mode = ? AND r.expires_at > ? AND {answered_sql("r.status")}""",
             [list(domains), provider, mode, now],
         )
-        return {(e, d) for e, d in rows}
+        keys: set[tuple[str, str]] = set()
+        payloads: dict[str, dict[str, Any]] = defaultdict(dict)
+        for endpoint, domain, status, payload in rows:
+            keys.add((endpoint, domain))
+            if status == "ok" and payload is not None:
+                payloads[domain][endpoint] = json.loads(payload)
+        return keys, dict(payloads)
 
     def write_responses(self, rows: Iterable[ResponseRow]) -> int:
         """Upsert in one transaction. Only an answer (ok, not_found) replaces a
@@ -348,13 +358,13 @@ class Warehouse:
     ) -> int:
         """Swap a whole derived table's contents in one transaction.
 
-        A table whose columns no longer match `schema` (the code added or renamed
-        a column) is dropped and created anew: derived tables hold nothing that
-        the next rebuild does not write again."""
+        This is how a derived table's schema changes: a table whose columns (names, order or
+        types) no longer match `schema` (the code added, renamed or retyped a column) is dropped
+        and created anew, since derived tables hold nothing the next rebuild does not write again."""
         frame = frame.select(list(schema))
         with self.transaction():
             self._lock_table(table)
-            if self.has_table(table) and self.columns(table) != list(schema):
+            if self.has_table(table) and self._stored_columns(table) != _sql_columns(schema):
                 self._execute(f"DROP TABLE {table}{self.drop_dependents}")
             self._execute(create_table_sql(table, schema, primary_key))
             self._execute(f"DELETE FROM {table}")
@@ -381,14 +391,9 @@ class Warehouse:
     # Postgres refuses to drop a table that dbt's views read; they are rebuilt by the next dbt run.
     drop_dependents: ClassVar[str] = ""
 
-    def columns(self, table: str) -> list[str]:
-        schema_name, name = table.split(".")
-        rows = self._fetchall(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-            "ORDER BY ordinal_position",
-            [schema_name, name],
-        )
-        return [r[0] for r in rows]
+    def _stored_columns(self, table: str) -> list[tuple[str, str | None]]:
+        """The table's columns as they are stored, with their SQL types (as `_sql_columns`)."""
+        return _sql_columns(self.query(f"SELECT * FROM {table} LIMIT 0").schema)
 
     def has_table(self, table: str) -> bool:
         schema_name, name = table.split(".")
@@ -404,12 +409,24 @@ class Warehouse:
             return self._frame(sql, params)
 
 
-def backend_for(url: str) -> type[Warehouse]:
-    from enrichment_pipeline.lib.warehouse.duckdb_backend import DuckDBWarehouse
-    from enrichment_pipeline.lib.warehouse.postgres_backend import PostgresWarehouse
+def _sql_columns(types: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """(name, SQL type) in order; None for a type no derived table declares (so it never matches)."""
+    columns: list[tuple[str, str | None]] = []
+    for name, dtype in types.items():
+        try:
+            columns.append((name, sql_type(dtype)))
+        except WarehouseError:
+            columns.append((name, None))
+    return columns
 
+
+def backend_for(url: str) -> type[Warehouse]:
+    """The dialect that opens `url`, by its scheme.
+
+    Each dialect subclasses `Warehouse` and names its `schemes`; the package imports every
+    dialect module, so all are defined by the time a URL is opened and this module imports none."""
     scheme = url.split("://", 1)[0].strip().lower() if "://" in url else ""
-    for backend in (DuckDBWarehouse, PostgresWarehouse):
+    for backend in Warehouse.__subclasses__():
         if scheme in backend.schemes:
             return backend
     # Only the scheme is echoed: the rest of a URL may hold a password.

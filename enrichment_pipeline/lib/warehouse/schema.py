@@ -10,13 +10,14 @@ from typing import Any
 
 import polars as pl
 
+from enrichment_pipeline.lib.providers.base import ANSWERED
+
 RESPONSES = "raw.provider_responses"
 # Answers of domains whose enrichment is still under way: each is durable the moment it
 # lands here, and moves to RESPONSES with the rest of its domain in one transaction.
 JOURNAL = "raw.response_journal"
 QUOTA = "raw.provider_quota"
 DOMAIN_REQUESTS = "raw.domain_requests"  # raw text in, normalized by the intake sensor
-ANSWERED = ("ok", "not_found")
 # Unqualified: DuckDB resolves it to `main` (where earlier versions created it), PostgreSQL to `public`.
 SCHEMA_MIGRATIONS = "schema_migrations"
 
@@ -44,9 +45,12 @@ def _answers_table(name: str) -> str:
             )"""
 
 
-# Each migration runs once, in order, inside one transaction; never edit a
-# released one — add the next version instead. Use SQL both DuckDB and
-# PostgreSQL accept (the types `sql_type` returns, `IF NOT EXISTS`).
+# How a table's schema changes: the tables whose rows are kept (raw.*, the quota ledger) change
+# only here. Each migration runs once, in order, inside one transaction, so an older warehouse
+# opens and upgrades; never edit a released one — add the next version instead. Use SQL both
+# DuckDB and PostgreSQL accept (the types `sql_type` returns, `IF NOT EXISTS`).
+# A derived table (staging.*, marts.*) is never migrated: its schema is the polars schema its
+# writer passes to `Warehouse.replace_table`, which recreates the table when that schema changed.
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         1,
@@ -166,25 +170,25 @@ def responses_frame(rows: Iterable[ResponseRow]) -> pl.DataFrame:
     return pl.DataFrame(records, schema=RESPONSE_SCHEMA)
 
 
-def sql_type(dtype: pl.DataType) -> str:
+_SQL_TYPES: dict[type[pl.DataType], str] = {
+    pl.String: "VARCHAR",
+    pl.Int32: "INTEGER",
+    pl.Int64: "BIGINT",
+    pl.Float64: "DOUBLE PRECISION",
+    pl.Boolean: "BOOLEAN",
+    pl.Date: "DATE",
+    pl.Datetime: "TIMESTAMPTZ",
+}
+
+
+def sql_type(dtype: pl.DataType | type[pl.DataType]) -> str:
     """The column type, in SQL that DuckDB and PostgreSQL both read the same way."""
-    if dtype == pl.String:
-        return "VARCHAR"
-    if dtype == pl.Int32:
-        return "INTEGER"
-    if dtype == pl.Int64:
-        return "BIGINT"
-    if dtype == pl.Float64:
-        return "DOUBLE PRECISION"
-    if dtype == pl.Boolean:
-        return "BOOLEAN"
-    if dtype == pl.Date:
-        return "DATE"
-    if isinstance(dtype, pl.Datetime):
-        return "TIMESTAMPTZ"
     if isinstance(dtype, pl.List) and dtype.inner == pl.String:
         return "VARCHAR[]"
-    raise WarehouseError(f"no SQL type for {dtype}")
+    name = _SQL_TYPES.get(dtype.base_type())
+    if name is None:
+        raise WarehouseError(f"no SQL type for {dtype}")
+    return name
 
 
 def column_definitions(schema: dict[str, pl.DataType], primary_key: Sequence[str] = ()) -> str:
@@ -196,6 +200,12 @@ def column_definitions(schema: dict[str, pl.DataType], primary_key: Sequence[str
 
 def create_table_sql(table: str, schema: dict[str, pl.DataType], primary_key: Sequence[str] = ()) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table} {column_definitions(schema, primary_key)}"
+
+
+def answered_sql(column: str = "status") -> str:
+    """SQL that is true where `column` holds an answer (`ANSWERED`), for any WHERE or CASE."""
+    statuses = ", ".join(f"'{status}'" for status in ANSWERED)
+    return f"({column} IN ({statuses}))"
 
 
 def quoted_columns(columns: Iterable[str]) -> str:
