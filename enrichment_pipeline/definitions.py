@@ -7,7 +7,8 @@ import dagster as dg
 from enrichment_pipeline.defs import enrichment
 from enrichment_pipeline.defs.dbt.assets import dbt_marts
 from enrichment_pipeline.defs.dbt.resources import dbt_cli_resource
-from enrichment_pipeline.defs.operations.jobs import marts_after_enrichment, marts_job
+from enrichment_pipeline.defs.operations.jobs import marts_job
+from enrichment_pipeline.defs.operations.marts_sensor import marts_after_enrichment
 from enrichment_pipeline.defs.serving.assets import marts_snapshot
 
 # `enrichment.enrichment_defs`, not imported by name: Dagster loads the one Definitions object it

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dagster as dg
 
 from enrichment_pipeline.defs.history import assets as history
-from enrichment_pipeline.defs.normalized import assets as normalized
 from enrichment_pipeline.defs.operations import freshness
 from enrichment_pipeline.defs.operations.jobs import enrich_job
 from enrichment_pipeline.defs.operations.schedules import stale_reenrich_schedule
@@ -21,8 +20,9 @@ from enrichment_pipeline.defs.raw import assets as raw
 from enrichment_pipeline.defs.raw import checks as raw_checks
 from enrichment_pipeline.defs.resources import ProgressReporter, ProvidersResource, WarehouseResource
 from enrichment_pipeline.defs.scoring import assets as scoring
+from enrichment_pipeline.defs.staging import assets as staging
 
-_modules = (raw, normalized, profiles, scoring, history)
+_modules = (raw, staging, profiles, scoring, history)
 
 enrichment_defs = dg.Definitions(
     assets=freshness.with_marts_freshness(dg.load_assets_from_modules(_modules)),

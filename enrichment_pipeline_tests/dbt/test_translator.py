@@ -13,11 +13,11 @@ from enrichment_pipeline.definitions import defs
 from enrichment_pipeline.defs.dbt.resources import dbt_cli_resource
 from enrichment_pipeline.defs.dbt.translator import DBT_GROUP, PipelineDbtTranslator
 from enrichment_pipeline.defs.history.assets import tech_changes, technology_history
-from enrichment_pipeline.defs.normalized.assets import builtwith_technologies
 from enrichment_pipeline.defs.profiles.assets import PROFILES_KEY
 from enrichment_pipeline.defs.raw.assets import RAW_KEY
 from enrichment_pipeline.defs.scoring.assets import icp_scores
 from enrichment_pipeline.defs.serving.assets import DBT_MART_KEYS, SERVING_KEY, marts_snapshot
+from enrichment_pipeline.defs.staging.assets import builtwith_technologies
 
 PYTHON_TABLE_KEYS = {
     RAW_KEY,

@@ -15,12 +15,8 @@ import pytest
 
 from enrichment_pipeline.definitions import defs
 from enrichment_pipeline.defs.enrichment import enrichment_defs
-from enrichment_pipeline.defs.operations.jobs import (
-    ENRICH_JOB_NAME,
-    MARTS_JOB_NAME,
-    enriched_tables_changed,
-    marts_after_enrichment,
-)
+from enrichment_pipeline.defs.operations.jobs import ENRICH_JOB_NAME, MARTS_JOB_NAME
+from enrichment_pipeline.defs.operations.marts_sensor import enriched_tables_changed, marts_after_enrichment
 from enrichment_pipeline.defs.partitions import domains_partitions
 from enrichment_pipeline.defs.raw.assets import RAW_KEY
 from enrichment_pipeline.defs.resources import ProvidersResource, WarehouseResource

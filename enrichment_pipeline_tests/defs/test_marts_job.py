@@ -6,7 +6,8 @@ import dagster as dg
 import duckdb
 
 from enrichment_pipeline.definitions import defs
-from enrichment_pipeline.defs.operations.jobs import MARTS_JOB_NAME, marts_after_enrichment
+from enrichment_pipeline.defs.operations.jobs import MARTS_JOB_NAME
+from enrichment_pipeline.defs.operations.marts_sensor import marts_after_enrichment
 from enrichment_pipeline.defs.resources import WarehouseResource
 from enrichment_pipeline.lib.warehouse import duckdb_path
 from enrichment_pipeline_tests.defs.helpers import run_pipeline

@@ -13,9 +13,9 @@ import pytest
 
 from enrichment_pipeline.definitions import defs
 from enrichment_pipeline.defs.operations import freshness
-from enrichment_pipeline.defs.operations.jobs import ENRICH_JOB_NAME
+from enrichment_pipeline.defs.operations.jobs import ENRICH_JOB_NAME, RANGE_END, RANGE_START
 from enrichment_pipeline.defs.operations.schedules import busy_keys, stale_reenrich_schedule
-from enrichment_pipeline.defs.operations.sensors import RANGE_END, RANGE_START, domain_intake_sensor
+from enrichment_pipeline.defs.operations.sensors import domain_intake_sensor
 from enrichment_pipeline.defs.partitions import domains_partitions
 from enrichment_pipeline.defs.resources import ProvidersResource, WarehouseResource
 from enrichment_pipeline.lib.providers.similarweb import ENDPOINTS as SIMILARWEB_ENDPOINTS

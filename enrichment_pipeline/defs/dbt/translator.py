@@ -70,7 +70,3 @@ def describe_test(test: Mapping[str, Any]) -> str:
     else:
         text = f"{name} on {subject}".strip()
     return f"dbt test: {text}"
-
-
-def translator() -> PipelineDbtTranslator:
-    return PipelineDbtTranslator()

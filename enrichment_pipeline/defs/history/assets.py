@@ -3,8 +3,8 @@
 import dagster as dg
 import polars as pl
 
-from enrichment_pipeline.defs.normalized.assets import builtwith_technologies
 from enrichment_pipeline.defs.resources import WarehouseResource
+from enrichment_pipeline.defs.staging.assets import builtwith_technologies
 from enrichment_pipeline.lib import tech_history
 
 HISTORY_TABLE = "staging.technology_history"

@@ -24,11 +24,11 @@ from typing import Any
 
 import dagster as dg
 
+from enrichment_pipeline.defs.profiles.assets import PROFILES_KEY
 from enrichment_pipeline.defs.resources import ProvidersResource, WarehouseResource
+from enrichment_pipeline.defs.scoring.assets import SCORES_KEY
 from enrichment_pipeline.lib import staleness
 
-PROFILES_KEY = dg.AssetKey(["marts", "company_profiles"])
-SCORES_KEY = dg.AssetKey(["marts", "icp_scores"])
 MART_KEYS = (PROFILES_KEY, SCORES_KEY)
 
 MARTS_WARN_WINDOW = timedelta(hours=25)

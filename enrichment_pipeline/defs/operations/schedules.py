@@ -22,8 +22,8 @@ runs must fit what is left of its `<P>_DAILY_QUOTA` today. Lower waterfall
 levels are counted at their upper bound, so the cut is on the safe side.
 
 Turn on: Dagster UI → Automation → `stale_reenrich_schedule` → toggle on (or
-`dagster schedule start stale_reenrich_schedule`). Daily at 03:00 UTC;
-`build_stale_reenrich_schedule(cron_schedule=..., max_domains=...)` for another.
+`dagster schedule start stale_reenrich_schedule`). Daily at 03:00 UTC (`CRON_SCHEDULE`), at
+most `MAX_DOMAINS_PER_TICK` targets a tick.
 """
 
 from __future__ import annotations
@@ -34,18 +34,24 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from enrichment_pipeline.defs.operations.jobs import ENRICH_JOB_NAME, enrich_job
-from enrichment_pipeline.defs.operations.sensors import RANGE_END, RANGE_START, SOURCE_TAG, range_run_request
+from enrichment_pipeline.defs.operations.jobs import (
+    ENRICH_JOB_NAME,
+    RANGE_END,
+    RANGE_START,
+    enrich_job,
+    range_run_request,
+)
 from enrichment_pipeline.defs.partitions import domains_partitions
 from enrichment_pipeline.defs.resources import ProvidersResource, WarehouseResource
 from enrichment_pipeline.lib import cost, staleness
 from enrichment_pipeline.lib.domains import normalize_domains
+from enrichment_pipeline.lib.partition_keys import SOURCE_TAG
 from enrichment_pipeline.lib.warehouse import Warehouse, WarehouseError
 from enrichment_pipeline.lib.waterfall import load_waterfall
 
 STALE_SCHEDULE_NAME = "stale_reenrich_schedule"
-DEFAULT_CRON = "0 3 * * *"
-DEFAULT_MAX_DOMAINS = 2000  # targets per tick
+CRON_SCHEDULE = "0 3 * * *"
+MAX_DOMAINS_PER_TICK = 2000  # targets per tick
 MAX_SPAN = 20_000  # partition keys one tick estimates, from the first target on
 MAX_RUNS_PER_TICK = 3
 WAREHOUSE_WAIT_S = 30.0
@@ -71,15 +77,21 @@ def busy_keys(instance: dg.DagsterInstance, keys: Sequence[str]) -> set[str]:
     return busy
 
 
-def evaluate_stale(
-    context: dg.ScheduleEvaluationContext,
-    warehouse: WarehouseResource,
-    providers: ProvidersResource,
-    *,
-    max_domains: int = DEFAULT_MAX_DOMAINS,
-    now: datetime | None = None,
+@dg.schedule(
+    name=STALE_SCHEDULE_NAME,
+    job=enrich_job,
+    cron_schedule=CRON_SCHEDULE,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description=(
+        "Re-enriches domains whose cached answers are past their TTL (or were never fetched), "
+        "within each provider's daily quota and ENRICHMENT_MAX_COST_USD, in one range run."
+    ),
+)
+def stale_reenrich_schedule(
+    context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource, providers: ProvidersResource
 ) -> list[dg.RunRequest] | dg.SkipReason:
-    now = now or context.scheduled_execution_time or datetime.now(UTC)
+    now = context.scheduled_execution_time or datetime.now(UTC)
     setup = providers.setup()
     active = [p.name for p, _ in setup.active]
     waterfall = load_waterfall()
@@ -115,7 +127,7 @@ def evaluate_stale(
         quota_left=quota_left,
         budget=budget,
         busy=busy_keys(context.instance, keys),
-        max_domains=max_domains,
+        max_domains=MAX_DOMAINS_PER_TICK,
         max_ranges=MAX_RUNS_PER_TICK,
     )
     for key, reason in list(plan.deferred.items())[:20]:
@@ -157,33 +169,3 @@ def evaluate_stale(
             f"up to {estimate.calls_max} calls / ${estimate.cost_max:.2f}"
         )
     return requests
-
-
-def build_stale_reenrich_schedule(
-    *,
-    name: str = STALE_SCHEDULE_NAME,
-    cron_schedule: str = DEFAULT_CRON,
-    execution_timezone: str = "UTC",
-    max_domains: int = DEFAULT_MAX_DOMAINS,
-    default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
-) -> dg.ScheduleDefinition:
-    @dg.schedule(
-        name=name,
-        job=enrich_job,
-        cron_schedule=cron_schedule,
-        execution_timezone=execution_timezone,
-        default_status=default_status,
-        description=(
-            "Re-enriches domains whose cached answers are past their TTL (or were never fetched), "
-            "within each provider's daily quota and ENRICHMENT_MAX_COST_USD, in one range run."
-        ),
-    )
-    def _stale(
-        context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource, providers: ProvidersResource
-    ) -> list[dg.RunRequest] | dg.SkipReason:
-        return evaluate_stale(context, warehouse, providers, max_domains=max_domains)
-
-    return _stale
-
-
-stale_reenrich_schedule = build_stale_reenrich_schedule()

@@ -33,8 +33,7 @@ half-written (clock-free, unlike an age test on a network share's mtimes).
 Writers that can should upload under another suffix (`x.csv.part`) and rename.
 
 Turn on: Dagster UI → Automation → `domain_intake_sensor` → toggle on (or
-`dagster sensor start domain_intake_sensor`). Default interval 60 s; build
-another with `build_domain_intake_sensor(minimum_interval_seconds=...)`.
+`dagster sensor start domain_intake_sensor`). Interval 60 s (`INTERVAL_SECONDS`).
 With DuckDB the warehouse has one writer: while a run writes, the table is
 read on a later tick (files are still handled).
 """
@@ -43,38 +42,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import dagster as dg
 
-from enrichment_pipeline.defs.operations.jobs import enrich_job
+from enrichment_pipeline.defs.operations.jobs import enrich_job, range_run_request
 from enrichment_pipeline.defs.partitions import domains_partitions
 from enrichment_pipeline.defs.resources import WarehouseResource
 from enrichment_pipeline.lib import requests_intake as intake
 from enrichment_pipeline.lib.domains import DomainFileError, Rejected, normalize_domains
+from enrichment_pipeline.lib.partition_keys import SOURCE_TAG
 from enrichment_pipeline.lib.redaction import Redactor, shown
 from enrichment_pipeline.lib.requests_intake import IntakeError
 from enrichment_pipeline.lib.warehouse import Warehouse, WarehouseError
 
 INTAKE_SENSOR_NAME = "domain_intake_sensor"
-DEFAULT_INTERVAL_SECONDS = 60
+INTERVAL_SECONDS = 60
+DESCRIPTION = (
+    "Registers new domains from the drop folder (DOMAIN_DROP_DIR, default data/inbox) and "
+    "raw.domain_requests, and enriches them in one run. Junk is reported, never registered."
+)
 MAX_REQUESTS_PER_TICK = 5000
 MAX_FILES_PER_TICK = 50
 WAREHOUSE_WAIT_S = 5.0  # a tick never waits long for DuckDB's single writer lock
-RAW_OP = "raw__provider_responses"
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
-SOURCE_TAG = "enrichment/source"
-
-
-def range_run_request(start: str, end: str, run_key: str, tags: Mapping[str, str]) -> dg.RunRequest:
-    """One `enrich_domains` run over the partition range start..end, cache on (`force` off)."""
-    return dg.RunRequest(
-        run_key=run_key,
-        run_config={"ops": {RAW_OP: {"config": {"force": False}}}},
-        tags={RANGE_START: start, RANGE_END: end, **tags},
-    )
 
 
 def _cursor_part(cursor: str | None, part: str) -> dict[str, str]:
@@ -166,9 +157,17 @@ def _fail_file(
     return True
 
 
-def evaluate_intake(
-    context: dg.SensorEvaluationContext, warehouse: WarehouseResource, now: datetime
+@dg.sensor(
+    name=INTAKE_SENSOR_NAME,
+    job=enrich_job,
+    minimum_interval_seconds=INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description=DESCRIPTION,
+)
+def domain_intake_sensor(
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource
 ) -> dg.SensorResult:
+    now = datetime.now(UTC)
     known = set(context.instance.get_dynamic_partitions(domains_partitions.name))
     new: dict[str, None] = {}
     rejected = 0
@@ -236,28 +235,3 @@ def evaluate_intake(
         dynamic_partitions_requests=[domains_partitions.build_add_request(keys)],
         cursor=cursor,
     )
-
-
-def build_domain_intake_sensor(
-    *,
-    name: str = INTAKE_SENSOR_NAME,
-    minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
-    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
-) -> dg.SensorDefinition:
-    @dg.sensor(
-        name=name,
-        job=enrich_job,
-        minimum_interval_seconds=minimum_interval_seconds,
-        default_status=default_status,
-        description=(
-            "Registers new domains from the drop folder (DOMAIN_DROP_DIR, default data/inbox) and "
-            "raw.domain_requests, and enriches them in one run. Junk is reported, never registered."
-        ),
-    )
-    def _intake(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
-        return evaluate_intake(context, warehouse, datetime.now(UTC))
-
-    return _intake
-
-
-domain_intake_sensor = build_domain_intake_sensor()

@@ -5,12 +5,12 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from enrichment_pipeline.defs.normalized.assets import (
+from enrichment_pipeline.defs.resources import ProvidersResource, WarehouseResource
+from enrichment_pipeline.defs.staging.assets import (
     builtwith_technologies,
     provider_fields,
     similarweb_traffic,
 )
-from enrichment_pipeline.defs.resources import ProvidersResource, WarehouseResource
 from enrichment_pipeline.lib import profiles
 from enrichment_pipeline.lib.waterfall import load_waterfall
 
@@ -18,6 +18,8 @@ PROFILES_TABLE = "marts.company_profiles"
 PROFILES_KEY = dg.AssetKey(["marts", "company_profiles"])
 
 
+# `domain` is the table's primary key: a second row for a domain cannot be written, so no asset
+# check counts duplicates.
 @dg.asset(
     key=PROFILES_KEY,
     # All staging tables: their quarantined answers make a profile `partial`.
@@ -57,15 +59,6 @@ def company_profiles(warehouse: WarehouseResource, providers: ProvidersResource)
             "refused_answers": 0 if refused is None else refused.height,
         }
     )
-
-
-@dg.asset_check(asset=company_profiles, blocking=True, description="Exactly one row per domain.")
-def one_row_per_domain(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with warehouse.open() as wh:
-        dupes = wh.query(
-            f"SELECT domain, count(*) AS n FROM {PROFILES_TABLE} GROUP BY domain HAVING count(*) > 1"
-        )
-    return dg.AssetCheckResult(passed=dupes.is_empty(), metadata={"duplicate_domains": dupes.height})
 
 
 @dg.asset_check(

@@ -20,6 +20,7 @@ from enrichment_pipeline.lib.scoring.engine import (
 from enrichment_pipeline.lib.scoring.loader import ModelError, load_model, model_in_dir
 
 SCORES_TABLE = "marts.icp_scores"
+SCORES_KEY = dg.AssetKey(["marts", "icp_scores"])
 
 
 class ScoringConfig(dg.Config):
@@ -31,13 +32,15 @@ class ScoringConfig(dg.Config):
 
 
 @dg.asset(
-    key=dg.AssetKey(["marts", "icp_scores"]),
+    key=SCORES_KEY,
     deps=[company_profiles, tech_changes],
     group_name="scoring",
     kinds={"polars", "duckdb"},
 )
 def icp_scores(config: ScoringConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Score 0-100, tier, per-criterion breakdown, reasons and budget/pain/timing signals."""
+    # No asset check re-tests the range: the engine clips every score to 0-100 and a
+    # disqualified company scores 0 (below every tier's threshold), property-tested in lib.
     try:
         model = load_model(model_in_dir(config.model) if config.model else None)
     except ModelError as exc:
@@ -63,21 +66,6 @@ def icp_scores(config: ScoringConfig, warehouse: WarehouseResource) -> dg.Materi
             "recent_tech_changes_window_days": model.recent_tech_changes.window_days,
             "top_10": dg.MetadataValue.md(_markdown(top)),
         }
-    )
-
-
-@dg.asset_check(
-    asset=icp_scores, description="Scores lie in 0-100; a disqualified company scores 0 and is cold."
-)
-def scores_in_range(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with warehouse.open() as wh:
-        bad = wh.query(f"SELECT domain FROM {SCORES_TABLE} WHERE icp_score < 0 OR icp_score > 100")
-        warm_dq = wh.query(
-            f"SELECT domain FROM {SCORES_TABLE} WHERE disqualified AND (icp_score <> 0 OR icp_tier <> 'cold')"
-        )
-    return dg.AssetCheckResult(
-        passed=bad.is_empty() and warm_dq.is_empty(),
-        metadata={"out_of_range": bad.height, "disqualified_not_cold": warm_dq.height},
     )
 
 
