@@ -18,7 +18,7 @@ from enrichment_pipeline.defs.dbt.resources import dbt_cli_resource
 from enrichment_pipeline.defs.operations.freshness import MARTS_FAIL_WINDOW, MARTS_WARN_WINDOW
 from enrichment_pipeline.lib.dbt_env import dbt_env, dbt_environment
 from enrichment_pipeline.lib.providers.registry import PROVIDER_NAMES, build_provider
-from enrichment_pipeline.lib.scoring import SCORE_SCHEMA
+from enrichment_pipeline.lib.scoring.engine import SCORE_SCHEMA
 from enrichment_pipeline.lib.warehouse import Warehouse
 from enrichment_pipeline_tests.dbt import warehouse_data
 
