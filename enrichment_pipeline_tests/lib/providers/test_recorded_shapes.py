@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from enrichment_pipeline.lib import staging
-from enrichment_pipeline.lib.providers.apollo import BULK_ENRICH_PATH, Apollo, organization_fields
-from enrichment_pipeline.lib.providers.base import ProviderRequest
+from enrichment_pipeline.lib.providers.apollo import BULK_ENRICH_PATH, Apollo, organization_fields, split_bulk
+from enrichment_pipeline.lib.providers.base import CallResult, ProviderRequest
 from enrichment_pipeline.lib.providers.builtwith import (
     DOMAIN_API_ENDPOINT,
     FREE_API_ENDPOINT,
@@ -226,22 +226,69 @@ def test_clearbit_documented_record() -> None:
     assert fields["total_funding_usd"] == 10_610_000_000 and fields["is_public"] is False
 
 
-def test_apollo_codes_beat_keywords_and_bulk_lacks_tech_and_revenue() -> None:
+BULK_REQUEST = ProviderRequest("organization_bulk", "POST", BULK_ENRICH_PATH, json={"domains": ["a.com"]})
+
+
+def test_apollo_codes_beat_keywords_and_bulk_lacks_tech_and_funding() -> None:
     single = load("apollo", "organization_enrich.json")["organization"]
     fields = organization_fields(single)
     assert fields["industry_naics"] == "54"  # NAICS 54151, not "defense" -> Public Administration
     assert fields["revenue_usd"] == 120_500_000.0  # organization_revenue (newer name)
     assert fields["technologies"] == ["Salesforce", "Microsoft 365", "WordPress"]
     bulk = load("apollo", "bulk_enrich.json")
-    request = ProviderRequest("organization_bulk", "POST", BULK_ENRICH_PATH, json={"domains": ["a.com"]})
-    assert Apollo().interpret(request, 200, bulk).status == "ok"  # type: ignore[union-attr]
+    assert Apollo().interpret(BULK_REQUEST, 200, bulk).status == "ok"  # type: ignore[union-attr]
     from_bulk = organization_fields(bulk["organizations"][0])
-    assert not {"technologies", "revenue_usd", "total_funding_usd"} & set(from_bulk)
+    assert not {"technologies", "total_funding_usd"} & set(from_bulk)
+    # a newer bulk record carries its revenue and codes: bulk fills revenue when Apollo knows it
+    assert from_bulk["revenue_usd"] == 120_500_000.0 and from_bulk["industry_naics"] == "54"
+    older = organization_fields(load("apollo", "bulk_enrich_older_shape.json")["organizations"][0])
+    assert not {"technologies", "revenue_usd", "total_funding_usd"} & set(older)
+    assert older["industry_naics"] == "51"  # no code keys: the industry words decide
     assert Apollo().fillable_groups() == {"firmographics", "financials"}
     assert "technologies" in Apollo(bulk=False).fillable_groups()
     waterfall = load_waterfall().for_capabilities({"apollo": Apollo().fillable_groups()})
     assert "apollo" not in waterfall.order("technologies")
+    assert "apollo" in waterfall.order("financials")
     assert isinstance(waterfall, Waterfall)
+
+
+def test_apollo_unknown_revenue_is_null_not_zero() -> None:
+    """`organization_revenue: 0.0` with a null printed value is Apollo's "not known"."""
+    single = load("apollo", "organization_enrich_revenue_unknown.json")["organization"]
+    assert single["organization_revenue"] == 0.0 and single["organization_revenue_printed"] is None
+    fields = organization_fields(single)
+    assert "revenue_usd" not in fields
+    assert fields["industry_naics"] == "54" and fields["technologies"] == ["Gmail", "Google Workspace"]
+    bulk = load("apollo", "bulk_enrich.json")
+    [split] = split_bulk(["tiny-example.com"], CallResult("ok", 200, bulk, None, 1, 1.0, 0.05)).values()
+    from_bulk = Apollo().extract("tiny-example.com", {"organization": split.payload})
+    assert "revenue_usd" not in from_bulk and from_bulk["employees"] == 14
+    # the same 0.0 next to a printed value takes the printed one
+    assert organization_fields({**single, "organization_revenue_printed": "2M"})["revenue_usd"] == 2e6
+    # the profile stores unknown revenue as NULL
+    now = datetime.now(UTC)
+    responses = pl.DataFrame(
+        {
+            "provider": ["apollo"],
+            "endpoint": ["organization"],
+            "domain": ["tiny-example.com"],
+            "status": ["ok"],
+            "payload": [json.dumps({"organization": single})],
+            "fetched_at": [now],
+        }
+    )
+    stored = staging.provider_fields(responses, {"apollo": Apollo()}, [])
+    assert stored["revenue_usd"].to_list() == [None]
+
+
+def test_apollo_older_single_record_uses_annual_revenue_and_words() -> None:
+    org = load("apollo", "organization_enrich_older_shape.json")["organization"]
+    assert "naics_codes" not in org and "organization_revenue" not in org
+    fields = organization_fields(org)
+    assert fields["revenue_usd"] == 85_000_000 and fields["total_funding_usd"] == 120_000_000
+    assert fields["industry_naics"] == "51"  # "information technology & services"
+    assert fields["technologies"] == ["Cloudflare", "Google Font API", "WordPress"]
+    assert fields["is_public"] is False
 
 
 def test_explorium_follows_its_openapi_schema() -> None:
