@@ -102,9 +102,12 @@ class Apollo(Provider):
     ttl: ClassVar[timedelta] = timedelta(days=30)
     not_found_ttl: ClassVar[timedelta] = timedelta(days=7)
     batch_size: ClassVar[int] = BULK_LIMIT
-    # What each endpoint can fill. bulk_enrich organizations carry no
-    # technologies, revenue or funding (recorded answers), so with bulk calls
-    # Apollo fills firmographics (and whether the company is listed) only.
+    # What each endpoint can fill. bulk_enrich organizations never carry
+    # technologies or funding (recorded answers); records from late 2025 on
+    # carry organization_revenue* and naics_codes/sic_codes there too (older
+    # ones neither), so bulk can fill financials where Apollo knows the revenue.
+    # Whether a group was filled is read from the extracted values, never
+    # assumed from this table.
     ENDPOINT_GROUPS: ClassVar[dict[str, frozenset[str]]] = {
         ENRICH_PATH: frozenset({"firmographics", "financials", "technologies"}),
         BULK_ENRICH_PATH: frozenset({"firmographics", "financials"}),
@@ -295,15 +298,17 @@ def organization_fields(organization: Mapping[str, Any]) -> dict[str, Any]:
     founded = _number(organization.get("founded_year"))
     out["founded_year"] = int(founded) if founded else None
 
-    # Older records say annual_revenue*, newer ones organization_revenue*.
-    revenue = _number(organization.get("annual_revenue"))
+    # Older records say annual_revenue*, newer ones organization_revenue*. Apollo sends
+    # an unknown revenue as 0.0 with a null printed value (recorded answers): that is
+    # no revenue at all, never a revenue of 0 that would outrank another provider's.
+    revenue = _positive(organization.get("annual_revenue"))
     if revenue is None:
-        revenue = _number(organization.get("organization_revenue"))
+        revenue = _positive(organization.get("organization_revenue"))
     for key in ("annual_revenue_printed", "organization_revenue_printed"):
         if revenue is None:
             printed = money_range(_text(organization.get(key)))
-            revenue = printed.mid if printed else None
-    out["revenue_usd"] = revenue if revenue is None or revenue >= 0 else None
+            revenue = _positive(printed.mid) if printed else None
+    out["revenue_usd"] = revenue
     funding = _number(organization.get("total_funding"))
     if funding is None:
         printed = money_range(_text(organization.get("total_funding_printed")))
@@ -319,6 +324,12 @@ def organization_fields(organization: Mapping[str, Any]) -> dict[str, Any]:
     if technologies:
         out["technologies"] = technologies
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _positive(value: Any) -> float | None:
+    """A number above 0, else None (Apollo's 0 means "not known")."""
+    number = _number(value)
+    return number if number is not None and number > 0 else None
 
 
 def _first(read: Callable[[Any], Any], codes: Any) -> Any:

@@ -158,9 +158,11 @@ def traffic_from_payloads(domain: str, payloads: Mapping[str, Mapping[str, Any]]
     * Averages are over the remaining months; growth compares the last
       remaining month with the first (None with fewer than two).
     * Global rank is the latest month's; 0 means *unranked* and gives None.
-    * Traffic-source shares are fractions of the month's total visits in
-      [0, 1], whether SimilarWeb sent visit counts (``organic``/``paid``) or
-      shares, averaged over the months with any visits.
+      Its points are dated ``YYYY-MM``, the others ``YYYY-MM-DD``.
+    * Traffic-source shares are each channel's fraction of the month's
+      *desktop* visits, in [0, 1], averaged over the months with any visits:
+      overview-share counts desktop visits only, so its sources add up to
+      well below ``monthly_visits`` (all devices) and are never divided by it.
     """
     visits_all = _series(payloads.get("visits"), "visits")
     gaps = {day for day, value in visits_all if value <= 0}
@@ -270,15 +272,15 @@ def _source_shares(
     payload: Any,
     gaps: set[date] = frozenset(),  # type: ignore[assignment]
 ) -> tuple[dict[str, float], list[date]]:
-    """Mean monthly share of total visits per channel from traffic-sources/overview-share.
+    """Mean monthly desktop channel mix from traffic-sources/overview-share.
 
     Real shape: ``{"visits": {"<domain>": [{"source_type": "Search", "visits":
     [{"date": ..., "organic": <visits>, "paid": <visits>}]}]}}`` — per-source
-    visit *counts*. Each month's counts are divided by that month's total over
-    all sources, so shares are fractions in [0, 1] summing to 1. Points that
-    carry a ``share`` instead are taken as fractions as they are (values
-    outside [0, 1] are dropped). Months without visits are skipped. Also
-    returns the dates seen, for the profile's period.
+    *desktop* visit counts (in the recorded answer they add up to about a
+    fifth of the month's all-device visits). Each month's counts are divided
+    by that month's total over all sources, so shares are fractions in [0, 1]
+    summing to 1. Months without visits are skipped. Also returns the dates
+    seen, for the profile's period.
     """
     shares: dict[str, float] = {}
     seen: list[date] = []
@@ -293,28 +295,17 @@ def _source_shares(
         entries = lowered.get(domain.lower().removeprefix("www."), next(iter(by_domain.values())))
 
     counts: dict[str, dict[date, float]] = {}  # visit counts per channel and month
-    fractions: dict[str, dict[date, float]] = {}  # shares as sent
     for entry in _array(entries):
         if not isinstance(entry, Mapping):
             continue
         channel = _SOURCE_KEYS.get(str(entry.get("source_type") or "").strip().lower())
         if channel is None:
             channel = "other"
-        points = entry.get("visits")
-        if not isinstance(points, list):
-            points = entry.get("share") if isinstance(entry.get("share"), list) else []
-        for point in points:
+        for point in _array(entry.get("visits")):
             if not isinstance(point, Mapping):
                 continue
             day = _date(point.get("date"))
             if day is None or day in gaps:
-                continue
-            share = _float(point.get("share"))
-            if share is not None:
-                if 0.0 <= share <= 1.0:
-                    months = fractions.setdefault(channel, {})
-                    months[day] = months.get(day, 0.0) + share
-                    seen.append(day)
                 continue
             organic, paid = _float(point.get("organic")), _float(point.get("paid"))
             if organic is None and paid is None:
@@ -334,8 +325,6 @@ def _source_shares(
             total = month_totals[day]
             if total > 0:
                 per_channel.setdefault(channel, []).append(min(1.0, value / total))
-    for channel, months in fractions.items():
-        per_channel.setdefault(channel, []).extend(min(1.0, v) for v in months.values())
     for channel, values in per_channel.items():
         if channel != "other" and values:
             shares[channel] = statistics.fmean(values)

@@ -124,9 +124,19 @@ def organization(domain: str, epoch: int = 1) -> JsonObject | None:
     ]
     street = f"{rng.randint(1, 400)} Main Street"
     _, _, _, _, sic, _, naics6 = cb.CATEGORIES[facts.vertical]
-    coded = rng.random() < 0.7  # many records carry NAICS / SIC codes, some only words
-    # Newer records name revenue organization_revenue*; older ones annual_revenue*.
-    revenue_key = "organization_revenue" if rng.random() < 0.5 else "annual_revenue"
+    # Records from late 2025 on name revenue organization_revenue* and carry NAICS / SIC
+    # codes; older ones say annual_revenue* and have no code keys at all. A newer record
+    # sends an unknown revenue as 0.0 with a null printed value.
+    newer = rng.random() < 0.7
+    revenue_fields: JsonObject = {"annual_revenue_printed": printed(revenue), "annual_revenue": revenue}
+    if newer:
+        unknown_revenue = rng.random() < 0.15
+        revenue_fields = {
+            "organization_revenue_printed": None if unknown_revenue else printed(revenue),
+            "organization_revenue": 0.0 if unknown_revenue else revenue,
+            "naics_codes": [naics6],
+            "sic_codes": [f"{sic}00"[:4]],
+        }
     return {
         "id": hashlib.sha256(f"apollo-id\x1f{key}".encode()).hexdigest()[:24],
         "name": facts.name,
@@ -167,10 +177,7 @@ def organization(domain: str, epoch: int = 1) -> JsonObject | None:
         "short_description": f"{facts.name} is a {industry} company based in {city}.",
         "suborganizations": [],
         "num_suborganizations": 0,
-        f"{revenue_key}_printed": printed(revenue),
-        revenue_key: revenue,
-        "naics_codes": [naics6] if coded else [],
-        "sic_codes": [f"{sic}00"[:4]] if coded else [],
+        **revenue_fields,
         "total_funding": funding,
         "total_funding_printed": printed(funding) if funding else None,
         "latest_funding_round_date": None,
@@ -226,26 +233,31 @@ def bulk_response(domains: list[str], epoch: int = 1) -> tuple[int, JsonObject]:
     }
 
 
-# What a real bulk_enrich organization lacks, compared with the single enrich answer.
+# What a real bulk_enrich organization lacks, compared with the single enrich answer:
+# technologies and funding always; revenue only in older (annual_revenue*) records,
+# newer ones keep organization_revenue* and their codes.
 BULK_OMITS = frozenset(
     {
         "technology_names",
         "current_technologies",
         "annual_revenue",
         "annual_revenue_printed",
-        "organization_revenue",
-        "organization_revenue_printed",
         "total_funding",
         "total_funding_printed",
         "latest_funding_round_date",
         "latest_funding_stage",
         "funding_events",
+        "suborganizations",
+        "num_suborganizations",
+        "org_chart_root_people_ids",
+        "org_chart_sector",
     }
 )
 
 
 def bulk_organization(organization: JsonObject) -> JsonObject:
-    """An organization as bulk_enrich returns it: no technologies, revenue or funding."""
+    """An organization as bulk_enrich returns it: no technologies or funding, and no revenue
+    in an older record."""
     return {k: v for k, v in organization.items() if k not in BULK_OMITS}
 
 

@@ -9,6 +9,11 @@ Visits grow with the domain's *size* (`shared.size_quantile`, squared so most
 domains are small), which every simulator shares: big sites also run bigger
 stacks at BuiltWith and are bigger companies at Clearbit and Apollo.
 
+Answers follow the recorded v1 shapes (see the test fixtures' SOURCES.md):
+traffic sources are desktop visit counts, a fifth to a half of the all-device
+visits; global-rank points are dated ``YYYY-MM``; "Data not found" echoes no
+request.
+
 Simulated plan: countries in `PLAN_COUNTRIES` only; any other valid country
 gets SimilarWeb's 403, which lets the provider's ``country=world`` fallback run
 end to end. About 1 in 25 domains has no data at all (404, "Data not found").
@@ -139,32 +144,40 @@ def similarweb_response(domain: str, metric: str, params: Mapping[str, str]) -> 
         return 400, _error(None, 400, f"Invalid country: {country}")
 
     main_domain_only = (params.get("main_domain_only") or "false").lower() == "true"
-    request_echo = {
+    request_echo: JsonObject = {
         "granularity": "Monthly",
         "main_domain_only": main_domain_only,
+        "mtd": False,
+        "show_verified": False,
+        "state": None,
         "format": params.get("format") or "json",
         "domain": key,
         "start_date": start.isoformat(),
         "end_date": _month_end(end).isoformat(),
         "country": country,
     }
+    if metric in _COUNTRY_FREE:
+        # The recorded global-rank answer echoes only the domain, window and country.
+        request_echo = {k: request_echo[k] for k in ("domain", "start_date", "end_date", "country")}
     if metric not in _COUNTRY_FREE and country not in PLAN_COUNTRIES:
         return 403, _error(request_echo, 403, f"Your plan does not include country: {country}")
     if not has_data(key):
-        # SimilarWeb's own (odd) error_code for a domain it has no panel data on.
-        return 404, _error(request_echo, 401, "Data not found")
+        # SimilarWeb's own (odd) error_code for a domain it has no panel data on;
+        # the recorded body echoes no request.
+        return 404, _error(None, 401, "Data not found")
 
     months = _months(start, end)
     meta = {"request": request_echo, "status": "Success", "last_updated": _month_end(end).isoformat()}
     list_key = METRICS[metric]
     if metric == "traffic-sources/overview-share":
-        # The real answer gives visit *counts* per source and month, split into
-        # organic and paid (not shares): the client divides by the month's total.
+        # The real answer gives *desktop* visit counts per source and month, split
+        # into organic and paid (not shares), well below the all-device visits:
+        # the client divides by the sources' own monthly total.
         visits = [
             {"source_type": source, "visits": [_source_point(key, country, source, m) for m in months]}
             for source in SOURCE_TYPES
         ]
-        return 200, {"meta": meta, "visits": {key: visits}}
+        return 200, {"meta": {**meta, "device": "Desktop"}, "visits": {key: visits}}
     return 200, {"meta": meta, list_key: [_point(key, country, list_key, m) for m in months]}
 
 
@@ -189,10 +202,17 @@ def route(request: httpx.Request, *, epoch: int = 1) -> httpx.Response | None:
     return httpx.Response(status, json=body)
 
 
+def desktop_fraction(domain: str, country: str, month: date) -> float:
+    """The part of a month's visits made on desktop (the recorded answer: about a fifth)."""
+    key = domain_key(domain)
+    base = seeded("sw-desktop", key, country).uniform(0.15, 0.45)
+    return base * (1 + seeded("sw-desktop", key, country, month.isoformat()).uniform(-0.05, 0.05))
+
+
 def _source_point(domain: str, country: str, source: str, month: date) -> JsonObject:
-    """One month of one source: visits split into organic and paid, as SimilarWeb sends them."""
+    """One month of one source: desktop visits split into organic and paid, as SimilarWeb sends them."""
     visits = 0.0 if is_gap_month(domain, month) else monthly_visits(domain, month, country)
-    total = visits * source_shares(domain, country, month)[source]
+    total = visits * desktop_fraction(domain, country, month) * source_shares(domain, country, month)[source]
     paid_part = {"Search": seeded("sw-paid", domain).uniform(0.05, 0.4), "Display Ads": 1.0}.get(source, 0.0)
     return {
         "date": month.isoformat(),
@@ -218,6 +238,7 @@ def _point(domain: str, country: str, list_key: str, month: date) -> JsonObject:
         value: float | int = 0 if gap else round(monthly_visits(domain, month, country), 3)
     elif list_key == "global_rank":
         value = 0 if is_unranked(domain) else global_rank(domain, month)
+        return {"date": month.strftime("%Y-%m"), list_key: value}  # rank points are dated by month
     else:
         value = 0 if gap else round(_engagement(domain, country, month)[list_key], 6)
     return {"date": month.isoformat(), list_key: value}

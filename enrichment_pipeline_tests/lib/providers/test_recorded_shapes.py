@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, date, datetime
 from typing import Any
 
+import polars as pl
 import pytest
 
-from enrichment_pipeline.lib.providers.apollo import BULK_ENRICH_PATH, Apollo, organization_fields
-from enrichment_pipeline.lib.providers.base import ProviderRequest
+from enrichment_pipeline.lib import staging
+from enrichment_pipeline.lib.providers.apollo import BULK_ENRICH_PATH, Apollo, organization_fields, split_bulk
+from enrichment_pipeline.lib.providers.base import CallResult, ProviderRequest
 from enrichment_pipeline.lib.providers.builtwith import (
     DOMAIN_API_ENDPOINT,
     FREE_API_ENDPOINT,
@@ -18,9 +21,10 @@ from enrichment_pipeline.lib.providers.builtwith import (
 )
 from enrichment_pipeline.lib.providers.clearbit import Clearbit
 from enrichment_pipeline.lib.providers.explorium import firmographic_fields, technologies
-from enrichment_pipeline.lib.providers.similarweb import ENDPOINTS, traffic_from_payloads
+from enrichment_pipeline.lib.providers.similarweb import ENDPOINTS, SimilarWeb, traffic_from_payloads
 from enrichment_pipeline.lib.providers.yahoo import confirms
 from enrichment_pipeline.lib.staging import answer_problem
+from enrichment_pipeline.lib.validation import SimilarWebTraffic, split_valid
 from enrichment_pipeline.lib.waterfall import Waterfall, load_waterfall
 from enrichment_pipeline_tests.fixtures import load
 
@@ -107,9 +111,109 @@ def test_similarweb_small_site_gaps_unranked_and_shares() -> None:
     assert profile["bounce_rate"] == pytest.approx(0.58)
     shares = [profile[k] for k in ("search_share", "direct_share", "referral_share", "social_share")]
     assert all(0 <= s <= 1 for s in shares)
-    sep = (500 + 100.5) / 1200.5
-    oct_ = (800 + 140) / 1800.25
+    # desktop source visits (282 and 410, well below the months' visits) are the denominator
+    sep = (120 + 25) / 282
+    oct_ = (190 + 30) / 410
     assert profile["search_share"] == pytest.approx((sep + oct_) / 2)
+
+
+def _johnmcl() -> dict[str, Any]:
+    """Verbatim recorded v1 answers (MIT, johnmcl/similarweb, whose spec already renamed the domain)."""
+    return {endpoint: load("similarweb", f"johnmcl_{endpoint}.json") for endpoint in ENDPOINTS}
+
+
+def test_similarweb_recorded_answers_are_stored_as_expected() -> None:
+    bodies = _johnmcl()
+    provider = SimilarWeb()
+    for request in provider.requests_for("example.com"):
+        verdict = provider.interpret(request, 200, bodies[request.endpoint])
+        assert verdict is not None and verdict.status == "ok", request.endpoint
+    profile = traffic_from_payloads("example.com", bodies)
+    assert profile["monthly_visits"] == pytest.approx((120678.0 + 121999.0) / 2)
+    assert profile["visits_growth"] == pytest.approx(121999.0 / 120678.0 - 1)
+    assert profile["bounce_rate"] == pytest.approx(0.8432, abs=1e-4)  # a fraction, not a percentage
+    assert profile["pages_per_visit"] == pytest.approx(1.304, abs=1e-3)
+    assert profile["avg_visit_duration_s"] == pytest.approx(47.38, abs=1e-2)  # seconds
+    assert profile["global_rank"] == 547984  # the latest month's, from "YYYY-MM" dates
+    assert (profile["period_start"], profile["period_end"]) == (date(2016, 2, 1), date(2016, 3, 31))
+    assert profile["last_updated"] == date(2016, 8, 31) and profile["gap_months"] == 0
+
+
+def test_similarweb_rank_dates_are_months() -> None:
+    rank = load("similarweb", "johnmcl_global_rank.json")
+    assert [p["date"] for p in rank["global_rank"]] == ["2016-02", "2016-03"]
+    only_rank = traffic_from_payloads("example.com", {"global_rank": rank})
+    assert only_rank["global_rank"] == 547984
+    assert (only_rank["period_start"], only_rank["period_end"]) == (date(2016, 2, 1), date(2016, 3, 31))
+
+
+def test_similarweb_recorded_sources_are_the_desktop_channel_mix() -> None:
+    """overview-share counts desktop visits only: its sources add up to about a fifth of
+    the all-device visits, so shares are fractions of the sources' own sum, never of visits."""
+    bodies = _johnmcl()
+    sources = bodies["traffic_sources"]["visits"]["example.com"]
+    visits = [p["visits"] for p in bodies["visits"]["visits"]]
+    month_totals = [
+        sum(s["visits"][i]["organic"] + s["visits"][i]["paid"] for s in sources) for i in range(2)
+    ]
+    for total, all_devices in zip(month_totals, visits, strict=True):
+        assert 0.15 < total / all_devices < 0.3
+
+    def month_share(source: str, i: int) -> float:
+        point = next(s for s in sources if s["source_type"] == source)["visits"][i]
+        return (point["organic"] + point["paid"]) / month_totals[i]
+
+    profile = traffic_from_payloads("example.com", bodies)
+    expected = {
+        "search_share": "Search",
+        "direct_share": "Direct",
+        "referral_share": "Referrals",
+        "social_share": "Social",
+    }
+    for field, source in expected.items():
+        assert profile[field] == pytest.approx((month_share(source, 0) + month_share(source, 1)) / 2)
+        assert 0 <= profile[field] <= 1
+    assert profile["search_share"] == pytest.approx(0.4514, abs=1e-4)
+    # every month's channels (the four stored plus Mail and Display Ads) sum to 1
+    for i in range(2):
+        assert sum(month_share(s["source_type"], i) for s in sources) == pytest.approx(1.0)
+    mail = (month_share("Mail", 0) + month_share("Mail", 1)) / 2
+    assert sum(profile[f] for f in expected) + mail == pytest.approx(1.0)
+
+
+def test_similarweb_recorded_answers_pass_the_staging_contract() -> None:
+    now = datetime.now(UTC)
+    bodies = _johnmcl()
+    responses = pl.DataFrame(
+        {
+            "provider": ["similarweb"] * len(bodies),
+            "endpoint": list(bodies),
+            "domain": ["example.com"] * len(bodies),
+            "status": ["ok"] * len(bodies),
+            "payload": [json.dumps(b) for b in bodies.values()],
+            "fetched_at": [now] * len(bodies),
+        }
+    )
+    refused: staging.Refused = []
+    traffic = staging.similarweb_traffic(responses, refused)
+    valid, quarantined = split_valid(traffic, SimilarWebTraffic, "staging.similarweb_traffic", now)
+    assert not refused and quarantined.is_empty() and valid.height == 1
+    assert valid["global_rank"][0] == 547984 and 0 < valid["search_share"][0] < 1
+
+
+def test_similarweb_recorded_not_found_body_and_newer_meta() -> None:
+    request = SimilarWeb().requests_for("example.com")[0]
+    not_found = load("similarweb", "data_not_found.json")  # no meta.request in the real body
+    assert "request" not in not_found["meta"]
+    for http_status in (404, 200):  # the HTTP status that came with it was not recorded
+        verdict = SimilarWeb().interpret(request, http_status, not_found)
+        assert verdict is not None and verdict.status == "not_found" and verdict.detail == "Data not found"
+    newer = load("similarweb", "visits_newer_meta_shape.json")  # mtd, show_verified, state, device
+    verdict = SimilarWeb().interpret(request, 200, newer)
+    assert verdict is not None and verdict.status == "ok"
+    profile = traffic_from_payloads("shape-example.com", {"visits": newer})
+    assert profile["monthly_visits"] == pytest.approx((48211.77310562133 + 51093.20456183402) / 2)
+    assert profile["period_end"] == date(2026, 9, 30)
 
 
 # ------------------------------------------------------------- Clearbit, Apollo, Explorium, Yahoo
@@ -122,22 +226,69 @@ def test_clearbit_documented_record() -> None:
     assert fields["total_funding_usd"] == 10_610_000_000 and fields["is_public"] is False
 
 
-def test_apollo_codes_beat_keywords_and_bulk_lacks_tech_and_revenue() -> None:
+BULK_REQUEST = ProviderRequest("organization_bulk", "POST", BULK_ENRICH_PATH, json={"domains": ["a.com"]})
+
+
+def test_apollo_codes_beat_keywords_and_bulk_lacks_tech_and_funding() -> None:
     single = load("apollo", "organization_enrich.json")["organization"]
     fields = organization_fields(single)
     assert fields["industry_naics"] == "54"  # NAICS 54151, not "defense" -> Public Administration
     assert fields["revenue_usd"] == 120_500_000.0  # organization_revenue (newer name)
     assert fields["technologies"] == ["Salesforce", "Microsoft 365", "WordPress"]
     bulk = load("apollo", "bulk_enrich.json")
-    request = ProviderRequest("organization_bulk", "POST", BULK_ENRICH_PATH, json={"domains": ["a.com"]})
-    assert Apollo().interpret(request, 200, bulk).status == "ok"  # type: ignore[union-attr]
+    assert Apollo().interpret(BULK_REQUEST, 200, bulk).status == "ok"  # type: ignore[union-attr]
     from_bulk = organization_fields(bulk["organizations"][0])
-    assert not {"technologies", "revenue_usd", "total_funding_usd"} & set(from_bulk)
+    assert not {"technologies", "total_funding_usd"} & set(from_bulk)
+    # a newer bulk record carries its revenue and codes: bulk fills revenue when Apollo knows it
+    assert from_bulk["revenue_usd"] == 120_500_000.0 and from_bulk["industry_naics"] == "54"
+    older = organization_fields(load("apollo", "bulk_enrich_older_shape.json")["organizations"][0])
+    assert not {"technologies", "revenue_usd", "total_funding_usd"} & set(older)
+    assert older["industry_naics"] == "51"  # no code keys: the industry words decide
     assert Apollo().fillable_groups() == {"firmographics", "financials"}
     assert "technologies" in Apollo(bulk=False).fillable_groups()
     waterfall = load_waterfall().for_capabilities({"apollo": Apollo().fillable_groups()})
     assert "apollo" not in waterfall.order("technologies")
+    assert "apollo" in waterfall.order("financials")
     assert isinstance(waterfall, Waterfall)
+
+
+def test_apollo_unknown_revenue_is_null_not_zero() -> None:
+    """`organization_revenue: 0.0` with a null printed value is Apollo's "not known"."""
+    single = load("apollo", "organization_enrich_revenue_unknown.json")["organization"]
+    assert single["organization_revenue"] == 0.0 and single["organization_revenue_printed"] is None
+    fields = organization_fields(single)
+    assert "revenue_usd" not in fields
+    assert fields["industry_naics"] == "54" and fields["technologies"] == ["Gmail", "Google Workspace"]
+    bulk = load("apollo", "bulk_enrich.json")
+    [split] = split_bulk(["tiny-example.com"], CallResult("ok", 200, bulk, None, 1, 1.0, 0.05)).values()
+    from_bulk = Apollo().extract("tiny-example.com", {"organization": split.payload})
+    assert "revenue_usd" not in from_bulk and from_bulk["employees"] == 14
+    # the same 0.0 next to a printed value takes the printed one
+    assert organization_fields({**single, "organization_revenue_printed": "2M"})["revenue_usd"] == 2e6
+    # the profile stores unknown revenue as NULL
+    now = datetime.now(UTC)
+    responses = pl.DataFrame(
+        {
+            "provider": ["apollo"],
+            "endpoint": ["organization"],
+            "domain": ["tiny-example.com"],
+            "status": ["ok"],
+            "payload": [json.dumps({"organization": single})],
+            "fetched_at": [now],
+        }
+    )
+    stored = staging.provider_fields(responses, {"apollo": Apollo()}, [])
+    assert stored["revenue_usd"].to_list() == [None]
+
+
+def test_apollo_older_single_record_uses_annual_revenue_and_words() -> None:
+    org = load("apollo", "organization_enrich_older_shape.json")["organization"]
+    assert "naics_codes" not in org and "organization_revenue" not in org
+    fields = organization_fields(org)
+    assert fields["revenue_usd"] == 85_000_000 and fields["total_funding_usd"] == 120_000_000
+    assert fields["industry_naics"] == "51"  # "information technology & services"
+    assert fields["technologies"] == ["Cloudflare", "Google Font API", "WordPress"]
+    assert fields["is_public"] is False
 
 
 def test_explorium_follows_its_openapi_schema() -> None:

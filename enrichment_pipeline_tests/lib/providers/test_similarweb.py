@@ -1,7 +1,8 @@
 """SimilarWeb provider: six requests, country fallback, not-found shape, pure parsing.
 
 Payloads are hand-written in SimilarWeb API v1 shapes (meta.request echo,
-meta.status, one list per metric, overview-share keyed by domain).
+meta.status, one list per metric, overview-share keyed by domain with desktop
+visit counts per source); the recorded answers are in test_recorded_shapes.py.
 """
 
 from __future__ import annotations
@@ -38,14 +39,23 @@ def _series(key: str, values: list[float]) -> dict[str, Any]:
     return {"meta": _meta(), key: [{"date": d, key: v} for d, v in zip(MONTHS, values, strict=True)]}
 
 
+# Desktop visits per month behind the shares `_sources` is given (overview-share
+# counts desktop visits only: well below the all-device visits of FULL).
+DESKTOP_VISITS = (310.0, 402.5, 377.25)
+
+
 def _sources(shares: dict[str, list[float]], domain: str = "acme.com") -> dict[str, Any]:
+    """overview-share in its real shape: per source and month, organic/paid visit counts."""
     return {
         "meta": _meta(),
         "visits": {
             domain: [
                 {
                     "source_type": source,
-                    "share": [{"date": d, "share": v} for d, v in zip(MONTHS, values, strict=True)],
+                    "visits": [
+                        {"date": d, "organic": v * total, "paid": 0.0}
+                        for d, v, total in zip(MONTHS, values, DESKTOP_VISITS, strict=True)
+                    ],
                 }
                 for source, values in shares.items()
             ]
@@ -315,5 +325,5 @@ def test_source_visit_counts_become_shares_of_the_months_total() -> None:
 
 
 def test_sources_keyed_by_www_variant() -> None:
-    body = _sources({"Search": [0.2, 0.2, 0.2]}, domain="www.Acme.com")
+    body = _sources({"Search": [0.2, 0.2, 0.2], "Direct": [0.8, 0.8, 0.8]}, domain="www.Acme.com")
     assert traffic_from_payloads("acme.com", {"traffic_sources": body})["search_share"] == pytest.approx(0.2)

@@ -178,7 +178,9 @@ def test_similarweb_dates_follow_requested_window() -> None:
     for endpoint in ("visits", "bounce_rate", "pages_per_visit", "average_visit_duration", "global_rank"):
         status, body = bodies[endpoint]
         assert status == 200 and body["meta"]["status"] == "Success"
-        assert [point["date"] for point in body[endpoint]] == expected
+        # global-rank points are dated by month, as in the recorded answer
+        dates = [day[:7] for day in expected] if endpoint == "global_rank" else expected
+        assert [point["date"] for point in body[endpoint]] == dates
         assert body["meta"]["request"]["start_date"] == "2025-09-01"
         assert body["meta"]["request"]["end_date"] == "2026-01-31"
     sources = bodies["traffic_sources"][1]["visits"]["acme.com"]
@@ -192,6 +194,36 @@ def test_similarweb_dates_follow_requested_window() -> None:
     }
     for source in sources:
         assert [point["date"] for point in source["visits"]] == expected
+
+
+def test_similarweb_sources_are_desktop_visits_below_all_devices() -> None:
+    """As in the recorded answer: source counts are desktop only, well below the month's visits,
+    so the stored shares are the desktop channel mix (fractions of the sources' own sum)."""
+    checked = 0
+    for domain in DOMAINS_200[:60]:
+        bodies = similarweb_bodies(domain)
+        if bodies["visits"][0] != 200:
+            assert "request" not in bodies["visits"][1]["meta"]  # the recorded not-found body
+            continue
+        assert bodies["traffic_sources"][1]["meta"]["device"] == "Desktop"
+        sources = bodies["traffic_sources"][1]["visits"][domain]
+        for i, point in enumerate(bodies["visits"][1]["visits"]):
+            desktop = sum(s["visits"][i]["organic"] + s["visits"][i]["paid"] for s in sources)
+            if point["visits"] == 0:
+                assert desktop == 0  # a gap month has no sources either
+                continue
+            assert 0.1 < desktop / point["visits"] < 0.5
+            checked += 1
+        profile = traffic_from_payloads(domain, {k: body for k, (_, body) in bodies.items()})
+        search = next(s for s in sources if s["source_type"] == "Search")["visits"]
+        months = [
+            (p["organic"] + p["paid"])
+            / sum(s["visits"][i]["organic"] + s["visits"][i]["paid"] for s in sources)
+            for i, p in enumerate(search)
+            if p["organic"] + p["paid"] > 0
+        ]
+        assert profile["search_share"] == pytest.approx(statistics.fmean(months))
+    assert checked > 100
 
 
 def test_unknown_rates_are_about_one_in_25_and_independent() -> None:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from enrichment_pipeline.lib.fields import FIELD_TYPES
-from enrichment_pipeline.lib.providers.apollo import TECH_ALIASES, Apollo
+from enrichment_pipeline.lib.providers.apollo import TECH_ALIASES, Apollo, organization_fields
 from enrichment_pipeline.lib.providers.base import Provider, ProviderRequest
 from enrichment_pipeline.lib.providers.clearbit import Clearbit, technology_name
 from enrichment_pipeline.lib.sandbox import apollo as sandbox_apollo
@@ -184,11 +184,17 @@ def test_apollo_single_enrich_shapes_and_unknown_domains() -> None:
         "short_description", "linkedin_url",
     ):  # fmt: skip
         assert key in org, key
-    # Older records name revenue annual_revenue*, newer ones organization_revenue*.
+    # Older records name revenue annual_revenue* and carry no codes; newer ones
+    # organization_revenue* with naics_codes / sic_codes, some with an unknown revenue.
     orgs = [a.json()["organization"] for a in answers if a.json()]
     assert any("annual_revenue" in o for o in orgs) and any("organization_revenue" in o for o in orgs)
     assert all(("annual_revenue" in o) != ("organization_revenue" in o) for o in orgs)
-    assert any(o["naics_codes"] for o in orgs) and any(not o["naics_codes"] for o in orgs)
+    assert any(o.get("naics_codes") for o in orgs) and any(not o.get("naics_codes") for o in orgs)
+    assert all(("naics_codes" in o) == ("sic_codes" in o) == ("organization_revenue" in o) for o in orgs)
+    unknown = [o for o in orgs if o.get("organization_revenue") == 0.0]
+    assert unknown and all(o["organization_revenue_printed"] is None for o in unknown)
+    assert 0.03 <= len(unknown) / len(orgs) <= 0.2, len(unknown) / len(orgs)
+    assert all(o.get("annual_revenue", 1) > 0 for o in orgs)
     assert org["technology_names"] == [t["name"] for t in org["current_technologies"]]
 
 
@@ -209,11 +215,36 @@ def test_apollo_bulk_shape_order_and_missing_domains() -> None:
     assert body["missing_records"] == 10 - len(known)
     assert sorted(o["primary_domain"] for o in body["organizations"]) == sorted(known)
     # Same organizations as the single endpoint, in an order of Apollo's own
-    # minus what a real bulk answer lacks: technologies, revenue, funding.
+    # minus what a real bulk answer lacks: technologies, funding, an older record's revenue.
     singles = {d: sandbox_apollo.bulk_organization(apollo(d).json()["organization"]) for d in known}
     assert {o["primary_domain"]: o for o in body["organizations"]} == singles
     for organization in body["organizations"]:
         assert not sandbox_apollo.BULK_OMITS & set(organization)
+        assert not {"technology_names", "current_technologies", "total_funding"} & set(organization)
+        assert "annual_revenue" not in organization
+
+
+def test_apollo_bulk_keeps_a_newer_records_revenue_and_codes() -> None:
+    """Newer bulk records carry organization_revenue* and codes: bulk fills revenue where known."""
+    provider = Apollo()
+    with_revenue = without_revenue = 0
+    for start in range(0, 100, 10):
+        for organization in apollo_bulk(DOMAINS[start : start + 10]).json()["organizations"]:
+            fields = organization_fields(organization)
+            assert "technologies" not in fields and "total_funding_usd" not in fields
+            if "organization_revenue" in organization:
+                assert organization["naics_codes"] and organization["sic_codes"]
+                if organization["organization_revenue_printed"] is None:
+                    assert "revenue_usd" not in fields  # 0.0 + null printed: unknown, not 0
+                    without_revenue += 1
+                else:
+                    assert fields["revenue_usd"] == organization["organization_revenue"] > 0
+                    with_revenue += 1
+            else:
+                assert "revenue_usd" not in fields and "naics_codes" not in organization
+                without_revenue += 1
+    assert with_revenue > 30 and without_revenue > 20
+    assert provider.fillable_groups() == {"firmographics", "financials"}
 
 
 def test_apollo_bulk_accepts_query_parameters_too() -> None:
