@@ -107,7 +107,7 @@ def test_a_perfect_greenfield_fit_is_hot_with_every_reason():
         "runs self-managed Elasticsearch: search is a cost centre",
         "high bounce rate (60%)",
         "few pages per visit (2.0)",
-        "50% of traffic arrives from search engines",
+        "50% of desktop traffic arrives from search engines",
         "6 technology changes in the last 90 days",
         "traffic growing fast (+30% over the period)",
         "revenue growing fast (+25% a year)",
