@@ -53,11 +53,18 @@ FIELD_GROUP: dict[str, str] = {f: g for g, fields in GROUPS.items() for f in fie
 FIELD_TYPES: dict[str, pl.DataType] = {f: t for fields in GROUPS.values() for f, t in fields.items()}
 
 
+# Fields a provider states for nearly every company whatever else it knows: alone they do not
+# fill their group. Apollo's record of a private company says `is_public: false` and nothing
+# about revenue; counting that as "financials filled" would skip a lower provider's revenue
+# estimate. The flag is still kept when no provider has more (see `profiles.pick_groups`).
+CONTEXT_ONLY: frozenset[str] = frozenset({"is_public"})
+
+
 def filled_groups(values: dict[str, object]) -> set[str]:
-    """Field groups in which a provider's extracted values have at least one value."""
+    """Field groups in which a provider's extracted values fill at least one field."""
     filled = set()
     for field, value in values.items():
         group = FIELD_GROUP.get(field)
-        if group and value is not None and value != []:
+        if group and field not in CONTEXT_ONLY and value is not None and value != []:
             filled.add(group)
     return filled

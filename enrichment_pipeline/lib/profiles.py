@@ -17,7 +17,7 @@ import polars as pl
 
 from enrichment_pipeline.lib.agreement import CONFIDENCE_SCHEMA, field_agreement
 from enrichment_pipeline.lib.domains import display_domain
-from enrichment_pipeline.lib.fields import FIELD_TYPES, GROUPS
+from enrichment_pipeline.lib.fields import CONTEXT_ONLY, FIELD_TYPES, GROUPS
 from enrichment_pipeline.lib.frames import first_present, json_list
 from enrichment_pipeline.lib.providers.base import ANSWERED
 from enrichment_pipeline.lib.waterfall import Waterfall
@@ -81,24 +81,31 @@ def refused_answers(quarantine: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _has_value(group: str) -> pl.Expr:
+def _has_value(group: str, *, filling: bool = False) -> pl.Expr:
+    """Any value in the group; with `filling`, a value of a field that fills it (`filled_groups`)."""
     checks = []
     for field in GROUPS[group]:
+        if filling and field in CONTEXT_ONLY:
+            continue
         col = pl.col(field)
         checks.append(col.list.len() > 0 if field == "technologies" else col.is_not_null())
     return pl.any_horizontal(*checks).fill_null(False)
 
 
 def pick_groups(domains: pl.DataFrame, fields: pl.DataFrame, waterfall: Waterfall) -> pl.DataFrame:
-    """Per group, the first provider (waterfall order) with a value; its values, name and time."""
+    """Per group, the first provider (waterfall order) whose values fill it, else the first with
+    any value (a lone `is_public` flag); its values, name and time."""
     base = domains
     for group, columns in GROUPS.items():
         order = waterfall.order(group)
         rank = {p: i for i, p in enumerate(order)}
         chosen = (
             fields.filter(pl.col("provider").is_in(order) & _has_value(group))
-            .with_columns(pl.col("provider").replace_strict(rank, return_dtype=pl.Int32).alias("_rank"))
-            .sort("domain", "_rank")
+            .with_columns(
+                pl.col("provider").replace_strict(rank, return_dtype=pl.Int32).alias("_rank"),
+                (~_has_value(group, filling=True)).alias("_context_only"),
+            )
+            .sort("domain", "_context_only", "_rank")
             .unique("domain", keep="first", maintain_order=True)
             .select(
                 "domain",

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from enrichment_pipeline.lib.agreement import field_agreement
+from enrichment_pipeline.lib.fields import filled_groups
 from enrichment_pipeline.lib.profiles import (
     PROFILE_SCHEMA,
     build_profiles,
@@ -122,6 +123,20 @@ def test_a_provider_without_values_in_a_group_does_not_shadow_the_next():
     assert row["technologies_source"] == "apollo"
     assert row["financials_source"] == "apollo"  # clearbit had no financial value
     assert row["firmographics_source"] == "clearbit"
+
+
+def test_a_lone_is_public_flag_does_not_fill_financials_but_is_kept_when_nothing_else_is_known():
+    """Apollo's record of a private company says `is_public: false` and nothing about revenue: a
+    provider below it with a revenue figure supplies the financials; with no such provider the
+    flag is still the profile's."""
+    flag_only = {"provider": "clearbit", "domain": "a.com", "is_public": False}
+    revenue = {"provider": "apollo", "domain": "a.com", "revenue_usd": 5e6}
+    row = build(["a.com"], provider_fields=fields(flag_only, revenue)).row(0, named=True)
+    assert (row["financials_source"], row["revenue_usd"]) == ("apollo", 5e6)
+    row = build(["a.com"], provider_fields=fields(flag_only)).row(0, named=True)
+    assert (row["financials_source"], row["is_public"]) == ("clearbit", False)
+    assert filled_groups({"is_public": False}) == set()
+    assert filled_groups({"is_public": False, "revenue_usd": 1.0}) == {"financials"}
 
 
 def test_a_provider_not_in_the_group_order_is_never_used():
