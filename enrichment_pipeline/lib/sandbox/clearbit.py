@@ -81,7 +81,9 @@ _VERTICAL_ROWS = bundled_rows("verticals.csv")
 CATEGORIES: dict[str, Category] = {row["vertical"]: _category(row) for row in _VERTICAL_ROWS}
 VERTICALS: tuple[str, ...] = tuple(CATEGORIES)
 # Revenue per employee (USD) by vertical, before the per-company factor.
-_REVENUE_PER_EMPLOYEE: dict[str, float] = {r["vertical"]: float(r["revenue_per_employee"]) for r in _VERTICAL_ROWS}
+_REVENUE_PER_EMPLOYEE: dict[str, float] = {
+    row["vertical"]: float(row["revenue_per_employee"]) for row in _VERTICAL_ROWS
+}
 _LOCATION_ROWS = bundled_rows("locations.csv")
 # ISO code -> head office, for the drawn countries and the sample companies' own.
 LOCATIONS: dict[str, Location] = {row["country_code"]: _location(row) for row in _LOCATION_ROWS}
