@@ -9,11 +9,11 @@ from typing import Any
 
 import polars as pl
 
+from enrichment_pipeline.lib.field_rules import field_problem
 from enrichment_pipeline.lib.fields import FIELD_TYPES
 from enrichment_pipeline.lib.providers.base import Provider
 from enrichment_pipeline.lib.providers.builtwith import groups_from_free_api, technologies_from_domain_api
 from enrichment_pipeline.lib.providers.similarweb import traffic_from_payloads
-from enrichment_pipeline.lib.validation import field_problem
 
 TECH_SCHEMA = {
     "domain": pl.String,

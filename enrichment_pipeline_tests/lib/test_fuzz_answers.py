@@ -4,7 +4,7 @@ Every provider's recorded (or recorded-shape) fixtures are mutated — wrong typ
 keys, nulls, huge numbers, NaN, deep nesting, a wrong content type — and sent down the same
 path an HTTP answer takes: decode, the provider's interpretation (guarded as the policy
 guards it), the fetch-time readability check, then the staging builders and the
-ProviderFields contract on the stored row. No exception may escape; the row ends `ok` or
+PROVIDER_FIELDS contract on the stored row. No exception may escape; the row ends `ok` or
 `parse_error` (or another status the provider legitimately reads, e.g. `not_found`), and an
 `ok` row never breaks a staging contract. Example counts are bounded to keep the suite fast.
 """
@@ -37,7 +37,7 @@ from enrichment_pipeline.lib.providers.explorium import FIRMOGRAPHICS_PATH, MATC
 from enrichment_pipeline.lib.providers.similarweb import ENDPOINTS, SimilarWeb
 from enrichment_pipeline.lib.providers.yahoo import Yahoo
 from enrichment_pipeline.lib.sandbox.yahoo import SandboxFinanceSource
-from enrichment_pipeline.lib.validation import ProviderFields, SimilarWebTraffic, split_valid
+from enrichment_pipeline.lib.validation import PROVIDER_FIELDS, SIMILARWEB_TRAFFIC, split_valid
 from enrichment_pipeline_tests.fixtures import load
 
 HUGE = "9" * 5000  # beyond Python's int-from-string limit: json.loads raises ValueError
@@ -173,11 +173,11 @@ def _stage(provider: Provider, endpoint: str, domain: str, payload: Any) -> None
     )
     refused: staging.Refused = []
     fields = staging.provider_fields(responses, {provider.name: provider}, refused)
-    _, quarantined = split_valid(fields, ProviderFields, "staging.provider_fields", now)
+    _, quarantined = split_valid(fields, PROVIDER_FIELDS, "staging.provider_fields", now)
     assert quarantined.is_empty(), quarantined.to_dicts()
     if provider.name == "similarweb":
         traffic = staging.similarweb_traffic(responses, refused)
-        _, quarantined = split_valid(traffic, SimilarWebTraffic, "staging.similarweb_traffic", now)
+        _, quarantined = split_valid(traffic, SIMILARWEB_TRAFFIC, "staging.similarweb_traffic", now)
         assert quarantined.is_empty(), quarantined.to_dicts()
     if provider.name == "builtwith":
         staging.builtwith_technologies(responses, refused)

@@ -12,6 +12,7 @@ from pandera.errors import SchemaError, SchemaErrors
 
 from enrichment_pipeline.lib import staging
 from enrichment_pipeline.lib.fetching import FetchPlan, fetch_domains
+from enrichment_pipeline.lib.field_rules import FIELD_BOUNDS, field_problem
 from enrichment_pipeline.lib.providers.builtwith import BuiltWith
 from enrichment_pipeline.lib.providers.similarweb import SimilarWeb
 from enrichment_pipeline.lib.sandbox import builtwith as bw
@@ -19,9 +20,10 @@ from enrichment_pipeline.lib.sandbox import similarweb as sw
 from enrichment_pipeline.lib.sandbox.transport import sandbox_transport
 from enrichment_pipeline.lib.settings import ProviderSettings
 from enrichment_pipeline.lib.validation import (
+    BUILTWITH_TECHNOLOGIES,
+    PROVIDER_FIELDS,
     QUARANTINE_SCHEMA,
-    BuiltWithTechnology,
-    SimilarWebTraffic,
+    SIMILARWEB_TRAFFIC,
     split_valid,
 )
 from enrichment_pipeline.lib.warehouse import Warehouse
@@ -70,7 +72,7 @@ def test_builtwith_technologies(answers):
     )
     assert all(fetched[r["domain"]] == r["observed_at"] for r in frame.iter_rows(named=True))
     assert frame["technology"].str.len_chars().min() > 0
-    valid, quarantined = split_valid(frame, BuiltWithTechnology, "staging.builtwith_technologies", NOW)
+    valid, quarantined = split_valid(frame, BUILTWITH_TECHNOLOGIES, "staging.builtwith_technologies", NOW)
     assert quarantined.is_empty()
     assert valid.equals(frame)
 
@@ -94,7 +96,7 @@ def test_similarweb_traffic(answers):
     assert frame["global_rank"].min() >= 1
     assert (frame["period_start"] <= frame["period_end"]).all()
     assert frame["visits_growth"].is_not_null().all()
-    valid, quarantined = split_valid(frame, SimilarWebTraffic, "staging.similarweb_traffic", NOW)
+    valid, quarantined = split_valid(frame, SIMILARWEB_TRAFFIC, "staging.similarweb_traffic", NOW)
     assert quarantined.is_empty()
     assert valid.equals(frame)
 
@@ -149,7 +151,7 @@ def test_split_valid_quarantines_exactly_the_failing_rows(traffic):
             for d, (c, v) in bad.items()
         )
     )
-    good, quarantined = split_valid(frame, SimilarWebTraffic, "staging.similarweb_traffic", NOW)
+    good, quarantined = split_valid(frame, SIMILARWEB_TRAFFIC, "staging.similarweb_traffic", NOW)
 
     assert dict(quarantined.schema) == QUARANTINE_SCHEMA
     assert sorted(quarantined["domain"]) == sorted(bad)
@@ -179,7 +181,7 @@ def test_all_failed_checks_of_a_row_are_in_its_reason(traffic):
         .otherwise(pl.col("direct_share"))
         .alias("direct_share"),
     )
-    _, quarantined = split_valid(frame, SimilarWebTraffic, "t", NOW)
+    _, quarantined = split_valid(frame, SIMILARWEB_TRAFFIC, "t", NOW)
     assert quarantined.height == 1
     reason = quarantined["reason"][0]
     assert "search_share" in reason
@@ -189,7 +191,7 @@ def test_all_failed_checks_of_a_row_are_in_its_reason(traffic):
 def test_duplicate_and_malformed_keys_are_quarantined(traffic):
     first = traffic.head(1)
     frame = pl.concat([traffic, first, first.with_columns(pl.lit("Bad Domain.COM").alias("domain"))])
-    good, quarantined = split_valid(frame, SimilarWebTraffic, "t", NOW)
+    good, quarantined = split_valid(frame, SIMILARWEB_TRAFFIC, "t", NOW)
     dupe = first["domain"][0]
     assert sorted(quarantined["domain"]) == sorted([dupe, dupe, "Bad Domain.COM"])
     assert dupe not in set(good["domain"])
@@ -201,7 +203,7 @@ def test_builtwith_contract_catches_duplicates_and_empty_names(answers):
     techs = staging.builtwith_technologies(answers)
     first = techs.head(1)
     frame = pl.concat([techs, first, first.with_columns(pl.lit("").alias("technology"))])
-    good, quarantined = split_valid(frame, BuiltWithTechnology, "staging.builtwith_technologies", NOW)
+    good, quarantined = split_valid(frame, BUILTWITH_TECHNOLOGIES, "staging.builtwith_technologies", NOW)
     assert quarantined.height == 3
     assert set(quarantined["domain"]) == {first["domain"][0]}
     assert any("technology" in r for r in quarantined["reason"])
@@ -212,14 +214,14 @@ def test_builtwith_contract_catches_duplicates_and_empty_names(answers):
 
 def test_nulls_are_allowed_where_the_contract_says_so(traffic):
     frame = traffic.with_columns(pl.lit(None, dtype=pl.Float64).alias("bounce_rate"))
-    good, quarantined = split_valid(frame, SimilarWebTraffic, "t", NOW)
+    good, quarantined = split_valid(frame, SIMILARWEB_TRAFFIC, "t", NOW)
     assert quarantined.is_empty()
     assert good.height == traffic.height
 
 
 def test_empty_frame_is_valid():
     frame = pl.DataFrame(schema=staging.TRAFFIC_SCHEMA)
-    good, quarantined = split_valid(frame, SimilarWebTraffic, "t", NOW)
+    good, quarantined = split_valid(frame, SIMILARWEB_TRAFFIC, "t", NOW)
     assert good.is_empty()
     assert quarantined.is_empty()
     assert dict(quarantined.schema) == QUARANTINE_SCHEMA
@@ -234,4 +236,52 @@ def test_empty_frame_is_valid():
 )
 def test_whole_frame_problems_fail_loudly(traffic, breakage):
     with pytest.raises((SchemaErrors, SchemaError)):
-        split_valid(breakage(traffic), SimilarWebTraffic, "t", NOW)
+        split_valid(breakage(traffic), SIMILARWEB_TRAFFIC, "t", NOW)
+
+
+# --------------------------------------------------------------------------- contracts from FIELD_BOUNDS
+
+
+def test_every_bounded_column_of_a_table_is_checked_by_its_contract():
+    tables = [
+        (PROVIDER_FIELDS, staging.provider_fields_schema()),
+        (SIMILARWEB_TRAFFIC, staging.TRAFFIC_SCHEMA),
+    ]
+    checked: set[str] = set()
+    for contract, table in tables:
+        bounded = {name for name in table if name in FIELD_BOUNDS}
+        assert bounded <= set(contract.columns)
+        for name in bounded:
+            column = contract.columns[name]
+            assert column.nullable
+            assert column.dtype.type == table[name]
+        checked |= bounded
+    assert checked == set(FIELD_BOUNDS), "a bound no staging contract enforces"
+
+
+@pytest.mark.parametrize(
+    ("contract", "table", "column"),
+    [
+        (PROVIDER_FIELDS, "provider_fields", "pages_per_visit"),
+        (PROVIDER_FIELDS, "provider_fields", "global_rank"),
+        (SIMILARWEB_TRAFFIC, "traffic", "referral_share"),
+        (SIMILARWEB_TRAFFIC, "traffic", "social_share"),
+    ],
+)
+def test_contract_and_fetch_time_check_refuse_the_same_out_of_range_value(traffic, contract, table, column):
+    low, _ = FIELD_BOUNDS[column]
+    if table == "traffic":
+        frame = traffic.head(2)
+    else:
+        frame = pl.DataFrame(
+            [{"provider": "similarweb", "domain": d} for d in ("a.com", "b.com")],
+            schema=staging.provider_fields_schema(),
+        )
+    dtype = frame.schema[column]
+    frame = frame.with_columns(pl.Series(column, [low, low - 1], dtype=dtype))
+    good, quarantined = split_valid(frame, contract, "t", NOW)
+    assert good.height == 1
+    assert quarantined.height == 1
+    assert quarantined["reason"][0].startswith(f"{column}: ")
+    assert field_problem({column: low}) is None
+    assert field_problem({column: low - 1}) == f"{column} out of range ({low - 1})"

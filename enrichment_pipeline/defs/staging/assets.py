@@ -18,10 +18,10 @@ from enrichment_pipeline.defs.resources import ProvidersResource, WarehouseResou
 from enrichment_pipeline.lib import staging
 from enrichment_pipeline.lib.providers.registry import PROVIDER_NAMES, build_provider
 from enrichment_pipeline.lib.validation import (
+    BUILTWITH_TECHNOLOGIES,
+    PROVIDER_FIELDS,
     QUARANTINE_SCHEMA,
-    BuiltWithTechnology,
-    ProviderFields,
-    SimilarWebTraffic,
+    SIMILARWEB_TRAFFIC,
     split_valid,
 )
 
@@ -37,7 +37,7 @@ def _materialize(
     build,
     schema: dict[str, pl.DataType],
     primary_key: tuple[str, ...],
-    contract: type[pa.DataFrameModel] | None,
+    contract: pa.DataFrameSchema | None,
 ) -> dg.MaterializeResult:
     now = datetime.now(UTC)
     mode = providers.setup().mode
@@ -81,7 +81,7 @@ def staging_asset(
     build: Callable[[pl.DataFrame, staging.Refused], pl.DataFrame],
     schema: dict[str, pl.DataType],
     primary_key: tuple[str, ...],
-    contract: type[pa.DataFrameModel] | None,
+    contract: pa.DataFrameSchema | None,
 ) -> dg.AssetsDefinition:
     """A staging table rebuilt from the raw answers, validated by its pandera contract."""
 
@@ -115,7 +115,7 @@ builtwith_technologies = staging_asset(
     staging.builtwith_technologies,
     staging.TECH_SCHEMA,
     ("domain", "technology"),
-    BuiltWithTechnology,
+    BUILTWITH_TECHNOLOGIES,
 )
 builtwith_groups = staging_asset(
     "builtwith_groups",
@@ -131,7 +131,7 @@ similarweb_traffic = staging_asset(
     staging.similarweb_traffic,
     staging.TRAFFIC_SCHEMA,
     ("domain",),
-    SimilarWebTraffic,
+    SIMILARWEB_TRAFFIC,
 )
 provider_fields = staging_asset(
     "provider_fields",
@@ -142,5 +142,5 @@ provider_fields = staging_asset(
     ),
     staging.provider_fields_schema(),
     ("provider", "domain"),
-    ProviderFields,
+    PROVIDER_FIELDS,
 )

@@ -20,12 +20,12 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
+from enrichment_pipeline.lib import units
 from enrichment_pipeline.lib.json_values import array as _array
 from enrichment_pipeline.lib.json_values import mapping as _mapping
 from enrichment_pipeline.lib.json_values import number as _number
 from enrichment_pipeline.lib.json_values import text as _text
 from enrichment_pipeline.lib.providers.base import Auth, Interpretation, Provider, ProviderRequest, Status
-from enrichment_pipeline.lib.units import country_code, employee_band, industry_fields, industry_from_text
 
 BuiltWithApi = Literal["domain", "free"]
 
@@ -258,14 +258,14 @@ def domain_api_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
         if name and "company_name" not in out:
             out["company_name"] = name[:200]
         if "industry_naics" not in out:
-            out.update(industry_fields(industry_from_text(_text(meta.get("Vertical")))))
-        country = country_code(_text(meta.get("Country")))
+            out.update(units.industry_fields(units.industry_from_text(_text(meta.get("Vertical")))))
+        country = units.country_code(_text(meta.get("Country")))
         if country and "country" not in out:
             out["country"] = country
         employees = _number(attributes.get("Employees"))
         if employees is not None and 1 <= employees <= 5_000_000 and "employees" not in out:
             out["employees"] = int(employees)
-            out["employees_range"] = employee_band(employees)
+            out["employees_range"] = units.employee_band(employees)
         revenue = _number(result.get("SalesRevenue"))
         if revenue is not None and 0 < revenue < 1e13 and "revenue_usd" not in out:
             out["revenue_usd"] = revenue

@@ -32,20 +32,12 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from enrichment_pipeline.lib import units
 from enrichment_pipeline.lib.json_values import array as _array
 from enrichment_pipeline.lib.json_values import mapping as _mapping
 from enrichment_pipeline.lib.json_values import number as _number
 from enrichment_pipeline.lib.json_values import text as _text
 from enrichment_pipeline.lib.providers.base import Auth, Interpretation, Provider, ProviderRequest
-from enrichment_pipeline.lib.units import (
-    count_range,
-    country_code,
-    employee_band,
-    industry_fields,
-    industry_from_naics,
-    industry_from_text,
-    money_range,
-)
 
 COMPANY_PATH = "/v2/companies/find"
 COMPANY_ENDPOINT = "company"
@@ -158,30 +150,32 @@ def company_fields(company: Mapping[str, Any]) -> dict[str, Any]:
     name = _text(company.get("name")) or _text(company.get("legalName"))
     out["company_name"] = name
 
-    industry = industry_from_naics(_text(category.get("naicsCode")) or _text(category.get("naics6Code")))
+    naics = _text(category.get("naicsCode")) or _text(category.get("naics6Code"))
+    industry = units.industry_from_naics(naics)
     if industry is None:
-        industry = industry_from_text(
+        industry = units.industry_from_text(
             _text(category.get("industry")),
             _text(category.get("subIndustry")),
             _text(category.get("industryGroup")),
             _text(category.get("sector")),
         )
-    out.update(industry_fields(industry))
+    out.update(units.industry_fields(industry))
 
     employees = _number(metrics.get("employees"))
     if employees is None:
-        span = count_range(_text(metrics.get("employeesRange")))
+        span = units.count_range(_text(metrics.get("employeesRange")))
         employees = span.mid if span else None
     if employees is not None and employees >= 1:
         out["employees"] = round(employees)
-        out["employees_range"] = employee_band(employees)
+        out["employees_range"] = units.employee_band(employees)
 
-    out["country"] = country_code(_text(geo.get("countryCode"))) or country_code(_text(geo.get("country")))
+    country = units.country_code(_text(geo.get("countryCode")))
+    out["country"] = country or units.country_code(_text(geo.get("country")))
     founded = _number(company.get("foundedYear"))
     out["founded_year"] = int(founded) if founded else None
 
     exact = _number(metrics.get("annualRevenue"))
-    estimate = money_range(_text(metrics.get("estimatedAnnualRevenue")))
+    estimate = units.money_range(_text(metrics.get("estimatedAnnualRevenue")))
     if estimate is not None:
         out["revenue_low_usd"] = estimate.low
         out["revenue_high_usd"] = estimate.high

@@ -29,30 +29,12 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from enrichment_pipeline.lib import units
 from enrichment_pipeline.lib.json_values import array as _array
 from enrichment_pipeline.lib.json_values import host as _host
 from enrichment_pipeline.lib.json_values import mapping as _mapping
 from enrichment_pipeline.lib.json_values import text as _text
-from enrichment_pipeline.lib.providers.base import (
-    Auth,
-    Caller,
-    CallResult,
-    Fetched,
-    FetchJob,
-    Interpretation,
-    Provider,
-    ProviderRequest,
-    Status,
-)
-from enrichment_pipeline.lib.units import (
-    count_range,
-    country_code,
-    employee_band,
-    industry_fields,
-    industry_from_naics,
-    industry_from_text,
-    money_range,
-)
+from enrichment_pipeline.lib.providers import base
 
 MATCH_PATH = "/v1/businesses/match"
 FIRMOGRAPHICS_PATH = "/v1/businesses/firmographics/bulk_enrich"
@@ -72,7 +54,7 @@ BUSINESS_ID = re.compile(r"^[a-f0-9]{32}$")
 _CREDITS_MESSAGE = re.compile(r"credit|quota|insufficient", re.IGNORECASE)
 
 
-class Explorium(Provider):
+class Explorium(base.Provider):
     """Explorium AgentSource v1: match domains to business ids, then bulk-enrich them.
 
     `batch_size` (1..50) is how many domains share one bulk call; the fetcher
@@ -100,7 +82,7 @@ class Explorium(Provider):
 
     # ------------------------------------------------------------------ protocol
 
-    def requests_for(self, domain: str) -> list[ProviderRequest]:
+    def requests_for(self, domain: str) -> list[base.ProviderRequest]:
         """The match call for one domain; the enrichment calls need its answer (see `fetch_domains`)."""
         return [match_request([domain])]
 
@@ -108,11 +90,13 @@ class Explorium(Provider):
         """Three stored answers per domain, although only the match call is known up front."""
         return list(ENDPOINTS)
 
-    def auth(self, api_key: str) -> Auth:
+    def auth(self, api_key: str) -> base.Auth:
         """Explorium reads the key from an ``api_key`` header."""
-        return Auth(headers={"api_key": api_key})
+        return base.Auth(headers={"api_key": api_key})
 
-    def interpret(self, request: ProviderRequest, http_status: int, body: Any) -> Interpretation | None:
+    def interpret(
+        self, request: base.ProviderRequest, http_status: int, body: Any
+    ) -> base.Interpretation | None:
         """Whole-call readings of a bulk answer; per-item readings happen in `fetch_domains`.
 
         A 404 on a bulk path says nothing about the domains in it (wrong path or
@@ -120,31 +104,33 @@ class Explorium(Provider):
         """
         if 200 <= http_status < 300:
             if not isinstance(body, Mapping):
-                return Interpretation(
+                return base.Interpretation(
                     "parse_error", payload=body, detail="Explorium answer is not a JSON object"
                 )
             context = body.get("response_context")
             request_status = str(context.get("request_status") or "") if isinstance(context, Mapping) else ""
             if request_status.lower() == "failure":
-                return Interpretation("error", payload=body, detail="Explorium request_status failure")
+                return base.Interpretation("error", payload=body, detail="Explorium request_status failure")
             key = "matched_businesses" if request.endpoint == MATCH else "data"
             items = body.get(key)
             if items is None and request_status.lower() == "miss":
-                return Interpretation("ok", payload={**body, key: []})
+                return base.Interpretation("ok", payload={**body, key: []})
             if not isinstance(items, list):
-                return Interpretation(
+                return base.Interpretation(
                     "parse_error", payload=body, detail=f"Explorium answer has no {key} list"
                 )
-            return Interpretation("ok", payload=body)
+            return base.Interpretation("ok", payload=body)
         message = _message(body)
         if http_status == 403 and _CREDITS_MESSAGE.search(message):
-            return Interpretation(
+            return base.Interpretation(
                 "quota_exhausted", payload=body, detail=message or "HTTP 403: out of credits"
             )
         if http_status == 404:
-            return Interpretation("error", payload=body, detail=f"HTTP 404 from {request.path}")
+            return base.Interpretation("error", payload=body, detail=f"HTTP 404 from {request.path}")
         if http_status == 422:
-            return Interpretation("error", payload=body, detail=f"HTTP 422: {message or 'validation error'}")
+            return base.Interpretation(
+                "error", payload=body, detail=f"HTTP 422: {message or 'validation error'}"
+            )
         return None
 
     def extract(self, domain: str, payloads: Mapping[str, Any]) -> dict[str, Any]:
@@ -162,7 +148,7 @@ class Explorium(Provider):
 
     # ------------------------------------------------------------------ flow
 
-    async def fetch_batch(self, job: FetchJob, domains: list[str]) -> Fetched:
+    async def fetch_batch(self, job: base.FetchJob, domains: list[str]) -> base.Fetched:
         """One match call for the domains, then at most one call per enrichment endpoint.
 
         The match is made again even when only an enrichment is missing from
@@ -170,7 +156,7 @@ class Explorium(Provider):
         item costs a fiftieth of a call.
         """
         wanted = {d: job.wanted(d, ENDPOINTS) for d in domains}
-        out: Fetched = {d: [] for d in domains}
+        out: base.Fetched = {d: [] for d in domains}
         matched = await job.client.fetch(match_request(domains))
         shared = _share(matched, len(domains))
         if matched.status != "ok":
@@ -182,7 +168,7 @@ class Explorium(Provider):
         items = match_items(matched.payload, domains)
         # endpoint -> business_id -> domains (two domains may be one business)
         to_enrich: dict[str, dict[str, list[str]]] = {e: {} for e in ENRICHMENT_PATHS}
-        rows: dict[str, dict[str, CallResult]] = {d: {} for d in domains}
+        rows: dict[str, dict[str, base.CallResult]] = {d: {} for d in domains}
         for domain in domains:
             item = items.get(domain)
             status, detail, business_id = _read_match_item(item)
@@ -210,16 +196,16 @@ class Explorium(Provider):
         return out
 
     async def _enrich(
-        self, client: Caller, endpoint: str, by_id: dict[str, list[str]]
-    ) -> list[tuple[str, tuple[str, CallResult]]]:
+        self, client: base.Caller, endpoint: str, by_id: dict[str, list[str]]
+    ) -> list[tuple[str, tuple[str, base.CallResult]]]:
         """One bulk enrichment call; each domain gets its own item (or its own not_found)."""
-        request = ProviderRequest(
+        request = base.ProviderRequest(
             endpoint, "POST", ENRICHMENT_PATHS[endpoint], json={"business_ids": list(by_id)}
         )
         result = await client.fetch(request)
         served = sum(len(domains) for domains in by_id.values())
         shared = _share(result, served)
-        out: list[tuple[str, tuple[str, CallResult]]] = []
+        out: list[tuple[str, tuple[str, base.CallResult]]] = []
         if result.status != "ok":
             for domains in by_id.values():
                 out.extend((d, (endpoint, shared)) for d in domains)
@@ -236,9 +222,9 @@ class Explorium(Provider):
 # --------------------------------------------------------------------------- requests
 
 
-def match_request(domains: Iterable[str]) -> ProviderRequest:
+def match_request(domains: Iterable[str]) -> base.ProviderRequest:
     """The bulk match call; only the domain is sent (a null name fails Explorium's validation)."""
-    return ProviderRequest(
+    return base.ProviderRequest(
         MATCH, "POST", MATCH_PATH, json={"businesses_to_match": [{"domain": d} for d in domains]}
     )
 
@@ -284,7 +270,7 @@ def enrichment_items(payload: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _read_match_item(item: Mapping[str, Any] | None) -> tuple[Status, str | None, str | None]:
+def _read_match_item(item: Mapping[str, Any] | None) -> tuple[base.Status, str | None, str | None]:
     """(status, detail, business_id) of one domain's match item."""
     if item is None:
         return "error", "Explorium's match answer has no item for this domain", None
@@ -299,7 +285,7 @@ def _read_match_item(item: Mapping[str, Any] | None) -> tuple[Status, str | None
     return "ok", None, business_id
 
 
-def _read_enrichment_item(item: Mapping[str, Any] | None, endpoint: str) -> tuple[Status, str | None]:
+def _read_enrichment_item(item: Mapping[str, Any] | None, endpoint: str) -> tuple[base.Status, str | None]:
     """(status, detail) of one business's item of a bulk enrichment answer."""
     if item is None:
         return "not_found", f"Explorium has no {endpoint} for this business"
@@ -313,14 +299,14 @@ def _read_enrichment_item(item: Mapping[str, Any] | None, endpoint: str) -> tupl
     return "ok", None
 
 
-def _share(result: CallResult, served: int) -> CallResult:
+def _share(result: base.CallResult, served: int) -> base.CallResult:
     """A batch call's result as one domain's row: same attempts and latency, a share of the cost."""
     return replace(result, cost=result.cost / max(1, served))
 
 
-def _skipped(status: Status, detail: str) -> CallResult:
+def _skipped(status: base.Status, detail: str) -> base.CallResult:
     """A row for a call that was never made (no business_id, or the match failed)."""
-    return CallResult(status, None, None, detail, attempts=0, latency_ms=0.0, cost=0.0)
+    return base.CallResult(status, None, None, detail, attempts=0, latency_ms=0.0, cost=0.0)
 
 
 def _message(body: Any) -> str:
@@ -351,17 +337,17 @@ def firmographic_fields(data: Mapping[str, Any]) -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     out["company_name"] = _text(data.get("name"))
-    industry = industry_from_naics(data.get("naics")) or industry_from_text(
+    industry = units.industry_from_naics(data.get("naics")) or units.industry_from_text(
         _text(data.get("naics_description")),
         _text(data.get("linkedin_industry_category")),
         _text(data.get("sic_code_description")),
     )
-    out.update(industry_fields(industry))
-    employees = count_range(_text(data.get("number_of_employees_range")))
+    out.update(units.industry_fields(industry))
+    employees = units.count_range(_text(data.get("number_of_employees_range")))
     if employees is not None and employees.mid is not None and employees.mid >= 1:
         out["employees"] = int(employees.mid)
-        out["employees_range"] = employee_band(employees.mid)
-    revenue = money_range(_text(data.get("yearly_revenue_range")))
+        out["employees_range"] = units.employee_band(employees.mid)
+    revenue = units.money_range(_text(data.get("yearly_revenue_range")))
     if revenue is not None:
         if revenue.mid is not None:
             out["revenue_usd"] = float(revenue.mid)
@@ -369,7 +355,7 @@ def firmographic_fields(data: Mapping[str, Any]) -> dict[str, Any]:
             out["revenue_low_usd"] = float(revenue.low)
         if revenue.high is not None:
             out["revenue_high_usd"] = float(revenue.high)
-    country = country_code(_text(data.get("country_name")))
+    country = units.country_code(_text(data.get("country_name")))
     if country is not None:
         out["country"] = country
     return {k: v for k, v in out.items() if v is not None}

@@ -45,6 +45,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from enrichment_pipeline.lib import units
 from enrichment_pipeline.lib.config_files import read_config_text
 from enrichment_pipeline.lib.domains import InvalidDomain, normalize_domain
 from enrichment_pipeline.lib.json_values import array as _array
@@ -52,20 +53,7 @@ from enrichment_pipeline.lib.json_values import host as _host
 from enrichment_pipeline.lib.json_values import mapping as _mapping
 from enrichment_pipeline.lib.json_values import number as _number
 from enrichment_pipeline.lib.json_values import text as _text
-from enrichment_pipeline.lib.providers.base import (
-    ANSWERED,
-    Auth,
-    Caller,
-    CallResult,
-    Fetched,
-    FetchJob,
-    Interpretation,
-    Provider,
-    ProviderRequest,
-    Status,
-    Transient,
-)
-from enrichment_pipeline.lib.units import country_code, employee_band, industry_fields, industry_from_text
+from enrichment_pipeline.lib.providers import base
 
 TICKER = "ticker"
 INFO = "info"
@@ -250,12 +238,12 @@ def load_tickers(path: str | Path) -> dict[str, str]:
 class _Resolution:
     """How a domain's ticker was found: the ``ticker`` row, the symbol, and an info answer to reuse."""
 
-    row: CallResult
+    row: base.CallResult
     ticker: str | None
-    info: CallResult | None = None
+    info: base.CallResult | None = None
 
 
-class Yahoo(Provider):
+class Yahoo(base.Provider):
     """Yahoo Finance via a `FinanceSource` (yfinance by default), one domain at a time."""
 
     name: ClassVar[str] = "yahoo"
@@ -282,7 +270,7 @@ class Yahoo(Provider):
 
     # ------------------------------------------------------------------ protocol
 
-    def requests_for(self, domain: str) -> list[ProviderRequest]:
+    def requests_for(self, domain: str) -> list[base.ProviderRequest]:
         """The first calls for a domain: info and financials of a mapped ticker, else the search.
 
         The full flow (confirming search candidates) needs answers, so it lives in `fetch_domains`.
@@ -295,21 +283,23 @@ class Yahoo(Provider):
     def endpoints(self, domain: str) -> list[str]:
         return list(ENDPOINTS)
 
-    def auth(self, api_key: str) -> Auth:
+    def auth(self, api_key: str) -> base.Auth:
         """No key: Yahoo Finance is anonymous (yfinance handles its cookie and crumb)."""
-        return Auth()
+        return base.Auth()
 
-    def interpret(self, request: ProviderRequest, http_status: int, body: Any) -> Interpretation | None:
+    def interpret(
+        self, request: base.ProviderRequest, http_status: int, body: Any
+    ) -> base.Interpretation | None:
         """Shape checks of a library answer (a search is a list, the others objects)."""
         expected: type = list if request.path == "yfinance:search" else dict
         if not isinstance(body, expected):
             kind = "list" if expected is list else "object"
-            return Interpretation(
+            return base.Interpretation(
                 "parse_error", payload=None, detail=f"{request.path} did not return a {kind}"
             )
-        return Interpretation("ok", payload=body)
+        return base.Interpretation("ok", payload=body)
 
-    def classify_exception(self, error: Exception) -> Status:
+    def classify_exception(self, error: Exception) -> base.Status:
         """Unknown or delisted symbols are `not_found`; anything else non-transient is an `error`."""
         if _type_names(error) & _NOT_FOUND_TYPES or _NOT_FOUND_MESSAGE.search(str(error)):
             return "not_found"
@@ -323,7 +313,7 @@ class Yahoo(Provider):
             return min(1, len(paid)), len(paid)
         return 1, 2 + self.max_candidates
 
-    async def fetch_batch(self, job: FetchJob, domains: list[str]) -> Fetched:
+    async def fetch_batch(self, job: base.FetchJob, domains: list[str]) -> base.Fetched:
         """Resolve each domain's ticker, then fetch info and financials, one paced call at a time."""
         return {domain: await self._fetch_domain(job, domain) for domain in domains}
 
@@ -332,10 +322,10 @@ class Yahoo(Provider):
 
     # ------------------------------------------------------------------ flow
 
-    async def _fetch_domain(self, job: FetchJob, domain: str) -> list[tuple[str, CallResult]]:
+    async def _fetch_domain(self, job: base.FetchJob, domain: str) -> list[tuple[str, base.CallResult]]:
         wanted = job.wanted(domain, ENDPOINTS)
         resolved = await self._resolve(job.client, domain)
-        rows: dict[str, CallResult] = {TICKER: resolved.row}
+        rows: dict[str, base.CallResult] = {TICKER: resolved.row}
         if TICKER in wanted:
             job.tell(domain, TICKER, resolved.row)  # paid for: durable before info and financials
         if resolved.ticker is None:
@@ -358,7 +348,7 @@ class Yahoo(Provider):
                 rows[FINANCIALS] = await job.client.fetch(self._financials_request(resolved.ticker))
         return [(e, rows[e]) for e in wanted]
 
-    async def _resolve(self, client: Caller, domain: str) -> _Resolution:
+    async def _resolve(self, client: base.Caller, domain: str) -> _Resolution:
         """The map first (free), else search candidates confirmed by their website."""
         mapped = self.tickers.get(domain)
         if mapped is not None:
@@ -367,16 +357,16 @@ class Yahoo(Provider):
         search = await client.fetch(self._search_request(domain))
         if search.status != "ok":
             return _Resolution(search, None)
-        spent: list[CallResult] = [search]
+        spent: list[base.CallResult] = [search]
         rejected: list[str] = []
-        failure: CallResult | None = None
+        failure: base.CallResult | None = None
         for symbol in candidates(search.payload)[: self.max_candidates]:
             check = await client.fetch(self._info_request(symbol))
             if check.status == "ok" and confirms(check.payload, domain):
                 row = _combined("ok", {"ticker": symbol, "source": "search"}, None, spent)
                 return _Resolution(row, symbol, info=check)
             spent.append(check)
-            if check.status in ANSWERED:
+            if check.status in base.ANSWERED:
                 rejected.append(symbol)
             elif failure is None:
                 failure = check
@@ -389,19 +379,19 @@ class Yahoo(Provider):
 
     # ------------------------------------------------------------------ calls
 
-    def _search_request(self, domain: str) -> ProviderRequest:
+    def _search_request(self, domain: str) -> base.ProviderRequest:
         query = search_query(domain)
-        return ProviderRequest(
+        return base.ProviderRequest(
             TICKER, "CALL", "yfinance:search", {"q": query}, call=functools.partial(self._search, query)
         )
 
-    def _info_request(self, ticker: str) -> ProviderRequest:
-        return ProviderRequest(
+    def _info_request(self, ticker: str) -> base.ProviderRequest:
+        return base.ProviderRequest(
             INFO, "CALL", "yfinance:info", {"ticker": ticker}, call=functools.partial(self._info, ticker)
         )
 
-    def _financials_request(self, ticker: str) -> ProviderRequest:
-        return ProviderRequest(
+    def _financials_request(self, ticker: str) -> base.ProviderRequest:
+        return base.ProviderRequest(
             FINANCIALS,
             "CALL",
             "yfinance:income_statement",
@@ -424,7 +414,7 @@ class Yahoo(Provider):
             info.get("symbol") or info.get("regularMarketPrice") is not None
         ):
             # A stub with some fields but no symbol or price: throttled or a stale crumb.
-            raise Transient(f"incomplete info for {ticker} (throttled or stale crumb)")
+            raise base.Transient(f"incomplete info for {ticker} (throttled or stale crumb)")
         return _json_safe(info)
 
     def _income_statement(self, ticker: str) -> Any:
@@ -501,11 +491,11 @@ def _guarded(call: Callable[[], Any]) -> Any:
     """Run a library call; turn throttling-like failures into `Transient` so the policy retries them."""
     try:
         return call()
-    except Transient:
+    except base.Transient:
         raise
     except Exception as exc:
         if is_transient(exc):
-            raise Transient(f"{type(exc).__name__}: {exc}") from exc
+            raise base.Transient(f"{type(exc).__name__}: {exc}") from exc
         raise
 
 
@@ -514,14 +504,16 @@ def _type_names(error: BaseException) -> set[str]:
     return {klass.__name__ for klass in type(error).__mro__}
 
 
-def _no_call(status: Status, payload: Any, detail: str | None) -> CallResult:
+def _no_call(status: base.Status, payload: Any, detail: str | None) -> base.CallResult:
     """A row for an answer that needed no call (the map) or a call that was not made."""
-    return CallResult(status, None, payload, detail, attempts=0, latency_ms=0.0, cost=0.0)
+    return base.CallResult(status, None, payload, detail, attempts=0, latency_ms=0.0, cost=0.0)
 
 
-def _combined(status: Status, payload: Any, detail: str | None, spent: list[CallResult]) -> CallResult:
+def _combined(
+    status: base.Status, payload: Any, detail: str | None, spent: list[base.CallResult]
+) -> base.CallResult:
     """One row for several calls (search + rejected candidates): their attempts, latency and cost add up."""
-    return CallResult(
+    return base.CallResult(
         status,
         None,
         payload,
@@ -603,13 +595,13 @@ def financial_fields(ticker_payload: Any, info: Any, statement: Any) -> dict[str
         return {}
     out: dict[str, Any] = {"ticker": str(ticker), "is_public": True}
     out["company_name"] = _text(info.get("longName")) or _text(info.get("shortName"))
-    industry = industry_from_text(info.get("industry"), info.get("sector"))
-    out.update(industry_fields(industry))
+    industry = units.industry_from_text(info.get("industry"), info.get("sector"))
+    out.update(units.industry_fields(industry))
     employees = _number(info.get("fullTimeEmployees"))
     if employees is not None and employees >= 1:
         out["employees"] = int(employees)
-        out["employees_range"] = employee_band(employees)
-    country = country_code(info.get("country"))
+        out["employees_range"] = units.employee_band(employees)
+    country = units.country_code(info.get("country"))
     if country is not None:
         out["country"] = country
 

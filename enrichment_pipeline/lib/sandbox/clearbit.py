@@ -39,7 +39,14 @@ import httpx
 
 from enrichment_pipeline.lib.sandbox import builtwith as bw
 from enrichment_pipeline.lib.sandbox.samples import sample_fact
-from enrichment_pipeline.lib.sandbox.shared import Ranges, company_name, domain_key, seeded, size_quantile
+from enrichment_pipeline.lib.sandbox.shared import (
+    Ranges,
+    bundled_rows,
+    company_name,
+    domain_key,
+    seeded,
+    size_quantile,
+)
 
 JsonObject = dict[str, Any]
 
@@ -50,74 +57,39 @@ WRONG_ENTITY_RATE = 0.05  # per provider; two providers disagree a lot on ~10% o
 NOISE = 0.15
 TECH_KEEP = 0.8
 
-# vertical -> Clearbit category:
-# (sector, industryGroup, industry, subIndustry, sicCode, naicsCode, naics6Code)
-CATEGORIES: dict[str, tuple[str, str, str, str, str, str, str]] = {
-    "Retail": (
-        "Consumer Discretionary", "Retailing", "Specialty Retail", "Apparel Retail", "59", "45", "458110",
-    ),
-    "Technology": (
-        "Information Technology", "Software & Services", "Internet Software & Services",
-        "Internet Software & Services", "73", "51", "513210",
-    ),
-    "Business And Industrial": (
-        "Industrials", "Capital Goods", "Machinery", "Industrial Machinery", "35", "33", "333249",
-    ),
-    "Finance": (
-        "Financials", "Diversified Financials", "Diversified Financial Services", "Financial Services",
-        "61", "52", "522320",
-    ),
-    "Health": (
-        "Health Care", "Health Care Equipment & Services", "Health Care Providers & Services",
-        "Health Care Services", "80", "62", "621999",
-    ),
-    "Travel": (
-        "Consumer Discretionary", "Consumer Services", "Hotels, Restaurants & Leisure",
-        "Hotels, Restaurants & Leisure", "70", "72", "721110",
-    ),
-    "Education": (
-        "Consumer Discretionary", "Consumer Services", "Diversified Consumer Services",
-        "Education Services", "82", "61", "611710",
-    ),
-    "Media": (
-        "Communication Services", "Media & Entertainment", "Media", "Publishing", "27", "51", "513110",
-    ),
-    "Transportation": (
-        "Industrials", "Transportation", "Air Freight & Logistics", "Logistics", "42", "48", "492110",
-    ),
-}  # fmt: skip
+Category = tuple[str, str, str, str, str, str, str]
+Location = tuple[str, str, str | None, str | None, str, float, float, str]
+
+
+def _category(row: dict[str, str]) -> Category:
+    """(sector, industryGroup, industry, subIndustry, sicCode, naicsCode, naics6Code)."""
+    return (
+        row["sector"], row["industry_group"], row["industry"], row["sub_industry"],
+        row["sic_code"], row["naics_code"], row["naics6_code"],
+    )  # fmt: skip
+
+
+def _location(row: dict[str, str]) -> Location:
+    """(country name, city, state, state code, postal code, lat, lng, time zone)."""
+    return (
+        row["country"], row["city"], row["state"] or None, row["state_code"] or None,
+        row["postal_code"], float(row["lat"]), float(row["lng"]), row["time_zone"],
+    )  # fmt: skip
+
+
+_VERTICAL_ROWS = bundled_rows("verticals.csv")
+CATEGORIES: dict[str, Category] = {row["vertical"]: _category(row) for row in _VERTICAL_ROWS}
 VERTICALS: tuple[str, ...] = tuple(CATEGORIES)
 # Revenue per employee (USD) by vertical, before the per-company factor.
 _REVENUE_PER_EMPLOYEE: dict[str, float] = {
-    "Retail": 250e3,
-    "Technology": 220e3,
-    "Business And Industrial": 300e3,
-    "Finance": 400e3,
-    "Health": 150e3,
-    "Travel": 180e3,
-    "Education": 90e3,
-    "Media": 300e3,
-    "Transportation": 180e3,
+    row["vertical"]: float(row["revenue_per_employee"]) for row in _VERTICAL_ROWS
 }
-# ISO code -> (country name, city, state, state code, postal code, lat, lng, time zone)
-LOCATIONS: dict[str, tuple[str, str, str | None, str | None, str, float, float, str]] = {
-    "US": ("United States", "New York", "New York", "NY", "10001", 40.7506, -73.9972, "America/New_York"),
-    "GB": ("United Kingdom", "London", "England", None, "EC1A 1BB", 51.5202, -0.0979, "Europe/London"),
-    "DE": ("Germany", "Berlin", "Berlin", "BE", "10115", 52.5323, 13.3846, "Europe/Berlin"),
-}
-# Where the sample companies (sandbox/sample_companies.csv) have their head offices.
-SAMPLE_LOCATIONS: dict[str, tuple[str, str, str | None, str | None, str, float, float, str]] = {
-    "CA": ("Canada", "Ottawa", "Ontario", "ON", "K1P 1J1", 45.4215, -75.6972, "America/Toronto"),
-    "AU": ("Australia", "Sydney", "New South Wales", "NSW", "2000", -33.8688, 151.2093, "Australia/Sydney"),
-    "SE": ("Sweden", "Stockholm", "Stockholm", None, "111 20", 59.3293, 18.0686, "Europe/Stockholm"),
-    "NL": ("Netherlands", "Amsterdam", "North Holland", "NH", "1011", 52.3676, 4.9041, "Europe/Amsterdam"),
-    "CH": ("Switzerland", "Basel", "Basel-Stadt", "BS", "4001", 47.5596, 7.5886, "Europe/Zurich"),
-    "JP": ("Japan", "Tokyo", "Tokyo", None, "100-0001", 35.6762, 139.6503, "Asia/Tokyo"),
-    "FR": ("France", "Toulouse", "Occitanie", None, "31000", 43.6047, 1.4442, "Europe/Paris"),
-    "DK": ("Denmark", "Copenhagen", "Capital Region", None, "1050", 55.6761, 12.5683, "Europe/Copenhagen"),
-    "AR": ("Argentina", "Buenos Aires", None, None, "C1001", -34.6037, -58.3816, "America/Buenos_Aires"),
-    "EE": ("Estonia", "Tallinn", "Harju", None, "10111", 59.437, 24.7536, "Europe/Tallinn"),
-}
+_LOCATION_ROWS = bundled_rows("locations.csv")
+# ISO code -> head office, for the drawn countries and the sample companies' own.
+LOCATIONS: dict[str, Location] = {row["country_code"]: _location(row) for row in _LOCATION_ROWS}
+# What a domain BuiltWith does not place is drawn from.
+DRAWN_COUNTRIES: tuple[str, ...] = tuple(r["country_code"] for r in _LOCATION_ROWS if r["drawn"] == "yes")
+
 _SUFFIXES = ("Inc.", "Ltd", "LLC", "GmbH", "Group")
 _EXCHANGES = ("NYSE", "NASDAQ")
 FUNDING_STAGES = ("Seed", "Series A", "Series B", "Series C", "Series D", "Series E")
@@ -210,7 +182,7 @@ def _company_facts(key: str) -> CompanyFacts:
     # BuiltWith makes every shop "Retail"; for domains it does not know, draw alike.
     vertical = meta.get("Vertical") or ("Retail" if rng.random() < 0.45 else rng.choice(VERTICALS))
     vertical = vertical if vertical in CATEGORIES else "Technology"
-    country = meta.get("Country") if meta.get("Country") in LOCATIONS else rng.choice(tuple(LOCATIONS))
+    country = meta.get("Country") if meta.get("Country") in DRAWN_COUNTRIES else rng.choice(DRAWN_COUNTRIES)
     legal_name = meta.get("CompanyName") or f"{name} {rng.choice(_SUFFIXES)}"
 
     employees = round(10 ** (1 + 3.5 * size))  # what BuiltWith reports as Attributes.Employees
@@ -252,9 +224,9 @@ def _company_facts(key: str) -> CompanyFacts:
     )
 
 
-def location(country: str) -> tuple[str, str, str | None, str | None, str, float, float, str]:
+def location(country: str) -> Location:
     """(country name, city, state, state code, postal code, lat, lng, time zone) of a head office."""
-    return LOCATIONS.get(country) or SAMPLE_LOCATIONS.get(country) or LOCATIONS["US"]
+    return LOCATIONS.get(country) or LOCATIONS["US"]
 
 
 def observation_factor(provider: str, domain: str) -> float:

@@ -9,21 +9,17 @@ other domain) stays deterministic as before.
 
 from __future__ import annotations
 
-import csv
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 
-from enrichment_pipeline.lib.sandbox.shared import domain_key
-
-SAMPLES_PATH = Path(__file__).with_name("sample_companies.csv")
+from enrichment_pipeline.lib.sandbox.shared import bundled_rows, domain_key
 
 
 @dataclass(frozen=True)
 class SampleFact:
     domain: str
     name: str
-    vertical: str  # a key of sandbox/clearbit.py CATEGORIES
+    vertical: str  # a vertical of sandbox/verticals.csv
     country: str  # ISO 3166-1 alpha-2
     employees: int
     ticker: str | None
@@ -32,18 +28,16 @@ class SampleFact:
 @functools.cache
 def _facts() -> dict[str, SampleFact]:
     facts: dict[str, SampleFact] = {}
-    with SAMPLES_PATH.open(encoding="utf-8", newline="") as handle:
-        rows = csv.DictReader(line for line in handle if not line.startswith("#"))
-        for row in rows:
-            domain = domain_key(row["domain"])
-            facts[domain] = SampleFact(
-                domain=domain,
-                name=row["name"].strip(),
-                vertical=row["vertical"].strip(),
-                country=row["country"].strip().upper(),
-                employees=int(row["employees"]),
-                ticker=row["ticker"].strip() or None,
-            )
+    for row in bundled_rows("sample_companies.csv"):
+        domain = domain_key(row["domain"])
+        facts[domain] = SampleFact(
+            domain=domain,
+            name=row["name"].strip(),
+            vertical=row["vertical"].strip(),
+            country=row["country"].strip().upper(),
+            employees=int(row["employees"]),
+            ticker=row["ticker"].strip() or None,
+        )
     return facts
 
 

@@ -9,13 +9,25 @@ companies with big stacks in every provider.
 
 from __future__ import annotations
 
+import csv
 import functools
 import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from enrichment_pipeline.lib.domains import InvalidDomain, normalize_domain
+
+
+def bundled_rows(name: str) -> list[dict[str, str]]:
+    """The rows of a CSV file bundled beside the simulators; lines starting with ``#`` are comments.
+
+    The simulators' catalogues and fact tables live in such files so a newcomer edits
+    data, not code; each file is read once per process.
+    """
+    with Path(__file__).with_name(name).open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(line for line in handle if not line.startswith("#")))
 
 
 def seeded(*parts: object) -> random.Random:

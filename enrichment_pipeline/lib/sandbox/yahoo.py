@@ -38,7 +38,7 @@ from enrichment_pipeline.lib.providers.yahoo import (
     load_tickers,
 )
 from enrichment_pipeline.lib.sandbox.samples import sample_domains, sample_fact
-from enrichment_pipeline.lib.sandbox.shared import seeded, size_quantile
+from enrichment_pipeline.lib.sandbox.shared import bundled_rows, seeded, size_quantile
 
 LOOKALIKE_ONE_IN = 12
 FISCAL_YEARS = 3
@@ -54,58 +54,7 @@ SEARCH_ONLY: dict[str, str] = {
 
 # symbol -> (long name, sector, industry). Unlisted symbols fall back to a generic profile.
 PROFILES: dict[str, tuple[str, str, str]] = {
-    "AAPL": ("Apple Inc.", "Technology", "Consumer Electronics"),
-    "MSFT": ("Microsoft Corporation", "Technology", "Software - Infrastructure"),
-    "GOOGL": ("Alphabet Inc.", "Communication Services", "Internet Content & Information"),
-    "AMZN": ("Amazon.com, Inc.", "Consumer Cyclical", "Internet Retail"),
-    "NVDA": ("NVIDIA Corporation", "Technology", "Semiconductors"),
-    "CRM": ("Salesforce, Inc.", "Technology", "Software - Application"),
-    "ADBE": ("Adobe Inc.", "Technology", "Software - Application"),
-    "ORCL": ("Oracle Corporation", "Technology", "Software - Infrastructure"),
-    "IBM": ("International Business Machines Corporation", "Technology", "Information Technology Services"),
-    "INTC": ("Intel Corporation", "Technology", "Semiconductors"),
-    "CSCO": ("Cisco Systems, Inc.", "Technology", "Communication Equipment"),
-    "NFLX": ("Netflix, Inc.", "Communication Services", "Entertainment"),
-    "UBER": ("Uber Technologies, Inc.", "Technology", "Software - Application"),
-    "ABNB": ("Airbnb, Inc.", "Consumer Cyclical", "Travel Services"),
-    "HUBS": ("HubSpot, Inc.", "Technology", "Software - Application"),
-    "TEAM": ("Atlassian Corporation", "Technology", "Software - Application"),
-    "SNOW": ("Snowflake Inc.", "Technology", "Software - Application"),
-    "DDOG": ("Datadog, Inc.", "Technology", "Software - Application"),
-    "NKE": ("NIKE, Inc.", "Consumer Cyclical", "Footwear & Accessories"),
-    "MMM": ("3M Company", "Industrials", "Conglomerates"),
-    "CAT": ("Caterpillar Inc.", "Industrials", "Farm & Heavy Construction Machinery"),
-    "PEP": ("PepsiCo, Inc.", "Consumer Defensive", "Beverages - Non-Alcoholic"),
-    "WMT": ("Walmart Inc.", "Consumer Defensive", "Discount Stores"),
-    "COST": ("Costco Wholesale Corporation", "Consumer Defensive", "Discount Stores"),
-    "JPM": ("JPMorgan Chase & Co.", "Financial Services", "Banks - Diversified"),
-    "V": ("Visa Inc.", "Financial Services", "Credit Services"),
-    "MA": ("Mastercard Incorporated", "Financial Services", "Credit Services"),
-    "LULU": ("Lululemon Athletica Inc.", "Consumer Cyclical", "Apparel Retail"),
-    "SHOP": ("Shopify Inc.", "Technology", "Software - Application"),
-    "RY.TO": ("Royal Bank of Canada", "Financial Services", "Banks - Diversified"),
-    "SAP": ("SAP SE", "Technology", "Software - Application"),
-    "ZAL.DE": ("Zalando SE", "Consumer Cyclical", "Internet Retail"),
-    "SIE.DE": ("Siemens Aktiengesellschaft", "Industrials", "Specialty Industrial Machinery"),
-    "ADS.DE": ("adidas AG", "Consumer Cyclical", "Footwear & Accessories"),
-    "BMW.DE": ("Bayerische Motoren Werke Aktiengesellschaft", "Consumer Cyclical", "Auto Manufacturers"),
-    "ASML": ("ASML Holding N.V.", "Technology", "Semiconductor Equipment & Materials"),
-    "SPOT": ("Spotify Technology S.A.", "Communication Services", "Internet Content & Information"),
-    "ERIC": ("Telefonaktiebolaget LM Ericsson (publ)", "Technology", "Communication Equipment"),
-    "VOLV-B.ST": ("AB Volvo (publ)", "Industrials", "Farm & Heavy Construction Machinery"),
-    "NOVO-B.CO": ("Novo Nordisk A/S", "Healthcare", "Drug Manufacturers - General"),
-    "NESN.SW": ("Nestlé S.A.", "Consumer Defensive", "Packaged Foods"),
-    "ROG.SW": ("Roche Holding AG", "Healthcare", "Drug Manufacturers - General"),
-    "ULVR.L": ("Unilever PLC", "Consumer Defensive", "Household & Personal Products"),
-    "AZN.L": ("AstraZeneca PLC", "Healthcare", "Drug Manufacturers - General"),
-    "HSBA.L": ("HSBC Holdings plc", "Financial Services", "Banks - Diversified"),
-    "6758.T": ("Sony Group Corporation", "Technology", "Consumer Electronics"),
-    "7974.T": ("Nintendo Co., Ltd.", "Communication Services", "Electronic Gaming & Multimedia"),
-    "ZM": ("Zoom Communications, Inc.", "Technology", "Software - Application"),
-    "DBX": ("Dropbox, Inc.", "Technology", "Software - Infrastructure"),
-    "ETSY": ("Etsy, Inc.", "Consumer Cyclical", "Internet Retail"),
-    "TWLO": ("Twilio Inc.", "Technology", "Software - Infrastructure"),
-    "OKTA": ("Okta, Inc.", "Technology", "Software - Infrastructure"),
+    row["symbol"]: (row["name"], row["sector"], row["industry"]) for row in bundled_rows("yahoo_profiles.csv")
 }
 
 # Listing suffix -> (trading currency, statement currency, country, exchange)
