@@ -41,7 +41,7 @@ from enrichment_pipeline.lib.http_policy import ProviderClient, ProviderStats, Q
 from enrichment_pipeline.lib.providers.base import CallResult, Emit, Provider
 from enrichment_pipeline.lib.redaction import Redactor
 from enrichment_pipeline.lib.settings import ProviderSettings
-from enrichment_pipeline.lib.staging import answer_problem
+from enrichment_pipeline.lib.staging import read_answer
 from enrichment_pipeline.lib.warehouse import ResponseRow, Warehouse
 from enrichment_pipeline.lib.waterfall import Waterfall
 
@@ -223,7 +223,7 @@ async def _run_provider_level(
     domains: list[str],
     fresh: set[tuple[str, str]],
     land: WriteRows,
-    on_done: Callable[[str, dict[str, Any]], None],
+    on_done: Callable[[str, dict[str, Any], dict[str, Any] | None], None],
     mode: str,
     run_id: str | None,
 ) -> None:
@@ -231,7 +231,8 @@ async def _run_provider_level(
 
     Each answer goes to `land` the moment the provider has it (even while its
     other calls for the domain are still to come); `on_done` follows once the
-    provider is done with the domain."""
+    provider is done with the domain, with its `ok` payloads and, when there is one, the
+    fields its check already read from it."""
     provider = client.provider
     queue: asyncio.Queue[str] = asyncio.Queue()
     for domain in domains:
@@ -240,9 +241,12 @@ async def _run_provider_level(
     def missing(endpoint: str, domain: str) -> bool:
         return (endpoint, domain) not in fresh
 
-    def emitter(landed: dict[tuple[str, str], CallResult]) -> Emit:
+    def emitter(
+        landed: dict[tuple[str, str], CallResult], read: dict[tuple[str, str], dict[str, Any]]
+    ) -> Emit:
         def emit(domain: str, endpoint: str, result: CallResult) -> None:
-            result = landed[(domain, endpoint)] = _check_answer(provider, endpoint, domain, result)
+            result, read[(domain, endpoint)] = _check_answer(provider, endpoint, domain, result)
+            landed[(domain, endpoint)] = result
             land([_row(provider, endpoint, domain, result, mode, run_id)])
 
         return emit
@@ -257,16 +261,19 @@ async def _run_provider_level(
                 if needed:
                     to_fetch.append(domain)
                 else:
-                    on_done(domain, {})
+                    on_done(domain, {}, None)
             if not to_fetch:
                 continue
             landed: dict[tuple[str, str], CallResult] = {}
-            fetched = await provider.fetch_domains(client, to_fetch, missing, emitter(landed))
+            read: dict[tuple[str, str], dict[str, Any]] = {}  # the fields each check read
+            fetched = await provider.fetch_domains(client, to_fetch, missing, emitter(landed, read))
             for domain in to_fetch:
-                results = [
-                    (e, landed.get((domain, e)) or _check_answer(provider, e, domain, r))
-                    for e, r in fetched.get(domain, [])
-                ]
+                results = []
+                for e, r in fetched.get(domain, []):
+                    checked = landed.get((domain, e))
+                    if checked is None:
+                        checked, read[(domain, e)] = _check_answer(provider, e, domain, r)
+                    results.append((e, checked))
                 results = _check_together(provider, domain, results)
                 # What was not handed over yet, and any answer the check together turned unusable.
                 land(
@@ -276,7 +283,8 @@ async def _run_provider_level(
                         if landed.get((domain, endpoint)) is not r
                     ]
                 )
-                on_done(domain, {endpoint: r.payload for endpoint, r in results if r.status == "ok"})
+                ok = {endpoint: r.payload for endpoint, r in results if r.status == "ok"}
+                on_done(domain, ok, read.get((domain, *ok)) if len(ok) == 1 else None)
 
     workers = max(1, min(client.settings.concurrency, math.ceil(len(domains) / provider.batch_size)))
     # A TaskGroup cancels the siblings when one task fails: nothing keeps writing after a crash.
@@ -352,10 +360,16 @@ async def fetch_domains(
     def on_done(name: str):
         provider = by_name[name][0]
 
-        def done(domain: str, payloads: dict[str, Any]) -> None:
+        def done(domain: str, payloads: dict[str, Any], values: dict[str, Any] | None) -> None:
             called[domain].add(name)
             if payloads:
-                _fill(filled[domain], waterfall, name, provider.extract(domain, payloads))
+                # One answer's fields were read by its check (`values`): not read again.
+                _fill(
+                    filled[domain],
+                    waterfall,
+                    name,
+                    provider.extract(domain, payloads) if values is None else values,
+                )
             outstanding[domain] -= 1
             if outstanding[domain] == 0:
                 settle(domain)
@@ -516,17 +530,23 @@ def _readable(
     provider: Provider, domain: str, results: list[tuple[str, CallResult]]
 ) -> list[tuple[str, CallResult]]:
     """A domain's answers through both checks the fetcher applies (each on arrival, then together)."""
-    return _check_together(provider, domain, [(e, _check_answer(provider, e, domain, r)) for e, r in results])
+    return _check_together(
+        provider, domain, [(e, _check_answer(provider, e, domain, r)[0]) for e, r in results]
+    )
 
 
-def _check_answer(provider: Provider, endpoint: str, domain: str, result: CallResult) -> CallResult:
+def _check_answer(
+    provider: Provider, endpoint: str, domain: str, result: CallResult
+) -> tuple[CallResult, dict[str, Any]]:
     """An `ok` answer staging could not read becomes a `parse_error` row (with the reason);
-    one bad body never reaches, let alone stops, a later step."""
-    if result.status == "ok":
-        problem = answer_problem(provider, endpoint, domain, result.payload)
-        if problem is not None:
-            return replace(result, status="parse_error", payload=None, detail=problem)
-    return result
+    one bad body never reaches, let alone stops, a later step. Also the fields the answer
+    alone gives (empty unless `ok`)."""
+    if result.status != "ok":
+        return result, {}
+    problem, values = read_answer(provider, endpoint, domain, result.payload)
+    if problem is not None:
+        return replace(result, status="parse_error", payload=None, detail=problem), {}
+    return result, values
 
 
 def _check_together(

@@ -12,7 +12,13 @@ import polars as pl
 from enrichment_pipeline.lib.field_rules import field_problem
 from enrichment_pipeline.lib.fields import FIELD_TYPES
 from enrichment_pipeline.lib.providers.base import Provider
-from enrichment_pipeline.lib.providers.builtwith import groups_from_free_api, technologies_from_domain_api
+from enrichment_pipeline.lib.providers.builtwith import (
+    DOMAIN_API_ENDPOINT,
+    FREE_API_ENDPOINT,
+    BuiltWith,
+    groups_from_free_api,
+    technologies_from_domain_api,
+)
 from enrichment_pipeline.lib.providers.similarweb import traffic_from_payloads
 
 TECH_SCHEMA = {
@@ -72,34 +78,69 @@ Refused = list[tuple[str, str, str]]
 
 
 def builtwith_technologies(responses: pl.DataFrame, refused: Refused | None = None) -> pl.DataFrame:
-    records = []
+    answers: list[_Answer] = []
     for row in _ok(responses, "builtwith", "domain_api").iter_rows(named=True):
+        rows: list[dict[str, Any]] | Exception
         try:
             techs = technologies_from_domain_api(row["domain"], json.loads(row["payload"]))
             rows = [{**t, "provider": "builtwith", "observed_at": row["fetched_at"]} for t in techs]
-            _fits(rows, TECH_SCHEMA)
         except Exception as exc:  # one unreadable answer costs its own rows only
-            _refuse(refused, "builtwith", row["domain"], exc)
-            continue
-        records.extend(rows)
-    return pl.DataFrame(records, schema=TECH_SCHEMA) if records else pl.DataFrame(schema=TECH_SCHEMA)
+            rows = exc
+        answers.append(("builtwith", row["domain"], rows))
+    return _frame(answers, TECH_SCHEMA, refused)
 
 
 def builtwith_groups(responses: pl.DataFrame, refused: Refused | None = None) -> pl.DataFrame:
-    records = []
+    answers: list[_Answer] = []
     for row in _ok(responses, "builtwith", "free_api").iter_rows(named=True):
+        rows: list[dict[str, Any]] | Exception
         try:
-            groups = groups_from_free_api(row["domain"], json.loads(row["payload"]))
             rows = []
-            for group in groups:
+            for group in groups_from_free_api(row["domain"], json.loads(row["payload"])):
                 group["tech_group"] = group.pop("group")
                 rows.append({**group, "observed_at": row["fetched_at"]})
-            _fits(rows, GROUP_SCHEMA)
         except Exception as exc:
-            _refuse(refused, "builtwith", row["domain"], exc)
-            continue
-        records.extend(rows)
-    return pl.DataFrame(records, schema=GROUP_SCHEMA) if records else pl.DataFrame(schema=GROUP_SCHEMA)
+            rows = exc
+        answers.append(("builtwith", row["domain"], rows))
+    return _frame(answers, GROUP_SCHEMA, refused)
+
+
+# (provider, domain, the answer's staging rows or why it could not be read)
+_Answer = tuple[str, str, list[dict[str, Any]] | Exception]
+
+
+def _frame(
+    answers: list[_Answer],
+    schema: Mapping[str, pl.DataType],
+    refused: Refused | None,
+) -> pl.DataFrame:
+    """One frame of every answer's rows; an answer that could not be read, or whose values do not
+    fit `schema`, is refused (in the answers' order) and costs its own rows only.
+
+    The frame of all answers is tried first: when it fits (the usual case), no answer needs a
+    frame of its own to show that it fits.
+    """
+    try:
+        frame = _records_frame([r for _, _, rows in answers if isinstance(rows, list) for r in rows], schema)
+    except Exception:
+        frame = None  # some answer's values do not fit: each answer is checked below
+    kept: list[dict[str, Any]] = []
+    for provider, domain, rows in answers:
+        problem = rows if isinstance(rows, Exception) else None
+        if problem is None and frame is None:
+            try:
+                _fits(rows, schema)
+            except Exception as exc:
+                problem = exc
+        if problem is not None:
+            _refuse(refused, provider, domain, problem)
+        elif frame is None:
+            kept.extend(rows)
+    return frame if frame is not None else _records_frame(kept, schema)
+
+
+def _records_frame(records: list[dict[str, Any]], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    return pl.DataFrame(records, schema=dict(schema)) if records else pl.DataFrame(schema=dict(schema))
 
 
 def _refuse(refused: Refused | None, provider: str, domain: str, exc: BaseException) -> None:
@@ -148,25 +189,36 @@ def _fits(values: Mapping[str, Any] | list[Mapping[str, Any]], schema: Mapping[s
         pl.DataFrame([{k: r.get(k) for k in schema} for r in records], schema=dict(schema))
 
 
-def answer_problem(provider: Provider, endpoint: str, domain: str, payload: Any) -> str | None:
-    """Why one `ok` answer cannot be read into the staging tables, or None when it can.
+def read_answer(
+    provider: Provider, endpoint: str, domain: str, payload: Any
+) -> tuple[str | None, dict[str, Any]]:
+    """Why one `ok` answer cannot be read into the staging tables (None when it can), and the
+    standard fields it gives alone (`provider.extract`; empty when it cannot be read).
 
     Runs the same code staging runs on the answer (the provider's `extract`, the
     BuiltWith and SimilarWeb frame builders) and checks the values fit the
     tables' types, so a body that would crash a later step is a `parse_error`
-    row for this (provider, endpoint, domain) now, with a short reason.
+    row for this (provider, endpoint, domain) now, with a short reason. A BuiltWith
+    Domain API answer's technologies are read once, for its fields and its rows.
     """
     try:
         json.dumps(payload, allow_nan=True)
-        values = provider.extract(domain, {endpoint: payload})
+        rows = None
+        if (
+            isinstance(provider, BuiltWith)
+            and endpoint == DOMAIN_API_ENDPOINT
+            and isinstance(payload, Mapping)
+        ):
+            values, rows = provider.read_domain_api(domain, payload)
+        else:
+            values = provider.extract(domain, {endpoint: payload})
         _fits(values, FIELD_TYPES)
         problem = field_problem(values)
         if problem is not None:
-            return f"answer breaks the staging contract: {problem}"
-        if provider.name == "builtwith" and endpoint == "domain_api" and isinstance(payload, Mapping):
-            rows = technologies_from_domain_api(domain, payload)
+            return f"answer breaks the staging contract: {problem}", {}
+        if rows is not None:
             _fits(rows, {k: v for k, v in TECH_SCHEMA.items() if k not in ("provider", "observed_at")})
-        if provider.name == "builtwith" and endpoint == "free_api" and isinstance(payload, Mapping):
+        if provider.name == "builtwith" and endpoint == FREE_API_ENDPOINT and isinstance(payload, Mapping):
             shaped = [{**row, "tech_group": row["group"]} for row in groups_from_free_api(domain, payload)]
             _fits(shaped, {k: v for k, v in GROUP_SCHEMA.items() if k != "observed_at"})
         if provider.name == "similarweb" and isinstance(payload, Mapping):
@@ -174,10 +226,10 @@ def answer_problem(provider: Provider, endpoint: str, domain: str, payload: Any)
             _fits(traffic, {k: v for k, v in TRAFFIC_SCHEMA.items() if k in traffic})
             problem = field_problem(traffic)
             if problem is not None:
-                return f"answer breaks the staging contract: {problem}"
+                return f"answer breaks the staging contract: {problem}", {}
     except Exception as exc:  # any failure is this answer's problem, not the run's
-        return _reason(exc)
-    return None
+        return _reason(exc), {}
+    return None, values
 
 
 def _reason(exc: BaseException) -> str:
@@ -212,8 +264,9 @@ def provider_fields(
             _refuse(refused, provider, domain, exc)
             continue
         observed[key] = max(observed.get(key, fetched_at), fetched_at)
-    records = []
+    answers: list[_Answer] = []
     for (provider, domain), by_endpoint in payloads.items():
+        rows: list[dict[str, Any]] | Exception
         try:
             values = providers[provider].extract(domain, by_endpoint)
             record = {
@@ -222,10 +275,8 @@ def provider_fields(
                 "observed_at": observed[(provider, domain)],
                 **{f: values.get(f) for f in FIELD_TYPES},
             }
-            _fits(record, schema)
+            rows = [record] if values else []
         except Exception as exc:
-            _refuse(refused, provider, domain, exc)
-            continue
-        if values:
-            records.append(record)
-    return pl.DataFrame(records, schema=schema) if records else pl.DataFrame(schema=schema)
+            rows = exc
+        answers.append((provider, domain, rows))
+    return _frame(answers, schema, refused)

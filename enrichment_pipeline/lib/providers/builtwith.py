@@ -136,12 +136,19 @@ class BuiltWith(Provider):
         payload = payloads.get(DOMAIN_API_ENDPOINT)
         if not isinstance(payload, Mapping):
             return {}
+        return self.read_domain_api(domain, payload)[0]
+
+    def read_domain_api(
+        self, domain: str, payload: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """`extract`'s fields and every technology row (live and dead) of one Domain API answer,
+        from one pass over its technologies (the fetcher's check needs both)."""
         out = domain_api_fields(payload)
         rows = technologies_from_domain_api(domain, payload, dead_after=self.dead_after)
         names = [t["technology"] for t in rows if t["is_live"]]
         if names:
             out["technologies"] = names
-        return out
+        return out, rows
 
 
 def _interpret_errors(errors: list[Mapping[str, Any]], body: Mapping[str, Any]) -> Interpretation:

@@ -23,8 +23,8 @@ from enrichment_pipeline.lib.providers.clearbit import Clearbit
 from enrichment_pipeline.lib.providers.explorium import firmographic_fields, technologies
 from enrichment_pipeline.lib.providers.similarweb import ENDPOINTS, SimilarWeb, traffic_from_payloads
 from enrichment_pipeline.lib.providers.yahoo import confirms
-from enrichment_pipeline.lib.staging import answer_problem
-from enrichment_pipeline.lib.validation import SimilarWebTraffic, split_valid
+from enrichment_pipeline.lib.staging import read_answer
+from enrichment_pipeline.lib.validation import SIMILARWEB_TRAFFIC, split_valid
 from enrichment_pipeline.lib.waterfall import Waterfall, load_waterfall
 from enrichment_pipeline_tests.fixtures import load
 
@@ -42,7 +42,7 @@ def test_recorded_facebook_answer_parses() -> None:
     fields = BuiltWith().extract("facebook.com", {DOMAIN_API_ENDPOINT: body})
     assert "Netmining" in fields["technologies"] and "company_name" not in fields  # Meta is empty
     assert fields["tech_spend_usd"] == 1700.0
-    assert answer_problem(BuiltWith(), DOMAIN_API_ENDPOINT, "facebook.com", body) is None
+    assert read_answer(BuiltWith(), DOMAIN_API_ENDPOINT, "facebook.com", body)[0] is None
 
 
 def test_dead_technologies_are_history_not_the_current_stack() -> None:
@@ -92,7 +92,7 @@ def test_recorded_error_and_free_api_shapes() -> None:
     rows = groups_from_free_api("example.com", free)  # millisecond epochs, although documented as seconds
     assert rows[0]["latest"] == datetime(2024, 3, 13, tzinfo=UTC)
     request = ProviderRequest(FREE_API_ENDPOINT, "GET", "/free1/api.json", {"LOOKUP": "example.com"})
-    assert answer_problem(BuiltWith(api="free"), request.endpoint, "example.com", free) is None
+    assert read_answer(BuiltWith(api="free"), request.endpoint, "example.com", free)[0] is None
 
 
 # --------------------------------------------------------------------------- SimilarWeb
@@ -196,7 +196,7 @@ def test_similarweb_recorded_answers_pass_the_staging_contract() -> None:
     )
     refused: staging.Refused = []
     traffic = staging.similarweb_traffic(responses, refused)
-    valid, quarantined = split_valid(traffic, SimilarWebTraffic, "staging.similarweb_traffic", now)
+    valid, quarantined = split_valid(traffic, SIMILARWEB_TRAFFIC, "staging.similarweb_traffic", now)
     assert not refused and quarantined.is_empty() and valid.height == 1
     assert valid["global_rank"][0] == 547984 and 0 < valid["search_share"][0] < 1
 
