@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from enrichment_pipeline.api import schemas
+from enrichment_pipeline.api.body_cache import BodyCache
 from enrichment_pipeline.api.config import ApiConfig
 from enrichment_pipeline.api.problems import CODES, ApiProblem, problem_response
 from enrichment_pipeline.api.routes_blueprint import router as blueprint_router
@@ -37,6 +39,7 @@ class ApiState:
     keys: KeyStore
     limiter: MinuteLimiter
     source: ReadSource
+    bodies: BodyCache
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -126,6 +129,10 @@ class _BodyTooLarge(Exception):
     pass
 
 
+def _in_thread(write: Callable[[], None]) -> None:
+    threading.Thread(target=write, name="state-write", daemon=True).start()
+
+
 def create_app(
     config: ApiConfig | None = None,
     *,
@@ -142,15 +149,20 @@ def create_app(
         app.state.api = ApiState(
             config=config,
             store=store,
-            keys=KeyStore(store),
+            # Keys are checked on the event loop (a read of the WAL-mode state file never waits for
+            # a writer); the once-a-minute last-use write goes to a thread, since a write may wait.
+            keys=KeyStore(store, write_later=_in_thread),
             limiter=MinuteLimiter(),
             source=source
             or open_source(
                 config.warehouse_url,
                 config.snapshot_path,
                 pool_size=config.pool_size,
+                change_check_s=config.pg_change_check_ms / 1000,
                 listing_sql=company_queries.LISTING_SQL,
+                listing_inputs=company_queries.LISTING_INPUTS,
             ),
+            bodies=BodyCache(config.cache_mb * 1024 * 1024),
         )
         from enrichment_pipeline.api.dagster_runs import DagsterRuns
         from enrichment_pipeline.api.enrichment_worker import EnrichmentWorker

@@ -13,6 +13,8 @@ from enrichment_pipeline.lib.rate_limits import Kind
 log = logging.getLogger("enrichment_pipeline.api.access")
 
 
+# The dependencies are `async` so that they run on the event loop: a sync one costs every request a
+# trip to the thread pool, and the check itself is an in-memory count and one indexed SQLite read.
 def _authorize(request: Request, scope: str, kind: Kind) -> ApiKey:
     state = request.app.state.api
     header = request.headers.get("authorization", "")
@@ -48,18 +50,18 @@ def _authorize(request: Request, scope: str, kind: Kind) -> ApiKey:
     return key
 
 
-def reader(request: Request) -> ApiKey:
+async def reader(request: Request) -> ApiKey:
     return _authorize(request, "read", "read")
 
 
-def read_writer(request: Request) -> ApiKey:
+async def read_writer(request: Request) -> ApiKey:
     """A POST that only computes (blueprint): needs `read`, counted as a write."""
     return _authorize(request, "read", "write")
 
 
-def enricher(request: Request) -> ApiKey:
+async def enricher(request: Request) -> ApiKey:
     return _authorize(request, "enrich", "write")
 
 
-def enrich_reader(request: Request) -> ApiKey:
+async def enrich_reader(request: Request) -> ApiKey:
     return _authorize(request, "enrich", "read")
