@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,10 +128,6 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def _in_thread(write: Callable[[], None]) -> None:
-    threading.Thread(target=write, name="state-write", daemon=True).start()
-
-
 def create_app(
     config: ApiConfig | None = None,
     *,
@@ -149,9 +144,7 @@ def create_app(
         app.state.api = ApiState(
             config=config,
             store=store,
-            # Keys are checked on the event loop (a read of the WAL-mode state file never waits for
-            # a writer); the once-a-minute last-use write goes to a thread, since a write may wait.
-            keys=KeyStore(store, write_later=_in_thread),
+            keys=KeyStore(store),
             limiter=MinuteLimiter(),
             source=source
             or open_source(

@@ -13,8 +13,6 @@ from enrichment_pipeline.lib.rate_limits import Kind
 log = logging.getLogger("enrichment_pipeline.api.access")
 
 
-# The dependencies are `async` so that they run on the event loop: a sync one costs every request a
-# trip to the thread pool, and the check itself is an in-memory count and one indexed SQLite read.
 def _authorize(request: Request, scope: str, kind: Kind) -> ApiKey:
     state = request.app.state.api
     header = request.headers.get("authorization", "")
@@ -50,18 +48,18 @@ def _authorize(request: Request, scope: str, kind: Kind) -> ApiKey:
     return key
 
 
-async def reader(request: Request) -> ApiKey:
+def reader(request: Request) -> ApiKey:
     return _authorize(request, "read", "read")
 
 
-async def read_writer(request: Request) -> ApiKey:
+def read_writer(request: Request) -> ApiKey:
     """A POST that only computes (blueprint): needs `read`, counted as a write."""
     return _authorize(request, "read", "write")
 
 
-async def enricher(request: Request) -> ApiKey:
+def enricher(request: Request) -> ApiKey:
     return _authorize(request, "enrich", "write")
 
 
-async def enrich_reader(request: Request) -> ApiKey:
+def enrich_reader(request: Request) -> ApiKey:
     return _authorize(request, "enrich", "read")

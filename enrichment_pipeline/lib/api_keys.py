@@ -13,7 +13,6 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -90,13 +89,8 @@ def _row(row) -> ApiKey:
 
 
 class KeyStore:
-    def __init__(
-        self, store: StateStore, write_later: Callable[[Callable[[], None]], None] | None = None
-    ) -> None:
-        """`write_later`: runs the last-use write elsewhere (a caller that must not wait on the
-        state file's write lock); by default it is written at once."""
+    def __init__(self, store: StateStore) -> None:
         self.store = store
-        self.write_later = write_later
         self._last_written: dict[str, float] = {}
 
     def create(
@@ -155,12 +149,4 @@ class KeyStore:
         if now - self._last_written.get(key_id, -LAST_USED_EVERY_S) < LAST_USED_EVERY_S:
             return
         self._last_written[key_id] = now
-        used_at = _now()
-
-        def write() -> None:
-            self.store.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (used_at, key_id))
-
-        if self.write_later is None:
-            write()
-        else:
-            self.write_later(write)
+        self.store.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (_now(), key_id))
