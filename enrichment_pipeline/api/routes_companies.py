@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from enrichment_pipeline.api import schemas
 from enrichment_pipeline.api.body_cache import Body
@@ -102,26 +101,17 @@ def _respond(request: Request, body: Body) -> Response:
     return Response(content, media_type="application/json", headers=headers)
 
 
-async def _cached(request: Request, key: Hashable, build: Callable[[], Body | None]) -> Body | None:
-    """The body for `key` in the current data version: from the cache on the event loop when the
-    version is known without a query, else (asking the version, building) in a worker thread."""
+def _cached(request: Request, key: Hashable, build: Callable[[], Body | None]) -> Body | None:
+    """The body for `key` in the current data version, built (and kept) when not cached."""
     api = request.app.state.api
-    version = api.source.known_version()
-    if version is not None and (body := api.bodies.get(version, key)) is not None:
-        return body
-
-    def fill(version: str | None) -> Body | None:
-        if version is None:
-            version = api.source.version()
-            if (cached := api.bodies.get(version, key)) is not None:
-                return cached
+    version = api.source.version()
+    body = api.bodies.get(version, key)
+    if body is None:
         # Read after the version was seen, so the body is of that version or newer, never older.
         body = build()
         if body is not None:
             api.bodies.put(version, key, body)
-        return body
-
-    return await run_in_threadpool(fill, version)
+    return body
 
 
 @router.get(
@@ -140,7 +130,7 @@ def get_technologies(request: Request, domain: DomainParam, key: ApiKey = Depend
     responses={**ERRORS, **problem_doc(404), 304: {"description": "not modified (If-None-Match)"}},
     summary="One company: profile, score, per-field provenance, confidence, freshness",
 )
-async def get_company(request: Request, domain: DomainParam, key: ApiKey = Depends(reader)) -> Response:
+def get_company(request: Request, domain: DomainParam, key: ApiKey = Depends(reader)) -> Response:
     normalized = _normalized(domain)
 
     def build() -> Body | None:
@@ -148,7 +138,7 @@ async def get_company(request: Request, domain: DomainParam, key: ApiKey = Depen
             document = q.company(s, normalized)
         return None if document is None else _company_body(document)
 
-    body = await _cached(request, ("company", normalized), build)
+    body = _cached(request, ("company", normalized), build)
     if body is None:
         _not_found(normalized)
     return _respond(request, body)
@@ -160,7 +150,7 @@ async def get_company(request: Request, domain: DomainParam, key: ApiKey = Depen
     responses={**ERRORS, **problem_doc(400)},
     summary="Filtered, sorted list of companies with score reasons; cursor pagination",
 )
-async def list_companies(
+def list_companies(
     request: Request,
     key: ApiKey = Depends(reader),
     tier: Annotated[list[schemas.Tier] | None, Query(description="repeat for several tiers")] = None,
@@ -219,7 +209,7 @@ async def list_companies(
         # Validated once, when built: what is served conforms to the documented schema.
         return Body(schemas.CompanyPage.model_validate(page).model_dump_json().encode())
 
-    body = await _cached(request, ("page", sort, limit, cursor, repr(flt)), build)
+    body = _cached(request, ("page", sort, limit, cursor, repr(flt)), build)
     assert body is not None
     return _respond(request, body)
 

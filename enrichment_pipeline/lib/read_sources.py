@@ -51,11 +51,7 @@ class ReadSource(Protocol):
     def session(self) -> contextlib.AbstractContextManager[Session]: ...
 
     def version(self) -> str:
-        """Changes whenever the data may have changed (cache keys, ETags); may ask the database."""
-        ...
-
-    def known_version(self) -> str | None:
-        """`version()` when it is known without a query (None: call `version()`, off the event loop)."""
+        """Changes whenever the data may have changed (cache keys, ETags)."""
         ...
 
     def listing_session(self) -> contextlib.AbstractContextManager[Session]:
@@ -127,9 +123,6 @@ class SnapshotSource:
     def version(self) -> str:
         ino, mtime, size = self._identity()
         return f"{ino:x}-{mtime:x}-{size:x}"
-
-    def known_version(self) -> str:
-        return self.version()  # one stat: exact on every request
 
     def _checkout(self) -> _Snapshot:
         identity = self._identity()
@@ -278,11 +271,11 @@ class PostgresSource:
         return ",".join(f"{oids[f't{i}']}:{xmins.get(f't{i}')}" for i in range(len(MARKER_TABLES)))
 
     def version(self) -> str:
-        known = self.known_version()
+        known = self._fresh_marker()
         if known is not None:
             return known
         with self._marker_lock:
-            known = self.known_version()  # another thread may have just asked
+            known = self._fresh_marker()  # another thread may have just asked
             if known is not None:
                 return known
             with self.session() as s:
@@ -290,7 +283,7 @@ class PostgresSource:
             self._marker = (time.monotonic(), marker)
             return marker
 
-    def known_version(self) -> str | None:
+    def _fresh_marker(self) -> str | None:
         seen = self._marker
         if seen is None or time.monotonic() - seen[0] >= self.change_check_s:
             return None
