@@ -3,16 +3,22 @@
 For each source (the DuckDB serving snapshot; PostgreSQL when --database-url or
 TEST_DATABASE_URL is set) it starts the API as its own process (`python -m
 enrichment_pipeline.api`, one uvicorn worker, admin key so no rate limit applies)
-on 127.0.0.1, then drives it with an asyncio httpx client holding 32 keep-alive
-connections:
+on 127.0.0.1, then drives it with 32 keep-alive HTTP/1.1 connections:
 
-- lookup: `GET /v1/companies/{domain}` of random known domains;
+- lookup: `GET /v1/companies/{domain}` of random known domains (of 100,000: nearly
+  every request is the first for its domain, so it reads the warehouse);
+- lookup, 1,000 popular domains: the same among the first 1,000 companies (most
+  answers come from the API's cache of this data version);
 - page: `GET /v1/companies?limit=100&...` with a random filter combination
-  (tier, score range, country, technology present/absent, status) and sort.
+  (tier, score range, country, technology present/absent, status) and sort: about
+  140 distinct questions, so after the warm-up most come from the cache;
+- page, every query distinct: the same with a random `min_score` below 25 added
+  (no two alike, so every one is computed).
 
-It prints p50/p95/p99 latency, requests/s and the API process's peak RSS as
-Markdown. The client runs on the same 2 cores as the server, so figures are a
-floor for what the server alone would do. Usage:
+The client is raw asyncio streams (request bytes prepared in advance, responses
+read by Content-Length) so it leaves the shared CPUs to the server; `--client
+httpx` uses the former httpx client. It prints p50/p95/p99 latency, requests/s
+and the API process's peak RSS as Markdown. Usage:
 
     .venv/bin/python benchmarks/bench_api.py [-n 100000] [--requests 4000] [--database-url URL]
 """
@@ -32,6 +38,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 
@@ -123,16 +130,70 @@ def page_params(rnd: random.Random) -> dict:
     return params
 
 
-async def drive(url: str, key: str, kind: str, n: int, companies: int, seed: int = 1) -> dict:
-    rnd = random.Random(seed)
+KINDS = {
+    "lookup": "lookup by domain",
+    "lookup-hot": "lookup, 1,000 popular domains",
+    "page": "filtered page of 100",
+    "page-distinct": "filtered page of 100, every query distinct",
+}
+
+
+def paths(kind: str, n: int, companies: int, rnd: random.Random) -> list[str]:
+    out = []
+    for _ in range(n):
+        if kind == "lookup":
+            out.append(f"/v1/companies/{marts_data.company_domain(rnd.randrange(companies))}")
+        elif kind == "lookup-hot":
+            out.append(f"/v1/companies/{marts_data.company_domain(rnd.randrange(min(1000, companies)))}")
+        else:
+            params = page_params(rnd)
+            if kind == "page-distinct":
+                params["min_score"] = round(rnd.uniform(0, 25), 6)
+            out.append(f"/v1/companies?{urlencode(params, doseq=True)}")
+    return out
+
+
+async def drive_raw(url: str, key: str, targets: list[str]) -> tuple[list[float], int, float]:
+    host, port = url.removeprefix("http://").split(":")
+    head = f"Host: {host}:{port}\r\nAuthorization: Bearer {key}\r\n\r\n"
+    prepared = [f"GET {t} HTTP/1.1\r\n{head}".encode() for t in targets]
+    latencies: list[float] = []
+    errors = 0
+    next_index = 0
+
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal errors, next_index
+        try:
+            while next_index < len(prepared):
+                request = prepared[next_index]
+                next_index += 1
+                started = time.perf_counter()
+                writer.write(request)
+                header = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in header.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                await reader.readexactly(length)
+                latencies.append((time.perf_counter() - started) * 1000)
+                if header[9:12] != b"200":
+                    errors += 1
+        finally:
+            writer.close()
+
+    # Connections opened before the clock starts.
+    opened = [await asyncio.open_connection(host, int(port)) for _ in range(CONCURRENCY)]
+    started = time.perf_counter()
+    await asyncio.gather(*(connection(r, w) for r, w in opened))
+    return latencies, errors, time.perf_counter() - started
+
+
+async def drive_httpx(url: str, key: str, targets: list[str]) -> tuple[list[float], int, float]:
     latencies: list[float] = []
     errors = 0
     queue: asyncio.Queue = asyncio.Queue()
-    for _ in range(n):
-        if kind == "lookup":
-            queue.put_nowait((f"/v1/companies/{marts_data.company_domain(rnd.randrange(companies))}", None))
-        else:
-            queue.put_nowait(("/v1/companies", page_params(rnd)))
+    for t in targets:
+        queue.put_nowait(t)
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     async with httpx.AsyncClient(
         base_url=url, headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=60
@@ -141,10 +202,10 @@ async def drive(url: str, key: str, kind: str, n: int, companies: int, seed: int
         async def worker() -> None:
             nonlocal errors
             while not queue.empty():
-                path, params = queue.get_nowait()
+                path = queue.get_nowait()
                 started = time.perf_counter()
                 try:
-                    r = await client.get(path, params=params)
+                    r = await client.get(path)
                 except httpx.TransportError:
                     errors += 1  # counted, and the latency too: a dropped connection is a slow answer
                     latencies.append((time.perf_counter() - started) * 1000)
@@ -153,26 +214,33 @@ async def drive(url: str, key: str, kind: str, n: int, companies: int, seed: int
                 if r.status_code != 200:
                     errors += 1
 
-        # Warm-up (connections, first queries), not counted.
-        for _ in range(CONCURRENCY):
+        for _ in range(CONCURRENCY):  # connections opened before the clock starts
             await client.get("/health")
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        elapsed = time.perf_counter() - started
+        return latencies, errors, time.perf_counter() - started
+
+
+def drive(url: str, key: str, kind: str, n: int, companies: int, client: str, seed: int = 1) -> dict:
+    targets = paths(kind, n, companies, random.Random(seed))
+    run = drive_raw if client == "raw" else drive_httpx
+    latencies, errors, elapsed = asyncio.run(run(url, key, targets))
     qs = statistics.quantiles(latencies, n=100)
     return {"n": n, "errors": errors, "p50": qs[49], "p95": qs[94], "p99": qs[98], "rps": n / elapsed}
 
 
-def measure(name: str, env: dict[str, str], work: Path, companies: int, requests: int) -> list[dict]:
+def measure(
+    name: str, env: dict[str, str], work: Path, companies: int, requests: int, client: str
+) -> list[dict]:
     api = Api(env, work)
     rows = []
     try:
-        for kind in ("lookup", "page"):
+        for kind in KINDS:
             if api.proc.poll() is not None:
                 raise RuntimeError(f"the API exited: {api.log.read_text()[-2000:]}")
             print(f"{name}: {kind} x {requests} ...", file=sys.stderr, flush=True)
-            asyncio.run(drive(api.url, api.key, kind, min(500, requests), companies, seed=99))  # warm caches
-            result = asyncio.run(drive(api.url, api.key, kind, requests, companies))
+            drive(api.url, api.key, kind, min(500, requests), companies, client, seed=99)  # warm-up
+            result = drive(api.url, api.key, kind, requests, companies, client)
             rows.append({"source": name, "kind": kind, **result, "rss_mib": api.peak_rss / 1024})
     except Exception:
         print(f"API log tail:\n{api.log.read_text()[-3000:]}", file=sys.stderr)
@@ -193,6 +261,7 @@ def main() -> int:
         default=os.environ.get("TEST_DATABASE_URL"),
         help="PostgreSQL server; a database is created for the run and dropped after",
     )
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
     args = parser.parse_args()
     print(f"generating {args.companies} companies ...", file=sys.stderr, flush=True)
     frames = marts_data.marts(args.companies)
@@ -209,6 +278,7 @@ def main() -> int:
             work,
             args.companies,
             args.requests,
+            args.client,
         )
         if args.database_url:
             import psycopg
@@ -221,18 +291,20 @@ def main() -> int:
                 marts_data.write_marts(url, frames)
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute("ANALYZE")
-                rows += measure("PostgreSQL", {"WAREHOUSE_URL": url}, work, args.companies, args.requests)
+                rows += measure(
+                    "PostgreSQL", {"WAREHOUSE_URL": url}, work, args.companies, args.requests, args.client
+                )
             finally:
                 with psycopg.connect(args.database_url, autocommit=True) as admin:
                     admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     print(
         f"\n{args.companies:,} companies, {args.requests} requests per row, {CONCURRENCY} concurrent "
-        "connections, one uvicorn worker; client and server share the machine.\n"
+        f"connections ({args.client} client), one uvicorn worker; client and server share the machine.\n"
     )
     print("| source | request | p50 ms | p95 ms | p99 ms | requests/s | errors | API RSS MiB |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        label = "lookup by domain" if r["kind"] == "lookup" else "filtered page of 100"
+        label = KINDS[r["kind"]]
         print(
             f"| {r['source']} | {label} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | "
             f"{r['rps']:.0f} | {r['errors']} | {r['rss_mib']:.0f} |"

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from enrichment_pipeline.api import schemas
+from enrichment_pipeline.api.body_cache import BodyCache
 from enrichment_pipeline.api.config import ApiConfig
 from enrichment_pipeline.api.problems import CODES, ApiProblem, problem_response
 from enrichment_pipeline.api.routes_blueprint import router as blueprint_router
@@ -37,6 +38,7 @@ class ApiState:
     keys: KeyStore
     limiter: MinuteLimiter
     source: ReadSource
+    bodies: BodyCache
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -149,8 +151,11 @@ def create_app(
                 config.warehouse_url,
                 config.snapshot_path,
                 pool_size=config.pool_size,
+                change_check_s=config.pg_change_check_ms / 1000,
                 listing_sql=company_queries.LISTING_SQL,
+                listing_inputs=company_queries.LISTING_INPUTS,
             ),
+            bodies=BodyCache(config.cache_mb * 1024 * 1024),
         )
         from enrichment_pipeline.api.dagster_runs import DagsterRuns
         from enrichment_pipeline.api.enrichment_worker import EnrichmentWorker

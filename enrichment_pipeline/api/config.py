@@ -22,6 +22,8 @@ class ApiConfig:
     max_domains_per_request: int = 1000
     job_ttl_days: int = 7
     start_daemon: bool = True
+    cache_mb: int = 64  # serialized answers per data version; 0: no cache
+    pg_change_check_ms: int = 500  # how stale a PostgreSQL marts marker may be; 0: asked every time
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiConfig:
@@ -31,12 +33,13 @@ class ApiConfig:
         if not port_text.isdigit() or not 0 <= int(port_text) < 65536:
             raise settings.SettingsError(f"API_PORT must be a port number, not {port_text!r}")
 
-        def number(name: str, default: int) -> int:
+        def number(name: str, default: int, minimum: int = 1) -> int:
             text = env.get(name, "").strip()
             if not text:
                 return default
-            if not text.isdigit() or int(text) < 1:
-                raise settings.SettingsError(f"{name} must be a positive whole number, not {text!r}")
+            if not text.isdigit() or int(text) < minimum:
+                kind = "positive" if minimum else "non-negative"
+                raise settings.SettingsError(f"{name} must be a {kind} whole number, not {text!r}")
             return int(text)
 
         return cls(
@@ -49,5 +52,7 @@ class ApiConfig:
             max_body_bytes=number("API_MAX_BODY_BYTES", 1_000_000),
             max_domains_per_request=number("API_MAX_DOMAINS_PER_REQUEST", 1000),
             job_ttl_days=number("API_JOB_TTL_DAYS", 7),
+            cache_mb=number("API_CACHE_MB", 64, minimum=0),
+            pg_change_check_ms=number("API_PG_CHANGE_CHECK_MS", 500, minimum=0),
             start_daemon=env.get("API_START_DAEMON", "1").strip().lower() not in ("0", "false", "no"),
         )

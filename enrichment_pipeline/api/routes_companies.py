@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Hashable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from enrichment_pipeline.api import schemas
+from enrichment_pipeline.api.body_cache import Body
 from enrichment_pipeline.api.problems import ApiProblem, problem_doc
 from enrichment_pipeline.api.security import reader
 from enrichment_pipeline.lib import company_queries as q
@@ -44,33 +46,72 @@ def _company_document(
     with request.app.state.api.source.session() as s:
         document = question(s, domain)
     if document is None:
-        raise ApiProblem(
-            "company_not_found",
-            f'{domain} has not been enriched yet: POST /v1/enrichments with {{"domains": ["{domain}"]}} '
-            f"(or `enrichment-pipeline enrich {domain}`), then ask again",
-            domain=domain,
-        )
+        _not_found(domain)
     return document
 
 
-def _etag(body: bytes) -> str:
-    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+def _not_found(domain: str) -> NoReturn:
+    raise ApiProblem(
+        "company_not_found",
+        f'{domain} has not been enriched yet: POST /v1/enrichments with {{"domains": ["{domain}"]}} '
+        f"(or `enrichment-pipeline enrich {domain}`), then ask again",
+        domain=domain,
+    )
+
+
+_AGE = b'"__age_seconds__"'
+
+
+def _company_body(document: dict[str, Any]) -> Body:
+    """The document's JSON, cut where `age_seconds` goes; its ETag is weak, over everything but
+    the age, so it changes with the data and not with the clock."""
+    freshness = document["freshness"]
+    enriched_at = freshness["enriched_at"]
+    if freshness["age_seconds"] is None or not isinstance(enriched_at, str):
+        text = json.dumps(document, separators=(",", ":"), default=str).encode()
+        return Body(text, 'W/"' + hashlib.sha256(text).hexdigest()[:32] + '"')
+    freshness["age_seconds"] = _AGE.strip(b'"').decode()
+    text = json.dumps(document, separators=(",", ":"), default=str).encode()
+    head, _, tail = text.rpartition(_AGE)  # freshness comes last: the last occurrence is ours
+    return Body(
+        head,
+        'W/"' + hashlib.sha256(head + b"\0" + tail).hexdigest()[:32] + '"',
+        tail,
+        datetime.fromisoformat(enriched_at.replace("Z", "+00:00")).timestamp(),
+    )
 
 
 def _matches(header: str | None, etag: str) -> bool:
     if not header:
         return False
     tags = [t.strip().removeprefix("W/") for t in header.split(",")]
-    return "*" in tags or etag in tags
+    return "*" in tags or etag.removeprefix("W/") in tags
 
 
-def _cached_json(request: Request, document: Any) -> Response:
-    body = json.dumps(document, separators=(",", ":"), default=str).encode()
-    etag = _etag(body)
-    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
-    if _matches(request.headers.get("if-none-match"), etag):
+def _respond(request: Request, body: Body) -> Response:
+    if body.etag is None:
+        return Response(body.content, media_type="application/json")
+    headers = {"ETag": body.etag, "Cache-Control": "private, no-cache"}
+    if _matches(request.headers.get("if-none-match"), body.etag):
         return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    content = body.content
+    if body.enriched_at is not None:
+        age = max(0, int(time.time() - body.enriched_at))
+        content = b"%b%d%b" % (content, age, body.tail)
+    return Response(content, media_type="application/json", headers=headers)
+
+
+def _cached(request: Request, key: Hashable, build: Callable[[], Body | None]) -> Body | None:
+    """The body for `key` in the current data version, built (and kept) when not cached."""
+    api = request.app.state.api
+    version = api.source.version()
+    body = api.bodies.get(version, key)
+    if body is None:
+        # Read after the version was seen, so the body is of that version or newer, never older.
+        body = build()
+        if body is not None:
+            api.bodies.put(version, key, body)
+    return body
 
 
 @router.get(
@@ -90,7 +131,17 @@ def get_technologies(request: Request, domain: DomainParam, key: ApiKey = Depend
     summary="One company: profile, score, per-field provenance, confidence, freshness",
 )
 def get_company(request: Request, domain: DomainParam, key: ApiKey = Depends(reader)) -> Response:
-    return _cached_json(request, _company_document(request, domain, q.company))
+    normalized = _normalized(domain)
+
+    def build() -> Body | None:
+        with request.app.state.api.source.session() as s:
+            document = q.company(s, normalized)
+        return None if document is None else _company_body(document)
+
+    body = _cached(request, ("company", normalized), build)
+    if body is None:
+        _not_found(normalized)
+    return _respond(request, body)
 
 
 @router.get(
@@ -122,7 +173,7 @@ def list_companies(
     ] = q.DEFAULT_SORT,
     limit: Annotated[int, Query(ge=1, le=q.MAX_LIMIT)] = q.DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
-) -> dict[str, Any]:
+) -> Response:
     for name, values in (("technology", technology), ("without_technology", without_technology)):
         if values and (len(values) > 20 or any(not v.strip() or len(v) > 200 for v in values)):
             raise ApiProblem(
@@ -134,24 +185,33 @@ def list_companies(
         from datetime import UTC
 
         enriched_since = enriched_since.replace(tzinfo=UTC)
+    # Repeated values in a canonical order: the same question gets the same cache key.
     flt = q.CompanyFilter(
-        tiers=tier or (),
+        tiers=sorted(set(tier or ())),
         min_score=min_score,
         max_score=max_score,
         industry=industry,
-        country=country,
-        technologies=technology or (),
-        without_technologies=without_technology or (),
-        search_vendor=search_vendor,
-        ecommerce_platform=ecommerce_platform,
-        statuses=status or (),
+        country=country.upper() if country else None,
+        technologies=sorted({t.lower() for t in technology or ()}),
+        without_technologies=sorted({t.lower() for t in without_technology or ()}),
+        search_vendor=search_vendor.lower() if search_vendor else None,
+        ecommerce_platform=ecommerce_platform.lower() if ecommerce_platform else None,
+        statuses=sorted(set(status or ())),
         enriched_since=enriched_since,
     )
-    try:
-        with request.app.state.api.source.session() as s:
-            return q.list_companies(s, flt, sort=sort, limit=limit, cursor=cursor)
-    except q.BadCursor as exc:
-        raise ApiProblem("invalid_cursor", str(exc), field="cursor") from None
+
+    def build() -> Body:
+        try:
+            with request.app.state.api.source.listing_session() as s:
+                page = q.list_companies(s, flt, sort=sort, limit=limit, cursor=cursor)
+        except q.BadCursor as exc:
+            raise ApiProblem("invalid_cursor", str(exc), field="cursor") from None
+        # Validated once, when built: what is served conforms to the documented schema.
+        return Body(schemas.CompanyPage.model_validate(page).model_dump_json().encode())
+
+    body = _cached(request, ("page", sort, limit, cursor, repr(flt)), build)
+    assert body is not None
+    return _respond(request, body)
 
 
 @router.get(

@@ -16,8 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import polars as pl
+
 from enrichment_pipeline.lib.fields import GROUPS
+from enrichment_pipeline.lib.profiles import PROFILE_SCHEMA
 from enrichment_pipeline.lib.read_sources import Row, Session
+from enrichment_pipeline.lib.scoring import SCORE_SCHEMA
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
@@ -309,6 +313,22 @@ LEFT JOIN (
     FROM marts.fct_company_technology WHERE is_current GROUP BY domain
 ) t ON t.domain = p.domain
 """
+
+
+# What LISTING_SQL reads, for a source that copies it into memory first (PostgreSQL).
+_PROFILE_COLUMNS = (
+    "domain", "company_name", "status", "industry_naics", "industry_label", "country", "employees",
+    "revenue_usd", "monthly_visits", "search_vendor", "ecommerce_platform", "enriched_at",
+)  # fmt: skip
+LISTING_INPUTS: dict[str, dict[str, pl.DataType]] = {
+    "marts.company_profiles": {c: PROFILE_SCHEMA[c] for c in _PROFILE_COLUMNS},
+    "marts.icp_scores": {c: SCORE_SCHEMA[c] for c in ("domain", "icp_score", "icp_tier", "score_reasons")},
+    "marts.fct_company_technology": {
+        "domain": pl.String(),
+        "technology": pl.String(),
+        "is_current": pl.Boolean(),
+    },
+}
 
 
 # -- technologies -------------------------------------------------------------------------------------

@@ -6,23 +6,35 @@ a new file in (`os.replace` gives it a new inode); if so, new requests get a
 connection to the new file, and the old connection is closed once its last
 request ends. The writer never waits for the API, and no request sees a mix of
 two snapshots.
+
+`PostgresSource` knows the marts changed from a marker (each table's identity and
+the transaction that last filled it, see `MARKER_SQL`) checked at most every
+`change_check_s`; it serves list queries from the same kind of in-memory
+listing, built per marker in the background (PostgreSQL answers them meanwhile).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
+import polars as pl
 
 from enrichment_pipeline.lib.warehouse.postgres_backend import PostgresTarget, pyformat
 from enrichment_pipeline.lib.warehouse.schema import WarehouseError
 
 Row = dict[str, Any]
+# table -> {column: type}: what a listing query reads, fetched from PostgreSQL into memory.
+ListingInputs = Mapping[str, Mapping[str, pl.DataType]]
+
+log = logging.getLogger(__name__)
 
 
 class SourceUnavailable(RuntimeError):
@@ -40,6 +52,11 @@ class ReadSource(Protocol):
 
     def version(self) -> str:
         """Changes whenever the data may have changed (cache keys, ETags)."""
+        ...
+
+    def listing_session(self) -> contextlib.AbstractContextManager[Session]:
+        """A session whose `company_listing` names the prebuilt listing of the current data, when
+        one is ready (else None, and list queries read the marts)."""
         ...
 
     def close(self) -> None: ...
@@ -143,6 +160,8 @@ class SnapshotSource:
         finally:
             self._release(snap)
 
+    listing_session = session  # every snapshot session already offers the listing
+
     def close(self) -> None:
         with self._lock:
             if self._current is not None:
@@ -169,12 +188,39 @@ class _PgSession:
         return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
 
 
+# The tables the API reads. The pipeline rebuilds each in one transaction, either replacing every
+# row (`Warehouse.replace_table`: DELETE + COPY, so every visible row carries that transaction's
+# id as `xmin`) or creating it anew (dbt, a changed schema: a new oid). A table's oid and the xmin
+# of any one visible row thus change exactly when its contents do, and cost an index-free LIMIT 1.
+MARKER_TABLES = (
+    "marts.company_profiles",
+    "marts.icp_scores",
+    "marts.fct_company_technology",
+    "marts.fct_tech_changes",
+    "marts.provider_coverage_and_cost",
+)
+MARKER_SQL = "SELECT " + ", ".join(
+    f"to_regclass('{t}')::oid::text AS t{i}" for i, t in enumerate(MARKER_TABLES)
+)
+
+
 class PostgresSource:
     """A pool of read-only connections (`default_transaction_read_only`), opened lazily."""
 
     kind = "postgresql"
 
-    def __init__(self, url: str, *, max_size: int = 10, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_size: int = 10,
+        timeout_s: float = 5.0,
+        change_check_s: float = 0.5,
+        listing_sql: str | None = None,
+        listing_inputs: ListingInputs | None = None,
+    ) -> None:
+        """`change_check_s`: how long a seen marker is trusted before it is asked again (0: every
+        call). `listing_sql` over `listing_inputs`: see `SnapshotSource`; built in memory per marker."""
         from psycopg.conninfo import make_conninfo
         from psycopg.types.numeric import FloatLoader
         from psycopg.types.string import TextLoader
@@ -191,6 +237,9 @@ class PostgresSource:
             conn.execute("SET statement_timeout = 10000")
 
         self.timeout_s = timeout_s
+        self.change_check_s = change_check_s
+        self.listing_sql = listing_sql if listing_inputs else None
+        self.listing_inputs = listing_inputs or {}
         self.pool = ConnectionPool(
             make_conninfo(self.target.conninfo, **{**self.target.defaults, "connect_timeout": 5}),
             min_size=1,
@@ -201,15 +250,44 @@ class PostgresSource:
             name="enrichment-api",
         )
         self.pool.open(wait=False)
+        self._marker_lock = threading.Lock()
+        self._marker: tuple[float, str] | None = None  # (monotonic time asked, marker)
+        self._listing_lock = threading.Lock()
+        self._listing: tuple[str, duckdb.DuckDBPyConnection] | None = None  # (marker, database)
+        self._building: threading.Thread | None = None
+        self._closed = False
+
+    @staticmethod
+    def _ask_marker(session: Session) -> str:
+        oids = session.rows(MARKER_SQL)[0]
+        present = [(i, t) for i, t in enumerate(MARKER_TABLES) if oids[f"t{i}"] is not None]
+        xmins = (
+            session.rows(
+                "SELECT " + ", ".join(f"(SELECT xmin::text FROM {t} LIMIT 1) AS t{i}" for i, t in present)
+            )[0]
+            if present
+            else {}
+        )
+        return ",".join(f"{oids[f't{i}']}:{xmins.get(f't{i}')}" for i in range(len(MARKER_TABLES)))
 
     def version(self) -> str:
-        # Cheap and exact enough: the marts tables are rebuilt (new rows, new stats) on every run.
-        with self.session() as s:
-            rows = s.rows(
-                "SELECT coalesce(max(enriched_at)::text, '') || ':' || count(*)::text AS v "
-                "FROM marts.company_profiles"
-            )
-        return rows[0]["v"]
+        known = self._fresh_marker()
+        if known is not None:
+            return known
+        with self._marker_lock:
+            known = self._fresh_marker()  # another thread may have just asked
+            if known is not None:
+                return known
+            with self.session() as s:
+                marker = self._ask_marker(s)
+            self._marker = (time.monotonic(), marker)
+            return marker
+
+    def _fresh_marker(self) -> str | None:
+        seen = self._marker
+        if seen is None or time.monotonic() - seen[0] >= self.change_check_s:
+            return None
+        return seen[1]
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
@@ -234,18 +312,99 @@ class PostgresSource:
         else:
             ctx.__exit__(None, None, None)
 
+    @contextlib.contextmanager
+    def listing_session(self) -> Iterator[Session]:
+        """The in-memory listing when it was built from the current marker; else PostgreSQL (and
+        a build starts in the background)."""
+        if self.listing_sql is None:
+            with self.session() as s:
+                yield s
+            return
+        marker = self.version()
+        with self._listing_lock:
+            listing = self._listing
+            ready = listing is not None and listing[0] == marker
+            if not ready and (self._building is None or not self._building.is_alive()):
+                self._building = threading.Thread(
+                    target=self._build_listing, name="listing-build", daemon=True
+                )
+                self._building.start()
+            cursor = listing[1].cursor() if ready and listing is not None else None
+        if cursor is None:
+            with self.session() as s:
+                yield s
+            return
+        try:
+            yield _DuckSession(cursor, "company_listing")
+        finally:
+            cursor.close()
+
+    def _build_listing(self) -> None:
+        try:
+            with self.session() as s:
+                conn = s.conn  # type: ignore[attr-defined]
+                # One snapshot for the marker and every table, so the listing is exactly that marker's.
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                try:
+                    marker = self._ask_marker(s)
+                    frames = {}
+                    for table, columns in self.listing_inputs.items():
+                        rows = conn.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
+                        frames[table] = pl.DataFrame(rows, schema=dict(columns), orient="row")
+                finally:
+                    conn.execute("COMMIT")
+            db = duckdb.connect(":memory:")
+            db.execute("SET TimeZone = 'UTC'")
+            db.execute("CREATE SCHEMA marts")
+            for table, frame in frames.items():
+                db.register("frame", frame)
+                db.execute(f"CREATE TABLE {table} AS SELECT * FROM frame")
+                db.unregister("frame")
+            db.execute(f"CREATE TABLE company_listing AS {self.listing_sql}")
+            for table in frames:
+                db.execute(f"DROP TABLE {table}")
+        except SourceUnavailable as exc:
+            log.warning("company listing not built: %s", exc)
+            return
+        except Exception:
+            log.exception("company listing not built; lists are read from PostgreSQL")
+            return
+        with self._listing_lock:
+            # The old listing is only dropped, not closed: closing would break the cursors of
+            # requests still reading it, which keep its database alive until they end.
+            self._listing = (marker, db)
+            if self._closed:
+                db.close()
+
     def close(self) -> None:
+        with self._listing_lock:
+            self._closed = True
+            if self._listing is not None:
+                self._listing[1].close()
+                self._listing = None
         self.pool.close()
 
 
 def open_source(
-    warehouse_url: str, snapshot_path: Path, *, pool_size: int = 10, listing_sql: str | None = None
+    warehouse_url: str,
+    snapshot_path: Path,
+    *,
+    pool_size: int = 10,
+    change_check_s: float = 0.5,
+    listing_sql: str | None = None,
+    listing_inputs: ListingInputs | None = None,
 ) -> ReadSource:
-    """PostgreSQL when the warehouse is PostgreSQL, else the DuckDB serving snapshot (with the
-    prebuilt listing, see `SnapshotSource`)."""
+    """PostgreSQL when the warehouse is PostgreSQL, else the DuckDB serving snapshot; both with the
+    prebuilt listing (see `SnapshotSource`, `PostgresSource`)."""
     scheme = warehouse_url.split("://", 1)[0].lower()
     if scheme.startswith("postgres"):
-        return PostgresSource(warehouse_url, max_size=pool_size)
+        return PostgresSource(
+            warehouse_url,
+            max_size=pool_size,
+            change_check_s=change_check_s,
+            listing_sql=listing_sql,
+            listing_inputs=listing_inputs,
+        )
     if scheme == "duckdb":
         return SnapshotSource(snapshot_path, listing_sql)
     raise WarehouseError(f"unsupported WAREHOUSE_URL scheme {scheme}://")

@@ -267,3 +267,50 @@ def test_the_documented_sorts_are_the_sortable_columns():
     from enrichment_pipeline.lib import company_queries as q
 
     assert set(get_args(q.SortChoice)) == set(q.SORT_CHOICES)
+
+
+def test_cached_answers_never_outlive_their_snapshot(server, make_key, snapshot_dir, tmp_path):
+    """Lookups and pages are cached per snapshot: the request right after a swap gets the new data."""
+    path = Path(snapshot_dir) / "serving.duckdb"
+    page_params = {"tier": "hot", "limit": 5, "sort": "domain"}
+    with server.client(make_key(tier="admin")) as c:
+        for _ in range(3):  # cached after the first
+            assert c.get("/v1/companies/company000003.com").json()["company_name"] == "Company 3"
+            names = [r["company_name"] for r in c.get("/v1/companies", params=page_params).json()["items"]]
+            assert names and not any(n.endswith(" v2") for n in names)
+        etag = c.get("/v1/companies/company000003.com").headers["etag"]
+        try:
+            marts_data.write_snapshot(path, marts_data.marts(N_COMPANIES, tag=" v2"), tmp_path / "work")
+            r = c.get("/v1/companies/company000003.com", headers={"If-None-Match": etag})
+            assert r.status_code == 200 and r.json()["company_name"] == "Company 3 v2"
+            assert r.headers["etag"] != etag
+            page = c.get("/v1/companies", params=page_params).json()["items"]
+            assert [r["company_name"] for r in page] == [n + " v2" for n in names]
+        finally:
+            marts_data.write_snapshot(path, marts_data.marts(N_COMPANIES), tmp_path / "work2")
+        assert c.get("/v1/companies/company000003.com").json()["company_name"] == "Company 3"
+
+
+def test_a_cached_company_keeps_its_etag_while_its_age_grows(server, make_key):
+    import time
+
+    with server.client(make_key()) as c:
+        first = c.get("/v1/companies/company000009.com")
+        time.sleep(1.1)
+        second = c.get("/v1/companies/company000009.com")
+        assert first.headers["etag"] == second.headers["etag"] and first.headers["etag"].startswith('W/"')
+        assert second.json()["freshness"]["age_seconds"] > first.json()["freshness"]["age_seconds"]
+        body = second.json()
+        body["freshness"]["age_seconds"] = first.json()["freshness"]["age_seconds"]
+        assert body == first.json()  # only the age moved
+        again = c.get("/v1/companies/company000009.com", headers={"If-None-Match": second.headers["etag"]})
+        assert again.status_code == 304
+
+
+def test_the_same_question_in_another_order_is_one_answer(server, make_key):
+    with server.client(make_key(tier="power")) as c:
+        one = c.get("/v1/companies", params=[("tier", "hot"), ("tier", "warm"), ("technology", "Shopify")])
+        two = c.get("/v1/companies", params=[("technology", "shopify"), ("tier", "warm"), ("tier", "hot")])
+        assert one.status_code == two.status_code == 200 and one.content == two.content
+        items = one.json()["items"]
+        assert items and all(r["icp_tier"] in ("hot", "warm") for r in items)

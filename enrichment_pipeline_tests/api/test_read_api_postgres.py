@@ -100,3 +100,78 @@ def test_a_database_that_is_down_is_503_not_500(tmp_path):
     with LiveServer(create_app(config)) as live, live.client() as c:
         r = c.get("/ready")
         assert r.status_code == 503
+
+
+def _names(c, params) -> list[str]:
+    return [r["company_name"] for r in c.get("/v1/companies", params=params).json()["items"]]
+
+
+def test_a_rebuild_of_the_marts_is_served_within_the_check_interval(pg_url, tmp_path):
+    import time
+
+    params = {"tier": "hot", "sort": "domain", "limit": 5}
+    for check_ms in (0, 300):
+        config = api_config(
+            tmp_path / str(check_ms),
+            tmp_path / "unused.duckdb",
+            warehouse_url=pg_url,
+            pg_change_check_ms=check_ms,
+        )
+        with LiveServer(create_app(config)) as live:
+            live.state_path = config.state_path
+            with live.client(_key(live)) as c:
+                for _ in range(3):  # cached after the first
+                    assert c.get("/v1/companies/company000003.com").json()["company_name"] == "Company 3"
+                    before = _names(c, params)
+                try:
+                    marts_data.write_marts(pg_url, marts_data.marts(N, tag=" v2"))
+                    time.sleep(check_ms / 1000 * 1.2)
+                    assert c.get("/v1/companies/company000003.com").json()["company_name"] == "Company 3 v2"
+                    assert _names(c, params) == [n + " v2" for n in before]
+                finally:
+                    marts_data.write_marts(pg_url, marts_data.marts(N))
+                time.sleep(check_ms / 1000 * 1.2)
+                assert _names(c, params) == before
+
+
+def test_the_in_memory_listing_answers_as_postgres_does_and_only_for_its_marker(pg_url):
+    import time
+
+    from enrichment_pipeline.lib import company_queries as q
+    from enrichment_pipeline.lib.read_sources import PostgresSource
+
+    source = PostgresSource(
+        pg_url, max_size=2, change_check_s=0, listing_sql=q.LISTING_SQL, listing_inputs=q.LISTING_INPUTS
+    )
+    questions = [
+        (q.CompanyFilter(), "-icp_score"),
+        (q.CompanyFilter(tiers=["hot", "warm"], country="gb"), "domain"),
+        (q.CompanyFilter(technologies=["algolia"], statuses=["enriched"]), "-monthly_visits"),
+        (q.CompanyFilter(without_technologies=["shopify"], min_score=20, max_score=80), "enriched_at"),
+        (q.CompanyFilter(industry="51", search_vendor="klevu"), "-revenue_usd"),
+    ]
+
+    def listing_ready() -> bool:
+        with source.listing_session() as s:
+            return getattr(s, "company_listing", None) is not None
+
+    try:
+        deadline = time.monotonic() + 30
+        while not listing_ready():
+            assert time.monotonic() < deadline, "the listing was never built"
+            time.sleep(0.05)
+        for flt, sort in questions:
+            with source.listing_session() as s:
+                assert s.company_listing is not None
+                from_listing = q.list_companies(s, flt, sort=sort, limit=7)
+            with source.session() as s:
+                from_postgres = q.list_companies(s, flt, sort=sort, limit=7)
+            assert from_listing == from_postgres, (flt, sort)
+            assert from_listing["items"] or flt.industry  # the questions select something
+        marts_data.write_marts(pg_url, marts_data.marts(N, tag=" v2"))
+        with source.listing_session() as s:  # the old listing is not this marker's: never used
+            page = q.list_companies(s, q.CompanyFilter(), sort="domain", limit=3)
+        assert all(r["company_name"].endswith(" v2") for r in page["items"])
+    finally:
+        marts_data.write_marts(pg_url, marts_data.marts(N))
+        source.close()

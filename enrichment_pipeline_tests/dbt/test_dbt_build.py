@@ -109,6 +109,12 @@ def test_dbt_build_on_postgres(postgres_url, dbt_marts):
 
     assert_build_succeeded(result, dbt_marts)
     assert_marts(postgres_url)
+    # The read API finds one company's technologies and changes by index, not by a scan.
+    with Warehouse.open(postgres_url, read_only=True) as wh:
+        indexed = wh.query(
+            "SELECT tablename FROM pg_indexes WHERE schemaname = 'marts' AND indexdef LIKE '%(domain)'"
+        )["tablename"].to_list()
+    assert {"fct_company_technology", "fct_tech_changes"} <= set(indexed)
     # The connection variables lived only in the dbt subprocess's environment.
     assert not any(name in os.environ for name in DBT_ENV_NAMES)
     password = urlsplit(postgres_url).password

@@ -1,3 +1,6 @@
+-- Indexed by domain: the read API asks for one company's rows (GET /v1/companies/{domain}/technologies).
+{{ config(indexes=[{'columns': ['domain']}]) }}
+
 -- One row per company x technology ever seen: BuiltWith's first/last detected dates,
 -- when the pipeline first saw it, when it disappeared, and whether it is in the current stack.
 with history as (

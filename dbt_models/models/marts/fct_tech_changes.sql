@@ -1,3 +1,6 @@
+-- Indexed by domain: the read API asks for one company's rows (GET /v1/companies/{domain}/technologies).
+{{ config(indexes=[{'columns': ['domain']}]) }}
+
 with changes as (
     select * from {{ ref('stg_tech_changes') }}
 ),
