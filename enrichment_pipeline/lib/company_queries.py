@@ -21,7 +21,7 @@ import polars as pl
 from enrichment_pipeline.lib.fields import GROUPS
 from enrichment_pipeline.lib.profiles import PROFILE_SCHEMA
 from enrichment_pipeline.lib.read_sources import Row, Session
-from enrichment_pipeline.lib.scoring import SCORE_SCHEMA
+from enrichment_pipeline.lib.scoring.engine import SCORE_SCHEMA
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
