@@ -1,5 +1,7 @@
--- Indexed by domain: the read API asks for one company's rows (GET /v1/companies/{domain}/technologies).
-{{ config(indexes=[{'columns': ['domain']}]) }}
+-- Indexed by domain on PostgreSQL: the read API asks for one company's rows
+-- (GET /v1/companies/{domain}/technologies). Not on DuckDB: the API reads the serving snapshot
+-- there, and dbt-duckdb's index step fails when a rebuild swaps the table for its backup.
+{{ config(indexes=([{'columns': ['domain']}] if target.type == 'postgres' else [])) }}
 
 with changes as (
     select * from {{ ref('stg_tech_changes') }}
