@@ -41,9 +41,11 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+
+from enrichment_pipeline.instance import postgres_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "enrichment_pipeline" / "data" / "sample_domains.txt"
@@ -96,17 +98,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def pg_env(url: str) -> dict[str, str]:
-    parts = urlsplit(url)
-    return {
-        "DAGSTER_PG_HOST": parts.hostname or "127.0.0.1",
-        "DAGSTER_PG_PORT": str(parts.port or 5432),
-        "DAGSTER_PG_USER": unquote(parts.username or "postgres"),
-        "DAGSTER_PG_PASSWORD": unquote(parts.password or ""),
-        "DAGSTER_PG_DB": parts.path.lstrip("/"),
-    }
 
 
 class GraphQL:
@@ -290,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         database = f"ep_i9_{secrets.token_hex(4)}"
         with psycopg.connect(args.postgres_url, autocommit=True) as admin:
             admin.execute(f"CREATE DATABASE {database}")
-        env.update(pg_env(urlunsplit(urlsplit(args.postgres_url)._replace(path=f"/{database}"))))
+        env.update(postgres_env(urlunsplit(urlsplit(args.postgres_url)._replace(path=f"/{database}"))))
         shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     tree = (args.tree or ROOT).resolve()
     if args.tree:

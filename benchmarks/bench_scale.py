@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from enrichment_pipeline.instance import postgres_env
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PROVIDERS = "builtwith,similarweb"
 PARTITION_STATS_QUERY = """
@@ -212,19 +214,6 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
-def _pg_env(url: str) -> dict[str, str]:
-    from urllib.parse import unquote
-
-    parts = urlsplit(url)
-    return {
-        "DAGSTER_PG_HOST": parts.hostname or "localhost",
-        "DAGSTER_PG_PORT": str(parts.port or 5432),
-        "DAGSTER_PG_USER": unquote(parts.username or "postgres"),
-        "DAGSTER_PG_PASSWORD": unquote(parts.password or ""),
-        "DAGSTER_PG_DB": parts.path.lstrip("/"),
-    }
-
-
 def launch(kind: str, args: argparse.Namespace, batch_size: int = 0, label: str = "") -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="ep_bench_scale_", dir=args.tmp_dir))
     home = tmp / "dagster"
@@ -243,7 +232,7 @@ def launch(kind: str, args: argparse.Namespace, batch_size: int = 0, label: str 
                     admin.execute(f"CREATE DATABASE {name}")
                 databases.append(name)
             shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
-            env.update(_pg_env(_with_database(args.postgres_url, databases[0])))
+            env.update(postgres_env(_with_database(args.postgres_url, databases[0])))
             env["DAGSTER_EVENT_BATCH_SIZE"] = str(batch_size)
             warehouse_url = _with_database(args.postgres_url, databases[1])
         else:

@@ -40,8 +40,9 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_launch import pg_env  # noqa: E402
 from provider_server import ServerProcess  # noqa: E402
+
+from enrichment_pipeline.instance import postgres_env  # noqa: E402
 
 DLT_VENV = ROOT / "benchmarks" / "results" / "dlt-venv"
 DLT_REQUIREMENT = "dlt[duckdb]==1.31.0"
@@ -105,7 +106,7 @@ def run_project(
         database = f"ep_i9_{secrets.token_hex(4)}"
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute(f"CREATE DATABASE {database}")
-        env.update(pg_env(urlunsplit(urlsplit(pg_url)._replace(path=f"/{database}"))))
+        env.update(postgres_env(urlunsplit(urlsplit(pg_url)._replace(path=f"/{database}"))))
         shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     try:
         started = time.perf_counter()

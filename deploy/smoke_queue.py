@@ -42,7 +42,9 @@ import time
 import urllib.request
 import warnings
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
+
+from enrichment_pipeline.instance import postgres_env
 
 ROOT = Path(__file__).resolve().parents[1]
 POOL = "provider_calls"
@@ -61,17 +63,6 @@ def free_port() -> int:
 
 def with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-def pg_env(url: str) -> dict[str, str]:
-    parts = urlsplit(url)
-    return {
-        "DAGSTER_PG_HOST": parts.hostname or "localhost",
-        "DAGSTER_PG_PORT": str(parts.port or 5432),
-        "DAGSTER_PG_USER": unquote(parts.username or "postgres"),
-        "DAGSTER_PG_PASSWORD": unquote(parts.password or ""),
-        "DAGSTER_PG_DB": parts.path.lstrip("/"),
-    }
 
 
 def kill_a_fetching_worker(instance, run_ids: list[str]) -> dict[str, object]:
@@ -163,14 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     env.update(
         {
             "DAGSTER_HOME": str(home),
-            **pg_env(with_database(args.postgres_url, names["instance"])),
+            **postgres_env(with_database(args.postgres_url, names["instance"])),
             "WAREHOUSE_URL": warehouse_url,
             "ENRICHMENT_MODE": "sandbox",
             "ENRICHMENT_PROVIDERS": "builtwith,similarweb",
             "DAGSTER_EVENT_BATCH_SIZE": "1000",
         }
     )
-    os.environ.update({k: env[k] for k in ("DAGSTER_HOME", *pg_env(args.postgres_url))})
+    os.environ.update({k: env[k] for k in ("DAGSTER_HOME", *postgres_env(args.postgres_url))})
     procs: list[subprocess.Popen] = []
     report: dict[str, object] = {}
     ok = False

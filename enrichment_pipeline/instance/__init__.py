@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 # The instance config `make` and the CLI install into a DAGSTER_HOME.
 DAGSTER_YAML_TEMPLATE = Path(__file__).with_name("dagster.yaml")
@@ -59,3 +60,15 @@ def main() -> int:
     elif state != "current":
         print(f"{home}/dagster.yaml {state} from the project's template", file=sys.stderr)
     return 0
+
+
+def postgres_env(database_url: str) -> dict[str, str]:
+    """The `DAGSTER_PG_*` variables deploy/dagster.yaml reads, for a PostgreSQL database URL."""
+    parts = urlsplit(database_url)
+    return {
+        "DAGSTER_PG_HOST": parts.hostname or "localhost",
+        "DAGSTER_PG_PORT": str(parts.port or 5432),
+        "DAGSTER_PG_USER": unquote(parts.username or "postgres"),
+        "DAGSTER_PG_PASSWORD": unquote(parts.password or ""),
+        "DAGSTER_PG_DB": parts.path.lstrip("/"),
+    }

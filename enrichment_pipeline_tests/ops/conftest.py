@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from enrichment_pipeline.instance import postgres_env
 from enrichment_pipeline.lib.providers.registry import PROVIDER_NAMES
 from enrichment_pipeline_tests.conftest import postgres_admin, with_database
 
@@ -57,18 +57,6 @@ def new_database(postgres_server_url: str) -> Iterator[Callable[[], str]]:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def pg_env(database_url: str) -> dict[str, str]:
-    """The DAGSTER_PG_* variables deploy/dagster.yaml reads, for a database URL."""
-    parts = urlsplit(database_url)
-    return {
-        "DAGSTER_PG_HOST": parts.hostname or "localhost",
-        "DAGSTER_PG_PORT": str(parts.port or 5432),
-        "DAGSTER_PG_USER": unquote(parts.username or "postgres"),
-        "DAGSTER_PG_PASSWORD": unquote(parts.password or ""),
-        "DAGSTER_PG_DB": parts.path.lstrip("/"),
-    }
-
-
 @dataclass
 class DagsterHome:
     """A DAGSTER_HOME whose dagster.yaml points at a fresh PostgreSQL database."""
@@ -93,7 +81,7 @@ def make_pg_home(
         home = tmp_path / f"dagster_home_{secrets.token_hex(3)}"
         home.mkdir()
         shutil.copy(DEPLOY_CONFIG, home / "dagster.yaml")
-        env = {"DAGSTER_HOME": str(home), **pg_env(new_database())}
+        env = {"DAGSTER_HOME": str(home), **postgres_env(new_database())}
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         result = DagsterHome(home, env)
