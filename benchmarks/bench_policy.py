@@ -33,9 +33,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-from provider_server import ProviderServer, ServerThread
+from provider_server import RecordingServer, ServerThread
 
 from enrichment_pipeline.lib.fetching import FetchPlan, fetch_domains
 from enrichment_pipeline.lib.http_policy import ProviderClient
@@ -147,34 +146,15 @@ async def bomb() -> None:
         )
 
 
-class _Recording(ProviderServer):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.requested: list[tuple[str, ...]] = []
-        self.answered: list[tuple[tuple[str, ...], float]] = []
-        self.guard = threading.Lock()
-
-    async def _provider(self, method, target, headers, body, received):  # type: ignore[no-untyped-def]
-        parts = urlsplit(target)
-        query = sorted(f"{k}={v}" for k, v in parse_qsl(parts.query) if k not in ("KEY", "api_key"))
-        key = (parts.path, *query)
-        with self.guard:
-            self.requested.append(key)
-        answer = await super()._provider(method, target, headers, body, received)
-        with self.guard:
-            self.answered.append((key, time.monotonic()))
-        return answer
-
-
 def kill(n_domains: int = 40) -> None:
     sys.path.insert(0, str(ROOT))
     from enrichment_pipeline_tests.defs.helpers import sandbox_domains
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_policy_"))
     thread = ServerThread(latency_ms=20, max_seconds=900)
-    thread.server = _Recording(latency_ms=20, max_seconds=900)
+    thread.server = RecordingServer(latency_ms=20, max_seconds=900)
     with thread:
-        server: _Recording = thread.server  # type: ignore[assignment]
+        server: RecordingServer = thread.server  # type: ignore[assignment]
         domain_file = tmp / "domains.txt"
         domain_file.write_text("\n".join(sandbox_domains(n_domains)) + "\n")
         home = tmp / "dagster"

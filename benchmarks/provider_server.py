@@ -43,6 +43,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
@@ -259,6 +260,43 @@ class ProviderServer:
             asyncio.get_running_loop().call_soon(self.stop)
             return 200, b'{"stopping":true}'
         return 404, b'{"error":"unknown control endpoint"}'
+
+
+# Query parameters that carry a key: never part of what a request stands for.
+KEY_PARAMS = frozenset({"KEY", "api_key"})
+
+
+def request_key(target: str) -> tuple[str, ...]:
+    """The paid call a request stands for: path and query, without the key."""
+    parts = urlsplit(target)
+    query = sorted((k, v) for k, v in parse_qsl(parts.query) if k not in KEY_PARAMS)
+    return (parts.path, *(f"{k}={v}" for k, v in query))
+
+
+class RecordingServer(ProviderServer):
+    """The provider server, also noting each request's call and when its answer was complete
+    (for the kill -9 test and benchmark: what was paid for before the kill)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.requested: list[tuple[str, ...]] = []
+        self.answered: list[tuple[tuple[str, ...], float]] = []
+        self.guard = threading.Lock()
+
+    async def _provider(
+        self, method: str, target: str, headers: dict[str, str], body: bytes, received: float
+    ) -> tuple[int, bytes, str]:
+        key = request_key(target)
+        with self.guard:
+            self.requested.append(key)
+        answer = await super()._provider(method, target, headers, body, received)
+        with self.guard:
+            self.answered.append((key, time.monotonic()))
+        return answer
+
+    def snapshot(self) -> tuple[list[tuple[str, ...]], list[tuple[tuple[str, ...], float]]]:
+        with self.guard:
+            return list(self.requested), list(self.answered)
 
 
 def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:

@@ -14,16 +14,14 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import polars as pl
 import pytest
 
-from benchmarks.provider_server import ProviderServer, ServerThread
+from benchmarks.provider_server import RecordingServer, ServerThread
 from enrichment_pipeline.lib.providers.similarweb import ENDPOINTS as SIMILARWEB_ENDPOINTS
 from enrichment_pipeline.lib.warehouse import JOURNAL, RESPONSES
 from enrichment_pipeline_tests.defs.helpers import read_table, sandbox_domains
@@ -32,39 +30,8 @@ from enrichment_pipeline_tests.ops.conftest import subprocess_env
 CLI = Path(sys.executable).with_name("enrichment-pipeline")
 N_DOMAINS = 40
 ROWS_PER_DOMAIN = 1 + len(SIMILARWEB_ENDPOINTS)
-KEY_PARAMS = {"KEY", "api_key"}
 # What the issue allows a crash to lose: answers received less than this before the kill.
 DURABLE_AFTER_S = 1.0
-
-
-class RecordingServer(ProviderServer):
-    """The benchmark's provider server, also noting when each request's answer was complete."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.answered: list[tuple[tuple[str, ...], float]] = []
-        self.requested: list[tuple[str, ...]] = []
-        self.guard = threading.Lock()
-
-    async def _provider(self, method, target, headers, body, received):  # type: ignore[no-untyped-def]
-        key = request_key(target)
-        with self.guard:
-            self.requested.append(key)
-        answer = await super()._provider(method, target, headers, body, received)
-        with self.guard:
-            self.answered.append((key, time.monotonic()))
-        return answer
-
-    def snapshot(self) -> tuple[list[tuple[str, ...]], list[tuple[tuple[str, ...], float]]]:
-        with self.guard:
-            return list(self.requested), list(self.answered)
-
-
-def request_key(target: str) -> tuple[str, ...]:
-    """The paid call a request stands for: path and query, without the key."""
-    parts = urlsplit(target)
-    query = sorted((k, v) for k, v in parse_qsl(parts.query) if k not in KEY_PARAMS)
-    return (parts.path, *(f"{k}={v}" for k, v in query))
 
 
 @pytest.fixture
