@@ -86,6 +86,30 @@ def company_domain(i: int) -> str:
     return f"company{i:06d}.com"
 
 
+def _technology_row(
+    domain: str,
+    technology: str,
+    *,
+    last_detected: datetime,
+    first_seen_at: datetime,
+    removed_at: datetime | None = None,
+) -> dict:
+    """A `marts.fct_company_technology` row: current unless it has a removal time."""
+    return {
+        "company_technology_id": f"{domain}:{technology}",
+        "domain": domain,
+        "technology": technology,
+        "technology_tag": "misc",
+        "is_premium": False,
+        "first_detected": T0 - timedelta(days=400),
+        "last_detected": last_detected,
+        "first_seen_at": first_seen_at,
+        "removed_at": removed_at,
+        "is_current": removed_at is None,
+        "times_adopted": 1,
+    }
+
+
 def marts(n: int, seed: int = 7, tag: str = "") -> dict[str, pl.DataFrame]:
     """`tag` goes into every company name, so two generations can be told apart."""
     rnd = random.Random(seed)
@@ -165,37 +189,16 @@ def marts(n: int, seed: int = 7, tag: str = "") -> dict[str, pl.DataFrame]:
                 "scored_at": at,
             }
         )
-        for t in stack:
-            techs.append(
-                {
-                    "company_technology_id": f"{domain}:{t}",
-                    "domain": domain,
-                    "technology": t,
-                    "technology_tag": "misc",
-                    "is_premium": False,
-                    "first_detected": T0 - timedelta(days=400),
-                    "last_detected": at,
-                    "first_seen_at": T0,
-                    "removed_at": None,
-                    "is_current": True,
-                    "times_adopted": 1,
-                }
-            )
+        techs.extend(_technology_row(domain, t, last_detected=at, first_seen_at=T0) for t in stack)
         for t in removed:
             techs.append(
-                {
-                    "company_technology_id": f"{domain}:{t}",
-                    "domain": domain,
-                    "technology": t,
-                    "technology_tag": "misc",
-                    "is_premium": False,
-                    "first_detected": T0 - timedelta(days=400),
-                    "last_detected": T0 - timedelta(days=30),
-                    "first_seen_at": T0 - timedelta(days=60),
-                    "removed_at": T0 - timedelta(days=10),
-                    "is_current": False,
-                    "times_adopted": 1,
-                }
+                _technology_row(
+                    domain,
+                    t,
+                    last_detected=T0 - timedelta(days=30),
+                    first_seen_at=T0 - timedelta(days=60),
+                    removed_at=T0 - timedelta(days=10),
+                )
             )
             changes.append(
                 {
