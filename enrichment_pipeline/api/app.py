@@ -154,6 +154,7 @@ def create_app(
                 change_check_s=config.pg_change_check_ms / 1000,
                 listing_sql=company_queries.LISTING_SQL,
                 listing_inputs=company_queries.LISTING_INPUTS,
+                index_sql=company_queries.PROFILES_SQL,
             ),
             bodies=BodyCache(config.cache_mb * 1024 * 1024),
         )

@@ -6,10 +6,11 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Hashable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from enrichment_pipeline.api import schemas
 from enrichment_pipeline.api.body_cache import Body
@@ -114,6 +115,13 @@ def _cached(request: Request, key: Hashable, build: Callable[[], Body | None]) -
     return body
 
 
+def _cached_now(request: Request, key: Hashable) -> Body | None:
+    """The cached body for `key` when the data version is known without I/O; on the event loop."""
+    api = request.app.state.api
+    version = api.source.known_version()
+    return None if version is None else api.bodies.get(version, key)
+
+
 @router.get(
     "/companies/{domain:path}/technologies",
     response_model=schemas.Technologies,
@@ -130,18 +138,32 @@ def get_technologies(request: Request, domain: DomainParam, key: ApiKey = Depend
     responses={**ERRORS, **problem_doc(404), 304: {"description": "not modified (If-None-Match)"}},
     summary="One company: profile, score, per-field provenance, confidence, freshness",
 )
-def get_company(request: Request, domain: DomainParam, key: ApiKey = Depends(reader)) -> Response:
+async def get_company(request: Request, domain: DomainParam, key: ApiKey = Depends(reader)) -> Response:
+    # Answered on the event loop when the source's row index is ready (a dict hit, no I/O), else in
+    # a worker thread that asks the warehouse.
     normalized = _normalized(domain)
+    cache_key = ("company", normalized)
+    api = request.app.state.api
+    index = api.source.row_index()
+    if index is not None:
+        body = api.bodies.get(index.version, cache_key)
+        if body is None:
+            row = index.get(normalized)
+            if row is None:
+                _not_found(normalized)
+            body = _company_body(q.profile_document(row, datetime.now(UTC)))
+            api.bodies.put(index.version, cache_key, body)
+        return _respond(request, body)
 
     def build() -> Body | None:
-        with request.app.state.api.source.session() as s:
+        with api.source.session() as s:
             document = q.company(s, normalized)
         return None if document is None else _company_body(document)
 
-    body = _cached(request, ("company", normalized), build)
-    if body is None:
+    found = await run_in_threadpool(_cached, request, cache_key, build)
+    if found is None:
         _not_found(normalized)
-    return _respond(request, body)
+    return _respond(request, found)
 
 
 @router.get(
@@ -150,7 +172,7 @@ def get_company(request: Request, domain: DomainParam, key: ApiKey = Depends(rea
     responses={**ERRORS, **problem_doc(400)},
     summary="Filtered, sorted list of companies with score reasons; cursor pagination",
 )
-def list_companies(
+async def list_companies(
     request: Request,
     key: ApiKey = Depends(reader),
     tier: Annotated[list[schemas.Tier] | None, Query(description="repeat for several tiers")] = None,
@@ -182,8 +204,6 @@ def list_companies(
                 errors=[{"field": f"query.{name}", "message": "invalid technology name"}],
             )
     if enriched_since is not None and enriched_since.tzinfo is None:
-        from datetime import UTC
-
         enriched_since = enriched_since.replace(tzinfo=UTC)
     # Repeated values in a canonical order: the same question gets the same cache key.
     flt = q.CompanyFilter(
@@ -209,7 +229,8 @@ def list_companies(
         # Validated once, when built: what is served conforms to the documented schema.
         return Body(schemas.CompanyPage.model_validate(page).model_dump_json().encode())
 
-    body = _cached(request, ("page", sort, limit, cursor, repr(flt)), build)
+    cache_key = ("page", sort, limit, cursor, repr(flt))
+    body = _cached_now(request, cache_key) or await run_in_threadpool(_cached, request, cache_key, build)
     assert body is not None
     return _respond(request, body)
 

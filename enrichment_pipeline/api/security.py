@@ -1,4 +1,9 @@
-"""Bearer-key authentication, scopes and per-key rate limits, as FastAPI dependencies."""
+"""Bearer-key authentication, scopes and per-key rate limits, as FastAPI dependencies.
+
+They are `async` so that FastAPI runs them on the event loop instead of handing each
+request to a worker thread: a known key is checked in memory (see `KeyStore`), and
+the limiter only counts.
+"""
 
 from __future__ import annotations
 
@@ -48,18 +53,18 @@ def _authorize(request: Request, scope: str, kind: Kind) -> ApiKey:
     return key
 
 
-def reader(request: Request) -> ApiKey:
+async def reader(request: Request) -> ApiKey:
     return _authorize(request, "read", "read")
 
 
-def read_writer(request: Request) -> ApiKey:
+async def read_writer(request: Request) -> ApiKey:
     """A POST that only computes (blueprint): needs `read`, counted as a write."""
     return _authorize(request, "read", "write")
 
 
-def enricher(request: Request) -> ApiKey:
+async def enricher(request: Request) -> ApiKey:
     return _authorize(request, "enrich", "write")
 
 
-def enrich_reader(request: Request) -> ApiKey:
+async def enrich_reader(request: Request) -> ApiKey:
     return _authorize(request, "enrich", "read")

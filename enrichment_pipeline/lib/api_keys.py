@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,8 @@ _KEY_RE = re.compile(r"^epk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _DUMMY_DIGEST = hashlib.sha256(b"no such key").hexdigest()
 # A key's last use is written at most this often, so reads never queue on the state file.
 LAST_USED_EVERY_S = 60.0
+# Keys known good, kept until the state file changes: most requests then read no row.
+_KNOWN_KEYS_MAX = 10_000
 
 
 class ApiKeyError(ValueError):
@@ -92,6 +95,9 @@ class KeyStore:
     def __init__(self, store: StateStore) -> None:
         self.store = store
         self._last_written: dict[str, float] = {}
+        # digest -> key, valid while this thread's connection sees no commit by another one
+        # (a revocation by `api-keys revoke` is such a commit). Per thread, as connections are.
+        self._known = threading.local()
 
     def create(
         self, name: str, scopes: tuple[str, ...] = ("read",), tier: str = "standard"
@@ -128,21 +134,39 @@ class KeyStore:
             raise ApiKeyError(f"no API key with id {key_id!r} (see `api-keys list`)")
         if cursor.rowcount == 0:
             raise ApiKeyError(f"API key {key_id} was already revoked at {row['revoked_at']}")
+        # Other threads' connections see this commit; this one's own cache must be dropped.
+        self._known.keys = None
         return _row(row)
 
     def authenticate(self, token: str) -> ApiKey | None:
         """The active key for this token, or None (unknown, malformed, wrong secret or revoked)."""
+        digest = _digest(token or "")
+        version = self.store.data_version()
+        known: dict[str, ApiKey] | None = getattr(self._known, "keys", None)
+        if known is None or self._known.version != version:
+            known = self._known.keys = {}
+            self._known.version = version
+        key = known.get(digest)
+        if key is None:
+            key = self._look_up(token, digest)
+            if key is None:
+                return None
+            if len(known) >= _KNOWN_KEYS_MAX:
+                known.clear()
+            known[digest] = key
+        self._touch(key.id)
+        return key
+
+    def _look_up(self, token: str, digest: str) -> ApiKey | None:
         match = _KEY_RE.match(token or "")
         row = None
         if match:
             row = self.store.execute("SELECT * FROM api_keys WHERE id = ?", (match.group(1),)).fetchone()
         stored = row["digest"] if row is not None else _DUMMY_DIGEST
-        ok = hmac.compare_digest(stored, _digest(token or ""))
+        ok = hmac.compare_digest(stored, digest)
         if row is None or not ok or row["revoked_at"] is not None:
             return None
-        key = _row(row)
-        self._touch(key.id)
-        return key
+        return _row(row)
 
     def _touch(self, key_id: str) -> None:
         now = time.monotonic()

@@ -89,6 +89,10 @@ class StateStore:
     def execute(self, sql: str, params: tuple | list = ()) -> sqlite3.Cursor:
         return self.connect().execute(sql, params)
 
+    def data_version(self) -> int:
+        """Changes when another connection (another thread, the CLI) committed a change."""
+        return self.connect().execute("PRAGMA data_version").fetchone()[0]
+
     def transaction(self) -> _Transaction:
         return _Transaction(self.connect())
 

@@ -73,13 +73,14 @@ def _iso(value: Any) -> Any:
     return value
 
 
-PROFILE_SQL = """
+# Every company's row for `profile_document`: what a source keeps in its row index.
+PROFILES_SQL = """
 SELECT p.*, s.icp_score, s.icp_tier, s.score_breakdown, s.score_reasons, s.disqualified,
        s.disqualification_reason, s.budget_signal, s.pain_signal, s.timing_signal,
        s.model_version, s.scored_at
 FROM marts.company_profiles p LEFT JOIN marts.icp_scores s ON s.domain = p.domain
-WHERE p.domain = ?
 """
+PROFILE_SQL = PROFILES_SQL + "WHERE p.domain = ?\n"
 
 
 def company(session: Session, domain: str, now: datetime | None = None) -> dict[str, Any] | None:

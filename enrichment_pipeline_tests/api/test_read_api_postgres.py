@@ -175,3 +175,30 @@ def test_the_in_memory_listing_answers_as_postgres_does_and_only_for_its_marker(
     finally:
         marts_data.write_marts(pg_url, marts_data.marts(N))
         source.close()
+
+
+def test_the_row_index_answers_as_postgres_does_and_only_for_its_marker(pg_url):
+    from enrichment_pipeline.lib import company_queries as q
+    from enrichment_pipeline.lib.read_sources import PostgresSource
+    from enrichment_pipeline_tests.api.test_row_index import (
+        assert_index_answers_as_the_query,
+        wait_for_index,
+    )
+
+    source = PostgresSource(pg_url, max_size=2, change_check_s=60, index_sql=q.PROFILES_SQL)
+    try:
+        assert source.row_index() is None  # no marker known yet: it is not asked on this path
+        first = wait_for_index(source, source.version())
+        assert_index_answers_as_the_query(source, first, N)
+        marts_data.write_marts(pg_url, marts_data.marts(N, tag=" v2"))
+        source.change_check_s = 0  # the marker is asked again: the rebuild is seen
+        new_marker = source.version()
+        assert new_marker != first.version
+        source.change_check_s = 60
+        second = wait_for_index(source, new_marker)
+        row = second.get(marts_data.company_domain(0))
+        assert row is not None and row["company_name"].endswith(" v2")
+        assert_index_answers_as_the_query(source, second, N)
+    finally:
+        marts_data.write_marts(pg_url, marts_data.marts(N))
+        source.close()
