@@ -62,6 +62,11 @@ class RowIndex:
         i = self._position.get(key)
         return None if i is None else self.frame.row(i, named=True)
 
+    def rows(self, keys: Sequence[str], columns: Sequence[str]) -> list[Row]:
+        """`columns` of the rows of `keys`, in that order (keys that are absent are skipped)."""
+        positions = [i for i in map(self._position.get, keys) if i is not None]
+        return self.frame[positions].select(columns).rows(named=True)
+
     def __len__(self) -> int:
         return len(self._position)
 
@@ -87,16 +92,23 @@ class ReadSource(Protocol):
 
     def listing_session(self) -> contextlib.AbstractContextManager[Session]:
         """A session whose `company_listing` names the prebuilt listing of the current data, when
-        one is ready (else None, and list queries read the marts)."""
+        one is ready (else None, and list queries read the marts), and whose `row_index` is that
+        data's row index when built (else None)."""
         ...
 
     def close(self) -> None: ...
 
 
 class _DuckSession:
-    def __init__(self, cursor: duckdb.DuckDBPyConnection, company_listing: str | None = None) -> None:
+    def __init__(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        company_listing: str | None = None,
+        row_index: RowIndex | None = None,
+    ) -> None:
         self.cursor = cursor
         self.company_listing = company_listing
+        self.row_index = row_index  # of the same data as the listing, when built
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:
@@ -127,8 +139,9 @@ class _Snapshot:
                 self.company_listing = "memory.main.company_listing"
             except duckdb.CatalogException:
                 pass  # a snapshot without a mart the listing reads: lists use the plain query
+        # Requests are many small queries at once: one thread each beats each spreading over all.
+        self.conn.execute("SET threads = 1")
         self.index: RowIndex | None = None
-        self.index_started = False
         self.users = 0
         self.retired = False
 
@@ -176,12 +189,6 @@ class SnapshotSource:
             # A swapped-in file is opened by the next session (off the event loop), not here.
             if snap is None or snap.identity != identity:
                 return None
-            if not snap.index_started:
-                snap.index_started = True
-                snap.users += 1  # the build holds the snapshot open
-                threading.Thread(
-                    target=self._build_index, args=(snap,), name="row-index", daemon=True
-                ).start()
             return snap.index
 
     def _build_index(self, snap: _Snapshot) -> None:
@@ -214,6 +221,11 @@ class SnapshotSource:
                     if current.users == 0:
                         current.conn.close()
                 self._current = current = fresh
+                if self.index_sql is not None:
+                    fresh.users += 1  # the build holds the snapshot open
+                    threading.Thread(
+                        target=self._build_index, args=(fresh,), name="row-index", daemon=True
+                    ).start()
             current.users += 1
             return current
 
@@ -230,7 +242,7 @@ class SnapshotSource:
             cursor = snap.conn.cursor()  # a cursor per request: DuckDB runs them in parallel
             cursor.execute("USE snapshot")
             try:
-                yield _DuckSession(cursor, snap.company_listing)
+                yield _DuckSession(cursor, snap.company_listing, snap.index)
             finally:
                 cursor.close()
         finally:
@@ -436,12 +448,13 @@ class PostgresSource:
             if not ready:
                 self._start_build()
             cursor = listing[1].cursor() if ready and listing is not None else None
+            index = self._index if self._index is not None and self._index.version == marker else None
         if cursor is None:
             with self.session() as s:
                 yield s
             return
         try:
-            yield _DuckSession(cursor, "company_listing")
+            yield _DuckSession(cursor, "company_listing", index)
         finally:
             cursor.close()
 

@@ -106,6 +106,8 @@ def test_reads_over_the_tier_limit_are_429_with_retry_after(server, make_key):
         assert set(statuses) == {200}
         assert r.headers["ratelimit-limit"] == "100" and r.headers["ratelimit-remaining"] == "0"
         over = c.get("/v1/companies/company000001.com")
+        if over.status_code == 200 and over.headers["ratelimit-remaining"] == "99":  # a new minute
+            return test_reads_over_the_tier_limit_are_429_with_retry_after(server, make_key)
         assert over.status_code == 429 and over.json()["code"] == "rate_limited"
         assert 1 <= int(over.headers["retry-after"]) <= 60
         assert over.headers["ratelimit-remaining"] == "0"

@@ -141,7 +141,12 @@ def test_the_in_memory_listing_answers_as_postgres_does_and_only_for_its_marker(
     from enrichment_pipeline.lib.read_sources import PostgresSource
 
     source = PostgresSource(
-        pg_url, max_size=2, change_check_s=0, listing_sql=q.LISTING_SQL, listing_inputs=q.LISTING_INPUTS
+        pg_url,
+        max_size=2,
+        change_check_s=0,
+        listing_sql=q.LISTING_SQL,
+        listing_inputs=q.LISTING_INPUTS,
+        index_sql=q.PROFILES_SQL,
     )
     questions = [
         (q.CompanyFilter(), "-icp_score"),
@@ -153,7 +158,7 @@ def test_the_in_memory_listing_answers_as_postgres_does_and_only_for_its_marker(
 
     def listing_ready() -> bool:
         with source.listing_session() as s:
-            return getattr(s, "company_listing", None) is not None
+            return getattr(s, "company_listing", None) is not None and s.row_index is not None
 
     try:
         deadline = time.monotonic() + 30
@@ -162,7 +167,7 @@ def test_the_in_memory_listing_answers_as_postgres_does_and_only_for_its_marker(
             time.sleep(0.05)
         for flt, sort in questions:
             with source.listing_session() as s:
-                assert s.company_listing is not None
+                assert s.company_listing is not None and s.row_index is not None
                 from_listing = q.list_companies(s, flt, sort=sort, limit=7)
             with source.session() as s:
                 from_postgres = q.list_companies(s, flt, sort=sort, limit=7)

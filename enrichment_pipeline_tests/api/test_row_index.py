@@ -68,3 +68,33 @@ def test_no_index_without_its_query(tmp_path: Path):
         assert source.row_index() is None
     finally:
         source.close()
+
+
+def test_pages_gathered_from_the_index_are_the_pages_of_the_plain_query(tmp_path: Path):
+    path = tmp_path / "serving.duckdb"
+    marts_data.write_snapshot(path, marts_data.marts(40), tmp_path / "w")
+    indexed = SnapshotSource(path, q.LISTING_SQL, q.PROFILES_SQL)
+    plain = SnapshotSource(path)
+    try:
+        wait_for_index(indexed)
+        questions = [
+            (q.CompanyFilter(), "-icp_score"),
+            (q.CompanyFilter(tiers=["hot", "warm"]), "domain"),
+            (q.CompanyFilter(technologies=["algolia"]), "-monthly_visits"),
+            (q.CompanyFilter(without_technologies=["shopify"], min_score=20), "-enriched_at"),
+        ]
+        for flt, sort in questions:
+            cursor = None
+            for _ in range(10):
+                with indexed.listing_session() as s:
+                    assert s.row_index is not None and s.company_listing is not None
+                    page = q.list_companies(s, flt, sort=sort, limit=7, cursor=cursor)
+                with plain.session() as s:
+                    assert q.list_companies(s, flt, sort=sort, limit=7, cursor=cursor) == page
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            assert page["items"], (flt, sort)
+    finally:
+        indexed.close()
+        plain.close()
