@@ -145,7 +145,7 @@ def create_app(
             config=config,
             store=store,
             keys=KeyStore(store),
-            limiter=MinuteLimiter(),
+            limiter=MinuteLimiter(store),
             source=source
             or open_source(
                 config.warehouse_url,
@@ -160,14 +160,21 @@ def create_app(
         )
         from enrichment_pipeline.api.dagster_runs import DagsterRuns
         from enrichment_pipeline.api.enrichment_worker import EnrichmentWorker
+        from enrichment_pipeline.api.leadership import Leadership
         from enrichment_pipeline.lib.enrichment_jobs import JobStore
 
         jobs = JobStore(store, ttl_days=config.job_ttl_days)
         jobs.purge_expired()
         dagster_runs = runs if runs is not None else DagsterRuns(start_daemon=config.start_daemon)
-        worker = EnrichmentWorker(jobs, dagster_runs, app.state.api.source, **worker_options)
+        worker = EnrichmentWorker(
+            jobs,
+            dagster_runs,
+            app.state.api.source,
+            leadership=Leadership(config.state_path),
+            **worker_options,
+        )
         app.state.api.extras.update(jobs=jobs, runs=dagster_runs, worker=worker)
-        worker.resume()
+        worker.start()
         try:
             yield
         finally:

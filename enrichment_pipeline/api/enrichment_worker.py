@@ -1,19 +1,24 @@
 """Carries API enrichment jobs through Dagster: partitions, runs, marts, results, webhook.
 
 One thread per job (a small pool); every step is written to the job record, so
-a restarted API resumes the jobs it was watching instead of losing them.
+a restarted API resumes the jobs it was watching instead of losing them. With
+several API processes, only the leading one (see `leadership`) carries jobs: it
+picks up, every `pickup_s`, the jobs the others accepted.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from enrichment_pipeline.api.dagster_runs import ENRICH_JOB, FINISHED, MARTS_JOB, DagsterRuns
+from enrichment_pipeline.api.leadership import Leadership
 from enrichment_pipeline.lib import webhooks
 from enrichment_pipeline.lib.enrichment_jobs import Job, JobStore
 from enrichment_pipeline.lib.partition_keys import API_JOB_TAG, SOURCE_TAG, contiguous_ranges
@@ -35,28 +40,76 @@ class EnrichmentWorker:
         max_jobs: int = 4,
         webhook_attempts: int = 5,
         webhook_backoff_s: float = 2.0,
+        leadership: Leadership | None = None,
+        pickup_s: float = 0.5,
     ) -> None:
+        """`leadership`: shared with the other processes serving the same state file; None: this
+        process is the only one."""
         self.jobs = jobs
         self.runs = runs
         self.source = source
         self.pool = ThreadPoolExecutor(max_workers=max_jobs, thread_name_prefix="enrichment-job")
         self.webhook_attempts = webhook_attempts
         self.webhook_backoff_s = webhook_backoff_s
+        self.leadership = leadership
+        self.pickup_s = pickup_s
         self._stopping = False
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._in_flight: set[str] = set()
+
+    @property
+    def leading(self) -> bool:
+        return self.leadership is None or self.leadership.held
+
+    def start(self) -> None:
+        """Resume the jobs left running; with a leadership, keep trying to lead and picking up."""
+        if self.leadership is None:
+            self.resume()
+            return
+        self._take_over()
+        threading.Thread(target=self._lead, name="enrichment-leader", daemon=True).start()
 
     def submit(self, job: Job) -> None:
+        """Carry `job` here when leading; else the leading process picks it up from the store."""
+        if not self.leading:
+            return
+        with self._lock:
+            if job.id in self._in_flight:
+                return
+            self._in_flight.add(job.id)
         self.pool.submit(self._guarded, job.id)
 
     def resume(self) -> None:
         for job in self.jobs.active():
-            log.info("resuming enrichment job %s (%s)", job.id, job.status)
+            with self._lock:
+                if job.id in self._in_flight:
+                    continue
+            log.info("taking up enrichment job %s (%s)", job.id, job.status)
             self.submit(job)
 
     def shutdown(self) -> None:
         self._stopping = True
+        self._stop.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.leadership is not None:
+            self.leadership.release()
 
     # ------------------------------------------------------------------------------------------
+
+    def _take_over(self) -> None:
+        assert self.leadership is not None
+        if not self.leadership.held and self.leadership.try_acquire():
+            log.info("this API process carries the enrichment jobs (pid %s)", os.getpid())
+        if self.leadership.held:
+            self.resume()
+
+    def _lead(self) -> None:
+        while not self._stop.wait(self.pickup_s):
+            try:
+                self._take_over()
+            except Exception:
+                log.exception("enrichment job pickup failed; trying again")
 
     def _guarded(self, job_id: str) -> None:
         try:
@@ -67,6 +120,9 @@ class EnrichmentWorker:
             log.exception("enrichment job %s failed", job_id)
             self.jobs.update(job_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:1000])
             self._notify(job_id)
+        finally:
+            with self._lock:
+                self._in_flight.discard(job_id)
 
     def _process(self, job_id: str) -> None:
         job = self.jobs.get(job_id)

@@ -46,6 +46,13 @@ CREATE TABLE IF NOT EXISTS enrichment_jobs (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS enrichment_jobs_key ON enrichment_jobs (key_id, created_at);
+CREATE TABLE IF NOT EXISTS rate_windows (
+    key_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (key_id, kind)
+);
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
     job_id TEXT NOT NULL,
     attempt INTEGER NOT NULL,

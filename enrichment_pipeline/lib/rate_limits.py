@@ -1,18 +1,21 @@
 """Per-key request limits by tier: reads and writes per minute, enrichments per day, jobs at once.
 
-Minute limits are fixed one-minute windows counted in the API process (one
-`make api` process serves a deployment; several workers would each count their
-own). The daily enrichment allowance and concurrent jobs are counted from the
+Minute limits are fixed one-minute windows counted in the API's state file, so
+every worker process of one deployment (`API_WORKERS`) counts against the same
+allowance: one small write per request of a limited key (unlimited keys write
+nothing). The daily enrichment allowance and concurrent jobs are counted from the
 job records, so they hold across restarts.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+
+from enrichment_pipeline.lib.api_state import StateStore
 
 Kind = Literal["read", "write"]
 WINDOW_S = 60
@@ -54,11 +57,19 @@ class Decision:
         return headers
 
 
+_HIT_SQL = """
+INSERT INTO rate_windows (key_id, kind, minute, count) VALUES (?, ?, ?, 1)
+ON CONFLICT (key_id, kind) DO UPDATE SET
+    count = CASE WHEN rate_windows.minute = excluded.minute THEN rate_windows.count + 1 ELSE 1 END,
+    minute = excluded.minute
+RETURNING count
+"""
+
+
 class MinuteLimiter:
-    def __init__(self, clock=time.time) -> None:
+    def __init__(self, store: StateStore, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
         self._clock = clock
-        self._lock = threading.Lock()
-        self._counts: dict[tuple[str, Kind], tuple[int, int]] = {}  # -> (window index, count)
 
     def hit(self, key_id: str, tier: str, kind: Kind) -> Decision:
         limits = TIER_LIMITS.get(tier, TIER_LIMITS["standard"])
@@ -68,13 +79,8 @@ class MinuteLimiter:
         reset = max(1, math.ceil((window + 1) * WINDOW_S - now))
         if limit is None:
             return Decision(True, None, None, reset)
-        with self._lock:
-            seen_window, count = self._counts.get((key_id, kind), (window, 0))
-            if seen_window != window:
-                count = 0
-            if count >= limit:
-                self._counts[(key_id, kind)] = (window, count)
-                return Decision(False, limit, 0, reset)
-            count += 1
-            self._counts[(key_id, kind)] = (window, count)
+        # One statement: counted atomically however many processes count at once.
+        (count,) = self.store.execute(_HIT_SQL, (key_id, kind, window)).fetchone()
+        if count > limit:
+            return Decision(False, limit, 0, reset)
         return Decision(True, limit, limit - count, reset)

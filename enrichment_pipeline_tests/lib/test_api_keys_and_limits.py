@@ -46,9 +46,9 @@ def test_scopes_and_tiers_are_checked():
         parse_scopes(" , ")
 
 
-def test_minute_windows_per_key_and_kind():
+def test_minute_windows_per_key_and_kind(tmp_path):
     now = [120.0]
-    limiter = MinuteLimiter(clock=lambda: now[0])
+    limiter = MinuteLimiter(StateStore(tmp_path / "s.sqlite3"), clock=lambda: now[0])
     decisions = [limiter.hit("k", "standard", "write") for _ in range(21)]
     assert all(d.allowed for d in decisions[:20]) and not decisions[20].allowed
     assert decisions[20].headers()["Retry-After"] == "60" and decisions[19].remaining == 0
@@ -103,3 +103,18 @@ def test_delivery_stops_on_a_refusal_and_retries_errors(monkeypatch):
         private_ok=False,
     )
     assert not ok and [a.http_status for a in seen] == [503, 400]
+
+
+def test_two_processes_count_against_one_allowance(tmp_path):
+    """Two limiters on one state file (as two API worker processes are) share each key's minute."""
+    state = tmp_path / "s.sqlite3"
+    now = [120.0]
+    first = MinuteLimiter(StateStore(state), clock=lambda: now[0])
+    second = MinuteLimiter(StateStore(state), clock=lambda: now[0])
+    allowed = [(first if i % 2 else second).hit("k", "standard", "write").allowed for i in range(30)]
+    assert allowed == [True] * 20 + [False] * 10
+    assert not first.hit("k", "standard", "write").allowed
+    assert second.hit("k", "standard", "read").remaining == 99
+    assert first.hit("k", "admin", "write").limit is None  # unlimited keys are not counted
+    now[0] = 180.0
+    assert second.hit("k", "standard", "write").remaining == 19
