@@ -60,4 +60,3 @@ class ApiConfig:
             workers=number("API_WORKERS", 1),
             start_daemon=env.get("API_START_DAEMON", "1").strip().lower() not in ("0", "false", "no"),
         )
-
