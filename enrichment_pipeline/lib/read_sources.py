@@ -350,6 +350,8 @@ class PostgresSource:
         self.pool.open(wait=False)
         self._marker_lock = threading.Lock()
         self._marker: tuple[float, str] | None = None  # (monotonic time asked, marker)
+        self._asking_lock = threading.Lock()
+        self._asking: threading.Thread | None = None
         self._listing_lock = threading.Lock()
         self._listing: tuple[str, duckdb.DuckDBPyConnection] | None = None  # (marker, database)
         self._index: RowIndex | None = None
@@ -383,14 +385,31 @@ class PostgresSource:
             return marker
 
     def known_version(self) -> str | None:
-        return self._fresh_marker()
+        marker = self._fresh_marker()
+        if marker is None:
+            self._ask_marker_soon()
+        return marker
+
+    def _ask_marker_soon(self) -> None:
+        """Ask the marker in the background, so the event loop finds a fresh one next time."""
+        with self._asking_lock:
+            if self._asking is not None and self._asking.is_alive():
+                return
+            self._asking = threading.Thread(target=self._ask_quietly, name="marker", daemon=True)
+            self._asking.start()
+
+    def _ask_quietly(self) -> None:
+        try:
+            self.version()
+        except SourceUnavailable as exc:
+            log.warning("marts marker not read: %s", exc)
 
     def row_index(self) -> RowIndex | None:
         if self.index_sql is None:
             return None
-        marker = self._fresh_marker()
+        marker = self.known_version()
         if marker is None:
-            return None  # the marker must be asked first, which waits on PostgreSQL
+            return None  # asked in the background; meanwhile the caller asks PostgreSQL
         with self._listing_lock:
             index = self._index
             if index is not None and index.version == marker:

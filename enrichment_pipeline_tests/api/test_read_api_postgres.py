@@ -207,3 +207,23 @@ def test_the_row_index_answers_as_postgres_does_and_only_for_its_marker(pg_url):
     finally:
         marts_data.write_marts(pg_url, marts_data.marts(N))
         source.close()
+
+
+def test_a_stale_marker_is_asked_again_in_the_background(pg_url):
+    import time
+
+    from enrichment_pipeline.lib.read_sources import PostgresSource
+
+    source = PostgresSource(pg_url, max_size=2, change_check_s=0.2)
+    try:
+        marker = source.version()
+        assert source.known_version() == marker  # fresh: known without asking
+        time.sleep(0.3)
+        assert source.known_version() is None  # stale: not waited for on this path ...
+        deadline = time.monotonic() + 10
+        while source.known_version() is None:  # ... but asked in the background
+            assert time.monotonic() < deadline, "the marker was never asked again"
+            time.sleep(0.01)
+        assert source.known_version() == marker
+    finally:
+        source.close()
