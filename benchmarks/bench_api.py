@@ -2,7 +2,8 @@
 
 For each source (the DuckDB serving snapshot; PostgreSQL when --database-url or
 TEST_DATABASE_URL is set) it starts the API as its own process (`python -m
-enrichment_pipeline.api`, one uvicorn worker, admin key so no rate limit applies)
+enrichment_pipeline.api`, `--workers` uvicorn workers (default 1), admin key so no rate
+limit applies)
 on 127.0.0.1, then drives it with 32 keep-alive HTTP/1.1 connections:
 
 - lookup: `GET /v1/companies/{domain}` of random known domains (of 100,000: nearly
@@ -64,8 +65,22 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def tree_rss_kib(pid: int) -> int:
+    """RSS of `pid` and its children (the worker processes when API_WORKERS > 1)."""
+    total = rss_kib(pid)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                total += rss_kib(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 class Api:
-    def __init__(self, env: dict[str, str], work: Path) -> None:
+    def __init__(self, env: dict[str, str], work: Path, workers: int = 1) -> None:
         self.port = free_port()
         self.state = work / f"state-{self.port}.sqlite3"
         self.key = KeyStore(StateStore(self.state)).create("bench", ("read",), "admin")[1]
@@ -76,6 +91,7 @@ class Api:
             "API_HOST": "127.0.0.1",
             "API_STATE_DB": str(self.state),
             "API_START_DAEMON": "0",
+            "API_WORKERS": str(workers),
         }
         self.log = work / f"api-{self.port}.log"
         with self.log.open("wb") as log:
@@ -93,7 +109,7 @@ class Api:
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError("the API did not become ready")
             time.sleep(0.2)
-        self.peak_rss = rss_kib(self.proc.pid)
+        self.peak_rss = tree_rss_kib(self.proc.pid)
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
@@ -101,7 +117,7 @@ class Api:
     def _sample(self) -> None:
         while not self._stop.wait(0.1):
             try:
-                self.peak_rss = max(self.peak_rss, rss_kib(self.proc.pid))
+                self.peak_rss = max(self.peak_rss, tree_rss_kib(self.proc.pid))
             except OSError:
                 return
 
@@ -229,17 +245,25 @@ def drive(url: str, key: str, kind: str, n: int, companies: int, client: str, se
     return {"n": n, "errors": errors, "p50": qs[49], "p95": qs[94], "p99": qs[98], "rps": n / elapsed}
 
 
+WARM_UP_S = 5.0  # at least: the API builds each data version's row index and listing meanwhile
+
+
 def measure(
-    name: str, env: dict[str, str], work: Path, companies: int, requests: int, client: str
+    name: str, env: dict[str, str], work: Path, companies: int, requests: int, client: str, workers: int
 ) -> list[dict]:
-    api = Api(env, work)
+    api = Api(env, work, workers)
+    started = time.monotonic()
     rows = []
     try:
         for kind in KINDS:
             if api.proc.poll() is not None:
                 raise RuntimeError(f"the API exited: {api.log.read_text()[-2000:]}")
             print(f"{name}: {kind} x {requests} ...", file=sys.stderr, flush=True)
-            drive(api.url, api.key, kind, min(500, requests), companies, client, seed=99)  # warm-up
+            seed = 99
+            drive(api.url, api.key, kind, min(500, requests), companies, client, seed=seed)  # warm-up
+            while time.monotonic() - started < WARM_UP_S:
+                seed += 1
+                drive(api.url, api.key, kind, 200, companies, client, seed=seed)
             result = drive(api.url, api.key, kind, requests, companies, client)
             rows.append({"source": name, "kind": kind, **result, "rss_mib": api.peak_rss / 1024})
     except Exception:
@@ -262,6 +286,7 @@ def main() -> int:
         help="PostgreSQL server; a database is created for the run and dropped after",
     )
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
+    parser.add_argument("--workers", type=int, default=1, help="API_WORKERS for the API process")
     args = parser.parse_args()
     print(f"generating {args.companies} companies ...", file=sys.stderr, flush=True)
     frames = marts_data.marts(args.companies)
@@ -279,6 +304,7 @@ def main() -> int:
             args.companies,
             args.requests,
             args.client,
+            args.workers,
         )
         if args.database_url:
             import psycopg
@@ -292,14 +318,21 @@ def main() -> int:
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute("ANALYZE")
                 rows += measure(
-                    "PostgreSQL", {"WAREHOUSE_URL": url}, work, args.companies, args.requests, args.client
+                    "PostgreSQL",
+                    {"WAREHOUSE_URL": url},
+                    work,
+                    args.companies,
+                    args.requests,
+                    args.client,
+                    args.workers,
                 )
             finally:
                 with psycopg.connect(args.database_url, autocommit=True) as admin:
                     admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     print(
         f"\n{args.companies:,} companies, {args.requests} requests per row, {CONCURRENCY} concurrent "
-        f"connections ({args.client} client), one uvicorn worker; client and server share the machine.\n"
+        f"connections ({args.client} client), {args.workers} uvicorn worker(s); client and server share "
+        "the machine.\n"
     )
     print("| source | request | p50 ms | p95 ms | p99 ms | requests/s | errors | API RSS MiB |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
