@@ -182,9 +182,12 @@ def test_the_in_memory_listing_answers_as_postgres_does_and_only_for_its_marker(
         source.close()
 
 
-def test_the_row_index_answers_as_postgres_does_and_only_for_its_marker(pg_url):
+def test_the_row_index_answers_as_postgres_does_and_only_for_its_marker(pg_url, monkeypatch):
     from enrichment_pipeline.lib import company_queries as q
+    from enrichment_pipeline.lib import read_sources
     from enrichment_pipeline.lib.read_sources import PostgresSource
+
+    monkeypatch.setattr(read_sources, "_CHUNK_ROWS", 7)  # read in several chunks, as at scale
     from enrichment_pipeline_tests.api.test_row_index import (
         assert_index_answers_as_the_query,
         wait_for_index,
