@@ -19,14 +19,16 @@ What a run over N domains costs Dagster, and what this storage changes:
   per asset check (76 for the marts job, whose checks are the dbt tests). They are written in one
   transaction per sqlite file as well: one at a time they took ~1 s of the daemon's run creation
   before a sensor's run could be launched.
+* **Check results.** Each is written with one connection to the index file instead of two (the
+  event row and the check's execution row in one transaction); a marts build has one per dbt test.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from functools import cached_property
 from typing import Any
 
@@ -47,6 +49,7 @@ _MATERIALIZED = DagsterEventType.ASSET_MATERIALIZATION.value
 _ASSET_PLANNED = DagsterEventType.ASSET_MATERIALIZATION_PLANNED
 _CHECK_PLANNED = DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED
 _PLANNED_KINDS = {_ASSET_PLANNED, _CHECK_PLANNED}
+_CHECK_EVALUATED = DagsterEventType.ASSET_CHECK_EVALUATION
 
 
 def bookkeeping_config() -> dict[str, Field]:
@@ -230,13 +233,33 @@ class ProjectSqliteEventLogStorage(SubsetPlannedEventsMixin, SqliteEventLogStora
             self._store_asset_event_tags(conn, [e for e, _ in assets], [i for _, i in assets])
             for event, event_id in assets:
                 self._store_asset_event(conn, event, event_id)
-            self._shared_index.conn = conn
-            try:
+            with self._index_shared(conn):
                 for event, event_id in zip(events, ids, strict=True):
                     if event.dagster_event_type == _CHECK_PLANNED:
                         self.store_asset_check_event(event, event_id)
-            finally:
-                self._shared_index.conn = None
+
+    def store_event(self, event: EventLogEntry) -> None:
+        """A check's result as Dagster's sqlite storage stores it, with one index connection
+        instead of two (a dbt build yields one result per dbt test: 63 here)."""
+        if event.dagster_event_type != _CHECK_EVALUATED:
+            super().store_event(event)
+            return
+        insert = self.prepare_insert_event(event)
+        with self.run_connection(event.run_id) as conn:
+            conn.execute(insert)
+        with self.index_transaction() as conn:
+            event_id = conn.execute(insert).inserted_primary_key[0]
+            with self._index_shared(conn):
+                self.store_asset_check_event(event, event_id)
+
+    @contextmanager
+    def _index_shared(self, conn: Any) -> Iterator[None]:
+        """Dagster's index writes called meanwhile in this thread use `conn` (its open transaction)."""
+        self._shared_index.conn = conn
+        try:
+            yield
+        finally:
+            self._shared_index.conn = None
 
     def index_connection(self) -> Any:
         conn = getattr(self._shared_index, "conn", None)

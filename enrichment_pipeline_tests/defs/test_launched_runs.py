@@ -178,6 +178,52 @@ def test_a_new_runs_planned_events_are_stored_as_dagsters_sqlite_storage_stores_
         )
 
 
+def test_a_check_result_is_stored_with_one_connection_per_sqlite_file(
+    project_instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @dg.asset
+    def table() -> None:
+        return None
+
+    @dg.asset_check(asset=table)
+    def has_rows() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=False)
+
+    storage = project_instance.event_log_storage
+    connections: list[str | None] = []
+    connect = storage._connect
+
+    def counting_connect(shard: str | None) -> object:
+        connections.append(shard)
+        return connect(shard)
+
+    original_store_event = storage.store_event
+
+    def store_event(event: dg.EventLogEntry) -> None:
+        connections.clear()
+        original_store_event(event)
+        if event.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            counts.append(len(connections))
+
+    counts: list[int] = []
+    monkeypatch.setattr(storage, "_connect", counting_connect)
+    monkeypatch.setattr(storage, "store_event", store_event)
+    result = dg.materialize([table, has_rows], instance=project_instance)
+    monkeypatch.undo()
+    assert counts == [2]  # the run's file and the index
+
+    key = dg.AssetCheckKey(dg.AssetKey("table"), "has_rows")
+    [record] = storage.get_asset_check_execution_history(key, limit=5)
+    assert (record.run_id, record.status.value) == (result.run_id, "FAILED")
+    assert (
+        record.event is not None
+        and record.event.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    )
+    evaluation = record.event.dagster_event.event_specific_data
+    materialization = project_instance.get_latest_materialization_event(dg.AssetKey("table"))
+    assert materialization is not None and evaluation.target_materialization_data.run_id == result.run_id
+
+
 def test_a_failed_run_shows_its_partitions_failed(
     project_instance: dg.DagsterInstance, warehouse_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
