@@ -12,6 +12,8 @@ from pathlib import Path
 import dagster as dg
 import httpx
 import pytest
+import sqlalchemy as db
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 
 from enrichment_pipeline.definitions import defs
 from enrichment_pipeline.defs.enrichment import enrichment_defs
@@ -115,6 +117,111 @@ def test_one_planned_event_per_run_and_every_partition_materialized(
     # the batched writes also updated the asset's latest materialization
     latest = project_instance.get_latest_materialization_event(RAW_KEY)
     assert latest is not None and latest.run_id == result.run_id
+
+
+def test_a_new_runs_planned_events_are_stored_as_dagsters_sqlite_storage_stores_them(
+    project_instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new marts run plans every dbt model and test: written with one connection per sqlite file."""
+    job = defs.resolve_job_def(MARTS_JOB_NAME)
+    storage = project_instance.event_log_storage
+    connections: list[str | None] = []
+    connect = storage._connect
+
+    def counting_connect(shard: str | None) -> object:
+        connections.append(shard)
+        return connect(shard)
+
+    monkeypatch.setattr(storage, "_connect", counting_connect)
+    run = project_instance.create_run_for_job(job)
+    assert len(connections) <= 2, connections  # the run's file and the index
+    monkeypatch.undo()
+
+    (tmp_path / "plain").mkdir()
+    with dg.DagsterInstance.local_temp(str(tmp_path / "plain")) as plain:
+        assert type(plain.event_log_storage).__name__ == "SqliteEventLogStorage"
+        plain_run = plain.create_run_for_job(job)
+
+        def planned(instance: dg.DagsterInstance, run_id: str) -> dict[str, list[str]]:
+            kinds = (PLANNED, dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED)
+            return {
+                kind.value: sorted(
+                    str(r.event_log_entry.dagster_event.asset_key)
+                    for r in instance.get_records_for_run(run_id, of_type=kind, limit=1000).records
+                )
+                for kind in kinds
+            }
+
+        assert planned(project_instance, run.run_id) == planned(plain, plain_run.run_id)
+        assert len(planned(project_instance, run.run_id)["ASSET_CHECK_EVALUATION_PLANNED"]) > 50
+        for instance, run_id in ((project_instance, run.run_id), (plain, plain_run.run_id)):
+            for key in job.asset_layer.selected_asset_keys:
+                info = instance.get_latest_planned_materialization_info(key)
+                assert info is not None and info.run_id == run_id, key
+            for check_key in job.asset_layer.asset_graph.asset_check_keys:
+                history = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=1)
+                assert [(h.run_id, h.status.value) for h in history] == [(run_id, "PLANNED")], check_key
+        # each check execution points at its planned event in the index
+        checks = AssetCheckExecutionsTable
+        with storage.index_connection() as conn:
+            rows = conn.execute(
+                db.select(checks.c.check_name, SqlEventLogStorageTable.c.dagster_event_type)
+                .join(
+                    SqlEventLogStorageTable,
+                    SqlEventLogStorageTable.c.id == checks.c.evaluation_event_storage_id,
+                )
+                .where(checks.c.run_id == run.run_id)
+            ).fetchall()
+        assert {kind for _, kind in rows} == {"ASSET_CHECK_EVALUATION_PLANNED"}
+        assert sorted(name for name, _ in rows) == sorted(
+            k.name for k in job.asset_layer.asset_graph.asset_check_keys
+        )
+
+
+def test_a_check_result_is_stored_with_one_connection_per_sqlite_file(
+    project_instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @dg.asset
+    def table() -> None:
+        return None
+
+    @dg.asset_check(asset=table)
+    def has_rows() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=False)
+
+    storage = project_instance.event_log_storage
+    connections: list[str | None] = []
+    connect = storage._connect
+
+    def counting_connect(shard: str | None) -> object:
+        connections.append(shard)
+        return connect(shard)
+
+    original_store_event = storage.store_event
+
+    def store_event(event: dg.EventLogEntry) -> None:
+        connections.clear()
+        original_store_event(event)
+        if event.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            counts.append(len(connections))
+
+    counts: list[int] = []
+    monkeypatch.setattr(storage, "_connect", counting_connect)
+    monkeypatch.setattr(storage, "store_event", store_event)
+    result = dg.materialize([table, has_rows], instance=project_instance)
+    monkeypatch.undo()
+    assert counts == [2]  # the run's file and the index
+
+    key = dg.AssetCheckKey(dg.AssetKey("table"), "has_rows")
+    [record] = storage.get_asset_check_execution_history(key, limit=5)
+    assert (record.run_id, record.status.value) == (result.run_id, "FAILED")
+    assert (
+        record.event is not None
+        and record.event.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    )
+    evaluation = record.event.dagster_event.event_specific_data
+    materialization = project_instance.get_latest_materialization_event(dg.AssetKey("table"))
+    assert materialization is not None and evaluation.target_materialization_data.run_id == result.run_id
 
 
 def test_a_failed_run_shows_its_partitions_failed(

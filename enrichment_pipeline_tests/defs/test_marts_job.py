@@ -59,3 +59,10 @@ def test_runs_of_api_jobs_are_left_to_the_api(instance, warehouse_url):
         dagster_event=enrichment.get_run_success_event(),
     )
     assert isinstance(marts_after_enrichment(context), dg.SkipReason)
+
+
+def test_the_marts_sensor_is_evaluated_on_every_pass_of_the_daemon():
+    # A minimum interval equal to the daemon's pass skipped every other pass (marts up to 10 s late).
+    from dagster._daemon.sensor import MIN_INTERVAL_LOOP_TIME
+
+    assert marts_after_enrichment.minimum_interval_seconds < MIN_INTERVAL_LOOP_TIME
