@@ -245,7 +245,7 @@ def drive(url: str, key: str, kind: str, n: int, companies: int, client: str, se
     return {"n": n, "errors": errors, "p50": qs[49], "p95": qs[94], "p99": qs[98], "rps": n / elapsed}
 
 
-WARM_UP_S = 5.0  # at least: the API builds each data version's row index and listing meanwhile
+WARM_UP_S = 10.0  # at least: the API builds each data version's row index and listing meanwhile
 
 
 def measure(
