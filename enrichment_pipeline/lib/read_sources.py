@@ -140,8 +140,6 @@ class _Snapshot:
                 self.company_listing = "memory.main.company_listing"
             except duckdb.CatalogException:
                 pass  # a snapshot without a mart the listing reads: lists use the plain query
-        # Requests are many small queries at once: one thread each beats each spreading over all.
-        self.conn.execute("SET threads = 1")
         self.index: RowIndex | None = None
         self.users = 0
         self.retired = False
@@ -203,6 +201,8 @@ class SnapshotSource:
                 cursor.close()
             assert isinstance(frame, pl.DataFrame)
             snap.index = RowIndex(_identity_version(snap.identity), frame, self.index_key)
+        except duckdb.CatalogException as exc:
+            log.warning("row index not built (the snapshot lacks a mart: %s); lookups will say so", exc)
         except Exception:
             log.exception("row index not built; lookups query the snapshot")
         finally:
