@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import logging.config
 import sys
+from typing import Any
 
 import uvicorn
 
+from enrichment_pipeline.api import processes
 from enrichment_pipeline.api.app import create_app
 from enrichment_pipeline.api.config import ApiConfig
 from enrichment_pipeline.lib.settings import SettingsError
 
-# Given to uvicorn too, which applies it in every worker process (they do not inherit it).
+# Given to uvicorn too, and applied in every worker process (they do not inherit it).
 LOG_CONFIG = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -41,19 +43,15 @@ def main() -> int:
         config.port,
         config.workers,
     )
-    uvicorn.run(
-        # Several workers need the app by name: each process builds its own from the environment.
-        create_app(config) if config.workers == 1 else f"{create_app.__module__}:create_app",
-        factory=config.workers > 1,
-        workers=config.workers,
-        host=config.host,
-        port=config.port,
+    options: dict[str, Any] = dict(
         log_level="warning",
-        log_config=LOG_CONFIG,
         access_log=False,
         # Longer than clients' usual pool idle time, so a reused connection is rarely closed under them.
         timeout_keep_alive=65,
     )
+    if config.workers > 1:
+        return processes.serve(config.host, config.port, config.workers, options, LOG_CONFIG)
+    uvicorn.run(create_app(config), host=config.host, port=config.port, log_config=LOG_CONFIG, **options)
     return 0
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -80,49 +82,122 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class Served:
+    """`python -m enrichment_pipeline.api` with API_WORKERS=2 on the test snapshot."""
+
+    def __init__(self, tmp_path: Path, snapshot_dir: Path, port: int | None = None) -> None:
+        self.state = tmp_path / "state.sqlite3"
+        self.port = port or _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / "api.log"
+        env = {
+            **os.environ,
+            "API_WORKERS": "2",
+            "API_PORT": str(self.port),
+            "API_HOST": "127.0.0.1",
+            "API_STATE_DB": str(self.state),
+            "API_START_DAEMON": "0",
+            "WAREHOUSE_URL": f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
+            "SERVING_DUCKDB": str(snapshot_dir / "serving.duckdb"),
+        }
+        self.key = KeyStore(StateStore(self.state)).create("t", ("read",), "standard")[1]
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "enrichment_pipeline.api"], env=env, stderr=out
+            )
+
+    def up(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def workers(self) -> set[int]:
+        out = subprocess.run(
+            ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(self.proc.pid)], capture_output=True, text=True
+        )
+        # The spawned workers, not multiprocessing's resource tracker.
+        return {
+            int(line.split()[0])
+            for line in out.stdout.splitlines()
+            if "spawn_main" in line and "resource_tracker" not in line
+        }
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        return self.proc.wait(timeout=60)
+
+    def pids_serving(self, path: str) -> list[str]:
+        pattern = rf"\[(\d+)\] INFO enrichment_pipeline\.api\.access: GET {re.escape(path)} "
+        return re.findall(pattern, self.log.read_text())
+
+
 def test_two_worker_processes_serve_one_port_and_share_each_keys_limit(tmp_path: Path, snapshot_dir: Path):
-    state = tmp_path / "state.sqlite3"
-    key = KeyStore(StateStore(state)).create("t", ("read",), "standard")[1]
-    port = _free_port()
-    log = tmp_path / "api.log"
-    env = {
-        **os.environ,
-        "API_WORKERS": "2",
-        "API_PORT": str(port),
-        "API_HOST": "127.0.0.1",
-        "API_STATE_DB": str(state),
-        "API_START_DAEMON": "0",
-        "WAREHOUSE_URL": f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
-        "SERVING_DUCKDB": str(snapshot_dir / "serving.duckdb"),
-    }
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "enrichment_pipeline.api"], env=env, stderr=out)
+    served = Served(tmp_path, snapshot_dir)
     try:
-        url = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            try:
-                return httpx.get(f"{url}/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        _until(up, 60)
+        _until(served.up, 60)
+        headers = {"Authorization": f"Bearer {served.key}"}
         statuses = []
         # A new connection per request, so the kernel spreads them over both processes.
         for _ in range(100):
-            r = httpx.get(f"{url}/v1/companies/company000001.com", headers={"Authorization": f"Bearer {key}"})
-            statuses.append(r.status_code)
-        over = httpx.get(f"{url}/v1/companies/company000001.com", headers={"Authorization": f"Bearer {key}"})
+            statuses.append(
+                httpx.get(f"{served.url}/v1/companies/company000001.com", headers=headers).status_code
+            )
+        over = httpx.get(f"{served.url}/v1/companies/company000001.com", headers=headers)
         if 429 in statuses or over.headers.get("ratelimit-remaining") == "99":  # a new minute began
+            served.stop()
             return test_two_worker_processes_serve_one_port_and_share_each_keys_limit(
                 tmp_path / "again", snapshot_dir
             )
         assert set(statuses) == {200}
         assert over.status_code == 429 and over.json()["code"] == "rate_limited"
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    text = log.read_text()
-    served_by = set(re.findall(r"\[(\d+)\] INFO enrichment_pipeline\.api\.access: GET /v1/companies", text))
-    assert len(served_by) == 2, text[-2000:]
-    assert "Traceback" not in text
+        assert served.stop() == 0
+    assert len(set(served.pids_serving("/v1/companies/company000001.com"))) == 2
+    assert "Traceback" not in served.log.read_text()
+
+
+def test_connections_opened_together_are_spread_over_the_workers(tmp_path: Path, snapshot_dir: Path):
+    """A client's pool opens its connections at once; with one shared socket they often all went
+    to one worker. Each worker's own SO_REUSEPORT socket gets its share."""
+    served = Served(tmp_path, snapshot_dir)
+    try:
+        _until(served.up, 60)
+        time.sleep(1)  # both workers listening
+        path = "/v1/companies/company000002.com"
+        sockets = [socket.create_connection(("127.0.0.1", served.port)) for _ in range(32)]
+        request = f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {served.key}\r\n\r\n".encode()
+        for sock in sockets:
+            sock.sendall(request)
+        for sock in sockets:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            sock.close()
+    finally:
+        served.stop()
+    counts = collections.Counter(served.pids_serving(path))
+    assert len(counts) == 2 and min(counts.values()) >= 4, counts
+
+
+def test_a_worker_that_dies_is_replaced(tmp_path: Path, snapshot_dir: Path):
+    served = Served(tmp_path, snapshot_dir)
+    try:
+        _until(served.up, 60)
+        _until(lambda: len(served.workers()) == 2)
+        first = served.workers()
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        _until(lambda: len(served.workers()) == 2 and victim not in served.workers())
+        _until(served.up)
+        assert "exited (code -9): starting another" in served.log.read_text()
+    finally:
+        assert served.stop() == 0
+
+
+def test_a_port_held_by_another_program_is_a_clear_error(tmp_path: Path, snapshot_dir: Path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        served = Served(tmp_path, snapshot_dir, port=holder.getsockname()[1])
+        assert served.proc.wait(timeout=60) == 1
+    text = served.log.read_text()
+    assert "cannot listen on 127.0.0.1:" in text and "Traceback" not in text
