@@ -119,18 +119,25 @@ def test_one_planned_event_per_run_and_every_partition_materialized(
     assert latest is not None and latest.run_id == result.run_id
 
 
+def _connection_counter(storage: object) -> tuple[list[str | None], object]:
+    """A stand-in for the storage's `_connect` that records the sqlite file (shard) of each call."""
+    connections: list[str | None] = []
+    connect = storage._connect  # type: ignore[attr-defined]
+
+    def counting_connect(shard: str | None) -> object:
+        connections.append(shard)
+        return connect(shard)
+
+    return connections, counting_connect
+
+
 def test_a_new_runs_planned_events_are_stored_as_dagsters_sqlite_storage_stores_them(
     project_instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A new marts run plans every dbt model and test: written with one connection per sqlite file."""
     job = defs.resolve_job_def(MARTS_JOB_NAME)
     storage = project_instance.event_log_storage
-    connections: list[str | None] = []
-    connect = storage._connect
-
-    def counting_connect(shard: str | None) -> object:
-        connections.append(shard)
-        return connect(shard)
+    connections, counting_connect = _connection_counter(storage)
 
     monkeypatch.setattr(storage, "_connect", counting_connect)
     run = project_instance.create_run_for_job(job)
@@ -190,12 +197,7 @@ def test_a_check_result_is_stored_with_one_connection_per_sqlite_file(
         return dg.AssetCheckResult(passed=False)
 
     storage = project_instance.event_log_storage
-    connections: list[str | None] = []
-    connect = storage._connect
-
-    def counting_connect(shard: str | None) -> object:
-        connections.append(shard)
-        return connect(shard)
+    connections, counting_connect = _connection_counter(storage)
 
     original_store_event = storage.store_event
 
