@@ -102,17 +102,21 @@ def _respond(request: Request, body: Body) -> Response:
     return Response(content, media_type="application/json", headers=headers)
 
 
-def _cached(request: Request, key: Hashable, build: Callable[[], Body | None]) -> Body | None:
-    """The body for `key` in the current data version, built (and kept) when not cached."""
-    api = request.app.state.api
-    version = api.source.version()
+def _kept(api: Any, version: str, key: Hashable, build: Callable[[], Body | None]) -> Body | None:
+    """The body for `key` in `version`, built (and kept) when not cached."""
     body = api.bodies.get(version, key)
     if body is None:
-        # Read after the version was seen, so the body is of that version or newer, never older.
         body = build()
         if body is not None:
             api.bodies.put(version, key, body)
     return body
+
+
+def _cached(request: Request, key: Hashable, build: Callable[[], Body | None]) -> Body | None:
+    """The body for `key` in the current data version. `build` reads after the version was seen,
+    so a kept body is of that version or newer, never older."""
+    api = request.app.state.api
+    return _kept(api, api.source.version(), key, build)
 
 
 def _cached_now(request: Request, key: Hashable) -> Body | None:
@@ -145,25 +149,22 @@ async def get_company(request: Request, domain: DomainParam, key: ApiKey = Depen
     cache_key = ("company", normalized)
     api = request.app.state.api
     index = api.source.row_index()
-    if index is not None:
-        body = api.bodies.get(index.version, cache_key)
-        if body is None:
-            row = index.get(normalized)
-            if row is None:
-                _not_found(normalized)
-            body = _company_body(q.profile_document(row, datetime.now(UTC)))
-            api.bodies.put(index.version, cache_key, body)
-        return _respond(request, body)
 
     def build() -> Body | None:
+        if index is not None:
+            row = index.get(normalized)
+            return None if row is None else _company_body(q.profile_document(row, datetime.now(UTC)))
         with api.source.session() as s:
             document = q.company(s, normalized)
         return None if document is None else _company_body(document)
 
-    found = await run_in_threadpool(_cached, request, cache_key, build)
-    if found is None:
+    if index is not None:
+        body = _kept(api, index.version, cache_key, build)
+    else:
+        body = await run_in_threadpool(_cached, request, cache_key, build)
+    if body is None:
         _not_found(normalized)
-    return _respond(request, found)
+    return _respond(request, body)
 
 
 @router.get(

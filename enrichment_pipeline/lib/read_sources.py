@@ -389,14 +389,11 @@ class PostgresSource:
         if self.change_check_s <= 0:
             return None  # asked on every request, by the request
         seen = self._marker
-        age = None if seen is None else time.monotonic() - seen[0]
         # Asked again from half its age on, so that under steady traffic it never goes stale and
         # no request has to wait for it.
-        if age is None or age >= self.change_check_s / 2:
+        if seen is None or time.monotonic() - seen[0] >= self.change_check_s / 2:
             self._ask_marker_soon()
-        if seen is None or age is None or age >= self.change_check_s:
-            return None
-        return seen[1]
+        return self._fresh_marker()
 
     def _ask_marker_soon(self) -> None:
         """Ask the marker in the background, so the event loop finds a fresh one next time."""
