@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from enrichment_pipeline.api import schemas
 from enrichment_pipeline.api.body_cache import BodyCache
 from enrichment_pipeline.api.config import ApiConfig
+from enrichment_pipeline.api.lookup_path import CompanyLookupPath
 from enrichment_pipeline.api.problems import CODES, ApiProblem, problem_response
 from enrichment_pipeline.api.routes_blueprint import router as blueprint_router
 from enrichment_pipeline.api.routes_companies import router as companies_router
@@ -260,6 +261,7 @@ def create_app(
     app.include_router(companies_router)
     app.include_router(enrichments_router)
     app.include_router(blueprint_router)
-    app.add_middleware(EdgeMiddleware, max_body_bytes=config.max_body_bytes)
+    app.add_middleware(CompanyLookupPath)
+    app.add_middleware(EdgeMiddleware, max_body_bytes=config.max_body_bytes)  # the outer one
     assert set(_STATUS_CODES.values()) <= set(CODES)
     return app

@@ -89,19 +89,26 @@ class EnrichmentWorker:
             self.submit(job)
 
     def shutdown(self) -> None:
-        self._stopping = True
-        self._stop.set()
+        with self._lock:
+            # Under the lock that `_take_over` holds: a pickup already past its wait must not take
+            # the leadership back after it was released here.
+            self._stopping = True
+            self._stop.set()
+            if self.leadership is not None:
+                self.leadership.release()
         self.pool.shutdown(wait=False, cancel_futures=True)
-        if self.leadership is not None:
-            self.leadership.release()
 
     # ------------------------------------------------------------------------------------------
 
     def _take_over(self) -> None:
         assert self.leadership is not None
-        if not self.leadership.held and self.leadership.try_acquire():
-            log.info("this API process carries the enrichment jobs (pid %s)", os.getpid())
-        if self.leadership.held:
+        with self._lock:
+            if self._stopping:
+                return
+            if not self.leadership.held and self.leadership.try_acquire():
+                log.info("this API process carries the enrichment jobs (pid %s)", os.getpid())
+            leading = self.leadership.held
+        if leading:
             self.resume()
 
     def _lead(self) -> None:

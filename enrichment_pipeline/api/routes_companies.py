@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
+import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -19,20 +19,22 @@ from enrichment_pipeline.api.security import reader
 from enrichment_pipeline.lib import company_queries as q
 from enrichment_pipeline.lib.api_keys import ApiKey
 from enrichment_pipeline.lib.domains import InvalidDomain, normalize_domain
-from enrichment_pipeline.lib.read_sources import Session
+from enrichment_pipeline.lib.read_sources import RowIndex, Session
 
 router = APIRouter(prefix="/v1", tags=["companies"])
 ERRORS = problem_doc(401, 403, 422, 429, 503)
+DOMAIN_MAX_LENGTH = 2048
 
 DomainParam = Annotated[
     str,
     Path(
-        description="the company's domain in any form: URL, `www.` host, upper case, Unicode", max_length=2048
+        description="the company's domain in any form: URL, `www.` host, upper case, Unicode",
+        max_length=DOMAIN_MAX_LENGTH,
     ),
 ]
 
 
-def _normalized(raw: str) -> str:
+def normalized_domain(raw: str) -> str:
     try:
         return normalize_domain(raw)
     except InvalidDomain as exc:
@@ -43,15 +45,15 @@ def _company_document(
     request: Request, raw_domain: str, question: Callable[[Session, str], dict[str, Any] | None]
 ) -> dict[str, Any]:
     """`question` asked about one company, or a 404 that says how to get it enriched."""
-    domain = _normalized(raw_domain)
+    domain = normalized_domain(raw_domain)
     with request.app.state.api.source.session() as s:
         document = question(s, domain)
     if document is None:
-        _not_found(domain)
+        not_found(domain)
     return document
 
 
-def _not_found(domain: str) -> NoReturn:
+def not_found(domain: str) -> NoReturn:
     raise ApiProblem(
         "company_not_found",
         f'{domain} has not been enriched yet: POST /v1/enrichments with {{"domains": ["{domain}"]}} '
@@ -69,10 +71,10 @@ def _company_body(document: dict[str, Any]) -> Body:
     freshness = document["freshness"]
     enriched_at = freshness["enriched_at"]
     if freshness["age_seconds"] is None or not isinstance(enriched_at, str):
-        text = json.dumps(document, separators=(",", ":"), default=str).encode()
+        text = orjson.dumps(document, default=str)
         return Body(text, 'W/"' + hashlib.sha256(text).hexdigest()[:32] + '"')
     freshness["age_seconds"] = _AGE.strip(b'"').decode()
-    text = json.dumps(document, separators=(",", ":"), default=str).encode()
+    text = orjson.dumps(document, default=str)
     head, _, tail = text.rpartition(_AGE)  # freshness comes last: the last occurrence is ours
     return Body(
         head,
@@ -89,11 +91,12 @@ def _matches(header: str | None, etag: str) -> bool:
     return "*" in tags or etag.removeprefix("W/") in tags
 
 
-def _respond(request: Request, body: Body) -> Response:
+def respond(if_none_match: str | None, body: Body) -> Response:
+    """200 with the body (and its ETag), or 304 when `if_none_match` names that ETag."""
     if body.etag is None:
         return Response(body.content, media_type="application/json")
     headers = {"ETag": body.etag, "Cache-Control": "private, no-cache"}
-    if _matches(request.headers.get("if-none-match"), body.etag):
+    if _matches(if_none_match, body.etag):
         return Response(status_code=304, headers=headers)
     content = body.content
     if body.enriched_at is not None:
@@ -143,28 +146,35 @@ def get_technologies(request: Request, domain: DomainParam, key: ApiKey = Depend
     summary="One company: profile, score, per-field provenance, confidence, freshness",
 )
 async def get_company(request: Request, domain: DomainParam, key: ApiKey = Depends(reader)) -> Response:
-    # Answered on the event loop when the source's row index is ready (a dict hit, no I/O), else in
-    # a worker thread that asks the warehouse.
-    normalized = _normalized(domain)
-    cache_key = ("company", normalized)
+    # Answered on the event loop when the source's row index is ready (no I/O), else in a worker
+    # thread that asks the warehouse. `CompanyLookupPath` answers the first case before routing.
+    normalized = normalized_domain(domain)
     api = request.app.state.api
     index = api.source.row_index()
+    if index is not None:
+        body = indexed_company_body(api, index, normalized)
+    else:
+
+        def build() -> Body | None:
+            with api.source.session() as s:
+                document = q.company(s, normalized)
+            return None if document is None else _company_body(document)
+
+        body = await run_in_threadpool(_cached, request, ("company", normalized), build)
+    if body is None:
+        not_found(normalized)
+    return respond(request.headers.get("if-none-match"), body)
+
+
+def indexed_company_body(api: Any, index: RowIndex, domain: str) -> Body | None:
+    """A company's body from the row index (kept per data version), or None if it is unknown.
+    No I/O: for the event loop."""
 
     def build() -> Body | None:
-        if index is not None:
-            row = index.get(normalized)
-            return None if row is None else _company_body(q.profile_document(row, datetime.now(UTC)))
-        with api.source.session() as s:
-            document = q.company(s, normalized)
-        return None if document is None else _company_body(document)
+        row = index.get(domain)
+        return None if row is None else _company_body(q.profile_document(row, datetime.now(UTC)))
 
-    if index is not None:
-        body = _kept(api, index.version, cache_key, build)
-    else:
-        body = await run_in_threadpool(_cached, request, cache_key, build)
-    if body is None:
-        _not_found(normalized)
-    return _respond(request, body)
+    return _kept(api, index.version, ("company", domain), build)
 
 
 @router.get(
@@ -233,7 +243,7 @@ async def list_companies(
     cache_key = ("page", sort, limit, cursor, repr(flt))
     body = _cached_now(request, cache_key) or await run_in_threadpool(_cached, request, cache_key, build)
     assert body is not None
-    return _respond(request, body)
+    return respond(request.headers.get("if-none-match"), body)
 
 
 @router.get(

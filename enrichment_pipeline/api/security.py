@@ -8,6 +8,7 @@ the limiter only counts.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import Request
 
@@ -18,9 +19,12 @@ from enrichment_pipeline.lib.rate_limits import Kind
 log = logging.getLogger("enrichment_pipeline.api.access")
 
 
-def _authorize(request: Request, scope: str, kind: Kind) -> ApiKey:
-    state = request.app.state.api
-    header = request.headers.get("authorization", "")
+def authorize(asgi_scope: dict[str, Any], header: str, scope: str, kind: Kind) -> ApiKey:
+    """The key behind `header` (an `Authorization` value) if it has `scope` and its `kind`
+    allowance is not spent; else an ApiProblem (401, 403, 429). Counts the request, and leaves the
+    key's id and the rate-limit headers in the request's state for the access log and the answer."""
+    state = asgi_scope["app"].state.api
+    request_state = asgi_scope.setdefault("state", {})
     scheme, _, token = header.partition(" ")
     challenge = {"WWW-Authenticate": 'Bearer realm="enrichment-pipeline"'}
     if not header:
@@ -37,13 +41,13 @@ def _authorize(request: Request, scope: str, kind: Kind) -> ApiKey:
                 "WWW-Authenticate": challenge["WWW-Authenticate"] + ', error="invalid_token"',
             },
         )
-    request.state.key_id = key.id
+    request_state["key_id"] = key.id
     if scope not in key.scopes:
         raise ApiProblem(
             "forbidden", f"this operation needs the `{scope}` scope; the key has {', '.join(key.scopes)}"
         )
     decision = state.limiter.hit(key.id, key.tier, kind)
-    request.state.rate_headers = decision.headers()
+    request_state["rate_headers"] = decision.headers()
     if not decision.allowed:
         raise ApiProblem(
             "rate_limited",
@@ -51,6 +55,10 @@ def _authorize(request: Request, scope: str, kind: Kind) -> ApiKey:
             headers=decision.headers(),
         )
     return key
+
+
+def _authorize(request: Request, scope: str, kind: Kind) -> ApiKey:
+    return authorize(request.scope, request.headers.get("authorization", ""), scope, kind)
 
 
 async def reader(request: Request) -> ApiKey:

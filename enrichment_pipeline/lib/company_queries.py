@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
 import polars as pl
 
 from enrichment_pipeline.lib.fields import GROUPS
@@ -30,6 +31,9 @@ DEFAULT_LIMIT = 50
 # at the top) and tech_spend_usd (BuiltWith's spend estimate, not published by the read API).
 SECTIONS = ("firmographics", "financials", "traffic")
 _NOT_IN_SECTIONS = frozenset({"company_name", "tech_spend_usd"})
+_SECTION_FIELDS = {
+    section: tuple(k for k in GROUPS[section] if k not in _NOT_IN_SECTIONS) for section in SECTIONS
+}
 CONFIDENCE = ("profile", "employees", "revenue_usd", "industry_naics", "technologies")
 GROUP_SOURCES = ("firmographics", "financials", "technologies", "traffic")
 
@@ -60,8 +64,8 @@ def _json(text: Any, default: Any) -> Any:
     if not isinstance(text, str):
         return text
     try:
-        return json.loads(text)
-    except ValueError:
+        return orjson.loads(text)
+    except ValueError:  # orjson.JSONDecodeError is one
         return default
 
 
@@ -114,10 +118,7 @@ def profile_document(r: Row, now: datetime) -> dict[str, Any]:
         "company_name": r.get("company_name"),
         "status": r.get("status"),
         "mode": r.get("mode"),
-        **{
-            section: {k: r.get(k) for k in GROUPS[section] if k not in _NOT_IN_SECTIONS}
-            for section in SECTIONS
-        },
+        **{section: {k: r.get(k) for k in fields} for section, fields in _SECTION_FIELDS.items()},
         "technographics": {
             "technologies": _json(r.get("technologies"), []),
             "technology_count": r.get("technology_count"),

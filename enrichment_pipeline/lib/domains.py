@@ -79,11 +79,15 @@ def _psl() -> PublicSuffixList:
 
 def _is_ip_like(host: str) -> bool:
     """True for IP literals, including shorthand forms like ``1.2.3`` that browsers treat as IPv4."""
+    last = host.rstrip(".").rsplit(".", 1)[-1]
+    if last.isascii() and last.isdigit():
+        return True  # every IPv4 literal ends so; the parser is only needed for IPv6
+    if ":" not in host:
+        return False
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        last = host.rstrip(".").rsplit(".", 1)[-1]
-        return last.isascii() and last.isdigit()
+        return False
     return True
 
 

@@ -58,10 +58,12 @@ class RowIndex:
         self.version = version
         self.frame = frame
         self._position = {k: i for i, k in enumerate(frame.get_column(key).to_list())}
+        self._columns = frame.columns
 
     def get(self, key: str) -> Row | None:
         i = self._position.get(key)
-        return None if i is None else self.frame.row(i, named=True)
+        # Zipped here: half the time of polars' `row(i, named=True)`.
+        return None if i is None else dict(zip(self._columns, self.frame.row(i), strict=True))
 
     def rows(self, keys: Sequence[str], columns: Sequence[str]) -> list[Row]:
         """`columns` of the rows of `keys`, in that order (keys that are absent are skipped)."""

@@ -76,6 +76,29 @@ def test_a_job_accepted_by_a_follower_is_carried_by_the_leader_then_by_its_succe
         source.close()
 
 
+def test_a_pickup_that_was_under_way_at_shutdown_does_not_take_the_leadership_back(
+    tmp_path: Path, snapshot_dir: Path
+):
+    from enrichment_pipeline.lib.read_sources import SnapshotSource
+
+    state = tmp_path / "state.sqlite3"
+    source = SnapshotSource(snapshot_dir / "serving.duckdb")
+    worker = EnrichmentWorker(
+        JobStore(StateStore(state)), FakeRuns(), source, leadership=Leadership(state), pickup_s=60
+    )
+    try:
+        worker.start()
+        assert worker.leading
+        worker.shutdown()
+        # The pickup loop's next step, had it passed its wait just before the shutdown.
+        worker._take_over()
+        assert not worker.leading
+        assert Leadership(state).try_acquire()  # free for a successor
+    finally:
+        worker.shutdown()
+        source.close()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
