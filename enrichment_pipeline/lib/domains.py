@@ -216,6 +216,10 @@ def normalize_domain(raw: str) -> str:
     _check_punycode(raw, labels)
 
     psl = _psl()
+    registrable = psl.privatesuffix(host, accept_unknown=False)
+    if registrable is not None:
+        return registrable
+    # Not registrable: the public suffix says why.
     suffix = psl.publicsuffix(host, accept_unknown=False)
     if suffix == host:
         raise InvalidDomain(
@@ -223,10 +227,7 @@ def normalize_domain(raw: str) -> str:
         )
     if len(labels) < 2:
         raise InvalidDomain(raw, f"single-label name {host!r} is not a public domain")
-    registrable = psl.privatesuffix(host, accept_unknown=False) if suffix else None
-    if registrable is None:
-        raise InvalidDomain(raw, f"unknown top-level domain '.{labels[-1]}' (not in the public suffix list)")
-    return registrable
+    raise InvalidDomain(raw, f"unknown top-level domain '.{labels[-1]}' (not in the public suffix list)")
 
 
 def display_domain(domain: str) -> str:

@@ -230,3 +230,28 @@ def test_a_stale_marker_is_asked_again_in_the_background(pg_url):
         assert source.known_version() == marker
     finally:
         source.close()
+
+
+def test_a_marker_past_half_its_age_is_renewed_before_it_goes_stale(pg_url, monkeypatch):
+    """Under steady traffic requests never find the marker stale (they would all fall back to
+    PostgreSQL together): from half its age on, a request has it asked again in the background."""
+    import time
+
+    from enrichment_pipeline.lib import read_sources
+    from enrichment_pipeline.lib.read_sources import PostgresSource
+
+    now = [1000.0]
+    monkeypatch.setattr(read_sources.time, "monotonic", lambda: now[0])
+    source = PostgresSource(pg_url, max_size=2, change_check_s=10)
+    try:
+        marker = source.version()
+        now[0] += 6  # past half its trusted age, still fresh
+        assert source.known_version() == marker
+        deadline = time.time() + 10
+        while source._marker[0] != now[0]:  # renewed in the background
+            assert time.time() < deadline, "the marker was not asked again at half its age"
+            time.sleep(0.01)
+        now[0] += 6  # 12 s after the first ask: stale, had it not been renewed
+        assert source.known_version() == marker
+    finally:
+        source.close()

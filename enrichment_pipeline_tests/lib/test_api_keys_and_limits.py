@@ -38,6 +38,24 @@ def test_keys_are_random_stored_as_digests_and_revocable(tmp_path):
     assert next(k for k in store.list() if k.id == key.id).last_used_at is not None
 
 
+def test_a_key_revoked_by_another_process_stops_working_within_the_check_interval(tmp_path, monkeypatch):
+    from enrichment_pipeline.lib import api_keys
+
+    now = [100.0]
+    monkeypatch.setattr(api_keys.time, "monotonic", lambda: now[0])
+    state = tmp_path / "s.sqlite3"
+    serving, cli = KeyStore(StateStore(state)), KeyStore(StateStore(state))
+    key, token = cli.create("crm")
+    assert serving.authenticate(token) is not None
+    cli.revoke(key.id)  # another connection: the serving process's memory does not know yet
+    now[0] += api_keys.CHANGES_CHECKED_EVERY_S / 2
+    assert serving.authenticate(token) is not None
+    now[0] += api_keys.CHANGES_CHECKED_EVERY_S
+    assert serving.authenticate(token) is None
+    other = cli.create("crm2")[1]
+    assert serving.authenticate(other) is not None  # a new key needs no wait: it is looked up
+
+
 def test_scopes_and_tiers_are_checked():
     assert parse_scopes("read, ENRICH,read") == ("read", "enrich")
     with pytest.raises(ApiKeyError):
