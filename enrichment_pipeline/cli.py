@@ -208,79 +208,81 @@ def enrich(args: argparse.Namespace) -> int:
     from enrichment_pipeline.defs.raw.assets import RAW_KEY
 
     started = time.perf_counter()
-    instance = dg.DagsterInstance.get()
-    name = domains_partitions.name
-    known = set(instance.get_dynamic_partitions(name))
-    new = [d for d in valid if d not in known]
-    if new:
-        instance.add_dynamic_partitions(name, new)
-    due, cached_keys = _due_domains(url, valid, mode, force=bool(args.force))
-    job = enrichment_defs.resolve_job_def(ENRICH_JOB_NAME)
-    # Dagster's own event log goes to the UI (`make dev`); --verbose prints it here as well.
-    loggers = {"console": {"config": {"log_level": "INFO" if args.verbose else "CRITICAL"}}}
-    run_config = {
-        "ops": {"raw__provider_responses": {"config": {"force": bool(args.force)}}},
-        "loggers": loggers,
-    }
-    quiet = {"loggers": loggers}
-    metadata: list[dict] = []
-    reporter = _make_reporter(err)
-    progress = _FetchProgress(
-        reporter,
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    )
-    if err.is_terminal:
-        reporter.progress = progress
-    marts_line = None
-    with progress:
-        # Domains answered entirely from the cache need no partitioned run (Dagster writes two
-        # events per partition); the tables downstream are still rebuilt once, below.
-        ranges = contiguous_ranges(instance.get_dynamic_partitions(name), due) if due else []
-        downstream = {key for key in job.asset_layer.selected_asset_keys if key != RAW_KEY}
-        runs = [(job.get_subset(asset_selection={RAW_KEY}), r) for r in ranges[:-1]]
-        runs.append((job, ranges[-1]) if ranges else (job.get_subset(asset_selection=downstream), None))
-        for run_job, span in runs:
-            tags = {"enrichment/source": "cli"}
-            if span is not None:
-                tags |= {
-                    "dagster/asset_partition_range_start": span[0],
-                    "dagster/asset_partition_range_end": span[1],
-                }
-            result = run_job.execute_in_process(
-                run_config=run_config if span is not None else quiet,
-                instance=instance,
-                tags=tags,
-                resources={"progress": reporter},
-                raise_on_error=False,
-            )
-            if not result.success:
-                return _run_failed(result)
-            events = result.asset_materializations_for_node("raw__provider_responses")
-            if events:
-                metadata.append({k: v.value for k, v in events[0].metadata.items()})
-        if not args.no_marts:
-            from enrichment_pipeline.definitions import defs
-            from enrichment_pipeline.defs.dbt.factory import ASSETS_NAME as DBT_STEP
+    # As a context: this instance's state storage is the one definitions are loaded against
+    # (not whatever an earlier instance of this process left current), and it is disposed after.
+    with dg.DagsterInstance.get() as instance:
+        name = domains_partitions.name
+        known = set(instance.get_dynamic_partitions(name))
+        new = [d for d in valid if d not in known]
+        if new:
+            instance.add_dynamic_partitions(name, new)
+        due, cached_keys = _due_domains(url, valid, mode, force=bool(args.force))
+        job = enrichment_defs.resolve_job_def(ENRICH_JOB_NAME)
+        # Dagster's own event log goes to the UI (`make dev`); --verbose prints it here as well.
+        loggers = {"console": {"config": {"log_level": "INFO" if args.verbose else "CRITICAL"}}}
+        run_config = {
+            "ops": {"raw__provider_responses": {"config": {"force": bool(args.force)}}},
+            "loggers": loggers,
+        }
+        quiet = {"loggers": loggers}
+        metadata: list[dict] = []
+        reporter = _make_reporter(err)
+        progress = _FetchProgress(
+            reporter,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
+        )
+        if err.is_terminal:
+            reporter.progress = progress
+        marts_line = None
+        with progress:
+            # Domains answered entirely from the cache need no partitioned run (Dagster writes two
+            # events per partition); the tables downstream are still rebuilt once, below.
+            ranges = contiguous_ranges(instance.get_dynamic_partitions(name), due) if due else []
+            downstream = {key for key in job.asset_layer.selected_asset_keys if key != RAW_KEY}
+            runs = [(job.get_subset(asset_selection={RAW_KEY}), r) for r in ranges[:-1]]
+            runs.append((job, ranges[-1]) if ranges else (job.get_subset(asset_selection=downstream), None))
+            for run_job, span in runs:
+                tags = {"enrichment/source": "cli"}
+                if span is not None:
+                    tags |= {
+                        "dagster/asset_partition_range_start": span[0],
+                        "dagster/asset_partition_range_end": span[1],
+                    }
+                result = run_job.execute_in_process(
+                    run_config=run_config if span is not None else quiet,
+                    instance=instance,
+                    tags=tags,
+                    resources={"progress": reporter},
+                    raise_on_error=False,
+                )
+                if not result.success:
+                    return _run_failed(result)
+                events = result.asset_materializations_for_node("raw__provider_responses")
+                if events:
+                    metadata.append({k: v.value for k, v in events[0].metadata.items()})
+            if not args.no_marts:
+                from enrichment_pipeline.definitions import defs
+                from enrichment_pipeline.defs.dbt.factory import ASSETS_NAME as DBT_STEP
 
-            marts_config = {**quiet, "ops": {DBT_STEP: {"config": {"echo_log": bool(args.verbose)}}}}
-            marts = defs.resolve_job_def(MARTS_JOB_NAME).execute_in_process(
-                run_config=marts_config,
-                instance=instance,
-                tags={"enrichment/source": "cli"},
-                raise_on_error=False,
-            )
-            if not marts.success:
-                err.print("[yellow]the enrichment is stored, but building the marts failed:[/]")
-                return _run_failed(marts)
-            built = marts.asset_materializations_for_node(DBT_STEP)
-            if built and "dbt_summary" in built[0].metadata:
-                marts_line = str(built[0].metadata["dbt_summary"].value)
+                marts_config = {**quiet, "ops": {DBT_STEP: {"config": {"echo_log": bool(args.verbose)}}}}
+                marts = defs.resolve_job_def(MARTS_JOB_NAME).execute_in_process(
+                    run_config=marts_config,
+                    instance=instance,
+                    tags={"enrichment/source": "cli"},
+                    raise_on_error=False,
+                )
+                if not marts.success:
+                    err.print("[yellow]the enrichment is stored, but building the marts failed:[/]")
+                    return _run_failed(marts)
+                built = marts.asset_materializations_for_node(DBT_STEP)
+                if built and "dbt_summary" in built[0].metadata:
+                    marts_line = str(built[0].metadata["dbt_summary"].value)
 
     seconds = time.perf_counter() - started
     with Warehouse.open(url, read_only=True) as wh:
