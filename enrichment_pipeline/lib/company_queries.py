@@ -71,8 +71,8 @@ def _json(text: Any, default: Any) -> Any:
 
 def _iso(value: Any) -> Any:
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
+        if value.tzinfo is None:  # naive timestamps are UTC (the row index keeps them so)
+            return value.isoformat() + "Z"
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return value
 
@@ -98,7 +98,8 @@ def profile_document(r: Row, now: datetime) -> dict[str, Any]:
     enriched_at = r.get("enriched_at")
     age = None
     if isinstance(enriched_at, datetime):
-        age = max(0, int((now - enriched_at.astimezone(UTC)).total_seconds()))
+        aware = enriched_at if enriched_at.tzinfo is not None else enriched_at.replace(tzinfo=UTC)
+        age = max(0, int((now - aware).total_seconds()))
     score = None
     if r.get("icp_score") is not None:
         score = {
