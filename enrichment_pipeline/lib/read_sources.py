@@ -200,6 +200,7 @@ class SnapshotSource:
 
     def _build_index(self, snap: _Snapshot) -> None:
         assert self.index_sql is not None
+        started = time.perf_counter()
         try:
             cursor = snap.conn.cursor()
             try:
@@ -209,6 +210,12 @@ class SnapshotSource:
                 cursor.close()
             assert isinstance(frame, pl.DataFrame)
             snap.index = RowIndex(_identity_version(snap.identity), frame, self.index_key)
+            log.info(
+                "row index of snapshot %s built: %d companies in %.1f s",
+                snap.index.version,
+                len(snap.index),
+                time.perf_counter() - started,
+            )
         except duckdb.CatalogException as exc:
             log.warning("row index not built (the snapshot lacks a mart: %s); lookups will say so", exc)
         except Exception:
@@ -499,6 +506,7 @@ class PostgresSource:
 
     def _build(self) -> None:
         """The listing and the row index of one marker, read in one transaction."""
+        started = time.perf_counter()
         try:
             with self.session() as s:
                 conn = s.conn  # type: ignore[attr-defined]
@@ -521,6 +529,12 @@ class PostgresSource:
                 self._index = index
             if self.listing_sql is not None:
                 self._store_listing(marker, frames)
+            log.info(
+                "listing and row index of PostgreSQL marker %s built: %s companies in %.1f s",
+                marker,
+                len(index) if index is not None else "no index,",
+                time.perf_counter() - started,
+            )
         except SourceUnavailable as exc:
             log.warning("company listing and row index not built: %s", exc)
         except Exception:
