@@ -476,3 +476,22 @@ def test_bad_utf8_names_the_line(tmp_path: Path) -> None:
     path.write_bytes(b"stripe.com\nm\xfcller.de\n")
     with pytest.raises(DomainFileError, match=r"latin1\.txt: not valid UTF-8 text \(byte 0xfc on line 2\)"):
         read_domain_file(path)
+
+
+def test_every_whitespace_and_control_character_is_refused_with_its_reason():
+    """Every code point, inside an otherwise valid name: whitespace and control characters are
+    refused, each with its own reason, whatever shortcut the check takes for clean names."""
+    refused = {}
+    for code in range(0x110000):
+        ch = chr(code)
+        if ch.isspace():
+            expected = "contains whitespace"
+        elif code < 0x20 or 0x7F <= code < 0xA0:
+            expected = "contains control characters"
+        else:
+            continue
+        with pytest.raises(domains.InvalidDomain) as caught:
+            normalize_domain(f"ex{ch}ample.com")
+        refused[code] = caught.value.reason
+        assert caught.value.reason == expected, hex(code)
+    assert len(refused) >= 60  # the 65 C0/C1/DEL controls and the Unicode spaces
