@@ -43,11 +43,12 @@ class CompanyLookupPath:
         if index is None:
             await self.app(scope, receive, send)
             return
+        # The first of repeated headers, as the route's `request.headers.get` reads them.
         authorization = if_none_match = None
         for name, value in scope["headers"]:
-            if name == b"authorization":
+            if name == b"authorization" and authorization is None:
                 authorization = value.decode("latin-1")
-            elif name == b"if-none-match":
+            elif name == b"if-none-match" and if_none_match is None:
                 if_none_match = value.decode("latin-1")
         try:
             authorize(scope, authorization or "", "read", "read")
