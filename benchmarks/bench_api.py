@@ -116,11 +116,16 @@ class Api:
         self._sampler.start()
 
     def wait_for_copies(self) -> None:
-        """Until every worker has built its row index (and listing) of the data: measuring
-        while one is still being built measures the build."""
+        """Until every worker has built its row index (and listing) of the data and rendered its
+        lookup bodies: measuring while one is still being built measures the build."""
         rnd = random.Random(0)
         deadline = time.monotonic() + 300
-        while self.log.read_text(errors="replace").count(" built: ") < self.workers:
+
+        def ready(text: str) -> bool:
+            # Each worker logs its row index (and listing) built, then its lookup bodies rendered.
+            return text.count(" built: ") >= self.workers and text.count("lookup bodies of ") >= self.workers
+
+        while not ready(self.log.read_text(errors="replace")):
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError(f"the API did not build its copies: {self.log.read_text()[-2000:]}")
             # Requests on new connections reach every worker, and each starts its builds.

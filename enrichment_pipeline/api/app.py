@@ -19,8 +19,10 @@ from enrichment_pipeline.api.body_cache import BodyCache
 from enrichment_pipeline.api.config import ApiConfig
 from enrichment_pipeline.api.lookup_path import CompanyLookupPath
 from enrichment_pipeline.api.problems import CODES, ApiProblem, problem_response
+from enrichment_pipeline.api.rendered_bodies import RenderedBodies
 from enrichment_pipeline.api.routes_blueprint import router as blueprint_router
 from enrichment_pipeline.api.routes_companies import router as companies_router
+from enrichment_pipeline.api.routes_companies import row_body
 from enrichment_pipeline.api.routes_enrichments import router as enrichments_router
 from enrichment_pipeline.lib import company_queries
 from enrichment_pipeline.lib.api_keys import KeyStore
@@ -40,6 +42,7 @@ class ApiState:
     limiter: MinuteLimiter
     source: ReadSource
     bodies: BodyCache
+    rendered: RenderedBodies
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -158,6 +161,7 @@ def create_app(
                 index_sql=company_queries.PROFILES_SQL,
             ),
             bodies=BodyCache(config.cache_mb * 1024 * 1024),
+            rendered=RenderedBodies(config.prerender_mb * 1024 * 1024, row_body),
         )
         from enrichment_pipeline.api.dagster_runs import DagsterRuns
         from enrichment_pipeline.api.enrichment_worker import EnrichmentWorker

@@ -166,13 +166,22 @@ async def get_company(request: Request, domain: DomainParam, key: ApiKey = Depen
     return respond(request.headers.get("if-none-match"), body)
 
 
+def row_body(row: dict[str, Any]) -> Body:
+    """A company's lookup body from its row-index row."""
+    return _company_body(q.profile_document(row, datetime.now(UTC)))
+
+
 def indexed_company_body(api: Any, index: RowIndex, domain: str) -> Body | None:
-    """A company's body from the row index (kept per data version), or None if it is unknown.
-    No I/O: for the event loop."""
+    """A company's body from the row index: rendered in the background, else built (and kept
+    per data version); None if it is unknown. No I/O: for the event loop."""
+    body = api.rendered.get(index.version, domain)
+    if body is not None:
+        return body
+    api.rendered.ensure(index)
 
     def build() -> Body | None:
         row = index.get(domain)
-        return None if row is None else _company_body(q.profile_document(row, datetime.now(UTC)))
+        return None if row is None else row_body(row)
 
     return _kept(api, index.version, ("company", domain), build)
 

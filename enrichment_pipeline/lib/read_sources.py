@@ -71,6 +71,12 @@ class RowIndex:
         # Zipped here: half the time of polars' `row(i, named=True)`.
         return None if i is None else dict(zip(self._columns, self.frame.row(i), strict=True))
 
+    def iter_rows(self) -> Iterator[Row]:
+        """Every row, in the frame's order (converted in batches: a fraction of `get`'s cost)."""
+        columns = self._columns
+        for values in self.frame.iter_rows():
+            yield dict(zip(columns, values, strict=True))
+
     def rows(self, keys: Sequence[str], columns: Sequence[str]) -> list[Row]:
         """`columns` of the rows of `keys`, in that order (keys that are absent are skipped)."""
         positions = [i for i in map(self._position.get, keys) if i is not None]

@@ -38,9 +38,11 @@ def _until_indexed(server: LiveServer, app) -> None:
     with server.client() as c:
         assert c.get("/ready").status_code == 200  # opens the snapshot, which builds the index
     deadline = time.monotonic() + 20
-    while app.state.api.source.row_index() is None:
+    while (index := app.state.api.source.row_index()) is None:
         assert time.monotonic() < deadline, "the row index was not built"
         time.sleep(0.02)
+    app.state.api.rendered.ensure(index)  # a no-op where rendering is off
+    app.state.api.rendered.wait(20)
 
 
 def _keys(state: Path) -> dict[str, str]:
@@ -67,14 +69,21 @@ def _answer(r: httpx.Response) -> tuple:
 @pytest.fixture
 def both(tmp_path: Path, snapshot_dir: Path):
     snapshot = snapshot_dir / "serving.duckdb"
+    # The fast one answers from bodies rendered in the background; the route builds each one.
     fast_cfg = api_config(tmp_path / "fast", snapshot)
-    route_cfg = api_config(tmp_path / "route", snapshot)
+    route_cfg = api_config(tmp_path / "route", snapshot, prerender_mb=0)
     for cfg in (fast_cfg, route_cfg):
         cfg.state_path.parent.mkdir()
     fast_app, route_app = create_app(fast_cfg), _route_only(create_app(route_cfg))
     with LiveServer(fast_app) as fast, LiveServer(route_app) as route:
         _until_indexed(fast, fast_app)
         _until_indexed(route, route_app)
+        assert (
+            fast_app.state.api.rendered.get(
+                fast_app.state.api.source.row_index().version, "company000003.com"
+            )
+            is not None
+        )
         yield (fast, _keys(fast_cfg.state_path)), (route, _keys(route_cfg.state_path))
 
 
