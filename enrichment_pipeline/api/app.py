@@ -27,6 +27,7 @@ from enrichment_pipeline.api.routes_enrichments import router as enrichments_rou
 from enrichment_pipeline.lib import company_queries
 from enrichment_pipeline.lib.api_keys import KeyStore
 from enrichment_pipeline.lib.api_state import StateStore
+from enrichment_pipeline.lib.listing_index import ListingIndex
 from enrichment_pipeline.lib.rate_limits import MinuteLimiter
 from enrichment_pipeline.lib.read_sources import ReadSource, SourceUnavailable, open_source
 
@@ -159,6 +160,7 @@ def create_app(
                 listing_sql=company_queries.LISTING_SQL,
                 listing_inputs=company_queries.LISTING_INPUTS,
                 index_sql=company_queries.PROFILES_SQL,
+                listing_pages=ListingIndex.build,
             ),
             bodies=BodyCache(config.cache_mb * 1024 * 1024),
             rendered=RenderedBodies(config.prerender_mb * 1024 * 1024, row_body),

@@ -274,9 +274,20 @@ def list_companies(
     else:
         source = "marts.company_profiles p LEFT JOIN marts.icp_scores s ON s.domain = p.domain"
         techs = None
+    decoded = decode_cursor(cursor, sort) if cursor else None
+    index = getattr(session, "row_index", None) if listing is not None else None
+    pages = getattr(session, "listing_index", None)
+    if index is not None and pages is not None:
+        # Ranked in memory where that answers exactly what the SQL below answers.
+        page = pages.page(flt, sort, limit, decoded)
+        if page is not None:
+            more = len(page.domains) > limit
+            next_cursor = encode_cursor(sort, page.last_value, page.domains[limit - 1]) if more else None
+            rows = index.rows(page.domains[:limit], LIST_NAMES)
+            return _page(rows, next_cursor, limit, sort)
     clauses, params = flt.where(techs)
-    if cursor:
-        value, last_domain = decode_cursor(cursor, sort)
+    if decoded is not None:
+        value, last_domain = decoded
         if name == "domain":
             clauses.append("p.domain < ?" if descending else "p.domain > ?")
             params.append(last_domain)
@@ -287,7 +298,6 @@ def list_companies(
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     direction = "DESC" if descending else "ASC"
     order = f"p.domain {direction}" if name == "domain" else f"{key} {direction}, p.domain ASC"
-    index = getattr(session, "row_index", None) if listing is not None else None
     # With the row index, the query only ranks (a top-N over two columns, ~4x cheaper than carrying
     # every column through it) and the page's columns are gathered from the index.
     columns = "p.domain" if index is not None else LIST_COLUMNS
@@ -304,6 +314,10 @@ def list_companies(
         next_cursor = encode_cursor(sort, last["sort_value"], last["domain"])
     if index is not None:
         rows = index.rows([r["domain"] for r in rows], LIST_NAMES)
+    return _page(rows, next_cursor, limit, sort)
+
+
+def _page(rows: list[Row], next_cursor: str | None, limit: int, sort: str) -> dict[str, Any]:
     items = []
     for r in rows:
         r.pop("sort_value", None)

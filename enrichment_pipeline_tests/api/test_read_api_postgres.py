@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import uuid
 from collections.abc import Iterator
 
@@ -10,8 +11,10 @@ import psycopg
 import pytest
 
 from enrichment_pipeline.api.app import create_app
+from enrichment_pipeline.lib.listing_index import ListingIndex
 from enrichment_pipeline_tests.api import marts_data
 from enrichment_pipeline_tests.api.conftest import LiveServer, api_config
+from enrichment_pipeline_tests.api.test_listing_index import random_filter
 
 pytestmark = pytest.mark.postgres
 N = 40
@@ -147,32 +150,47 @@ def test_the_in_memory_listing_answers_as_postgres_does_and_only_for_its_marker(
         listing_sql=q.LISTING_SQL,
         listing_inputs=q.LISTING_INPUTS,
         index_sql=q.PROFILES_SQL,
+        listing_pages=ListingIndex.build,
     )
+    rnd = random.Random(5)
     questions = [
         (q.CompanyFilter(), "-icp_score"),
         (q.CompanyFilter(tiers=["hot", "warm"], country="gb"), "domain"),
         (q.CompanyFilter(technologies=["algolia"], statuses=["enriched"]), "-monthly_visits"),
         (q.CompanyFilter(without_technologies=["shopify"], min_score=20, max_score=80), "enriched_at"),
         (q.CompanyFilter(industry="51", search_vendor="klevu"), "-revenue_usd"),
+        *((random_filter(rnd), rnd.choice(q.SORT_CHOICES)) for _ in range(30)),
     ]
 
     def listing_ready() -> bool:
         with source.listing_session() as s:
-            return getattr(s, "company_listing", None) is not None and s.row_index is not None
+            return (
+                getattr(s, "company_listing", None) is not None
+                and s.row_index is not None
+                and s.listing_index is not None
+            )
 
     try:
         deadline = time.monotonic() + 30
         while not listing_ready():
             assert time.monotonic() < deadline, "the listing was never built"
             time.sleep(0.05)
-        for flt, sort in questions:
-            with source.listing_session() as s:
-                assert s.company_listing is not None and s.row_index is not None
-                from_listing = q.list_companies(s, flt, sort=sort, limit=7)
-            with source.session() as s:
-                from_postgres = q.list_companies(s, flt, sort=sort, limit=7)
-            assert from_listing == from_postgres, (flt, sort)
-            assert from_listing["items"] or flt.industry  # the questions select something
+        for n, (flt, sort) in enumerate(questions):
+            cursor = None
+            for _ in range(3):  # and the pages after, through the cursors
+                with source.listing_session() as s:
+                    assert s.company_listing is not None and s.row_index is not None
+                    decoded = q.decode_cursor(cursor, sort) if cursor else None
+                    assert s.listing_index.page(flt, sort, 7, decoded) is not None  # ranked in memory
+                    from_listing = q.list_companies(s, flt, sort=sort, limit=7, cursor=cursor)
+                with source.session() as s:
+                    from_postgres = q.list_companies(s, flt, sort=sort, limit=7, cursor=cursor)
+                assert from_listing == from_postgres, (flt, sort, cursor)
+                if n < 5 and cursor is None:
+                    assert from_listing["items"] or flt.industry  # the questions select something
+                cursor = from_listing["next_cursor"]
+                if cursor is None:
+                    break
         marts_data.write_marts(pg_url, marts_data.marts(N, tag=" v2"))
         with source.listing_session() as s:  # the old listing is not this marker's: never used
             page = q.list_companies(s, q.CompanyFilter(), sort="domain", limit=3)
