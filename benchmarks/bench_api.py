@@ -116,14 +116,19 @@ class Api:
         self._sampler.start()
 
     def wait_for_copies(self) -> None:
-        """Until every worker has built its row index (and listing) of the data and rendered its
-        lookup bodies: measuring while one is still being built measures the build."""
+        """Until every worker has built its row index and listing of the data, ranked the listing
+        and rendered its lookup bodies: measuring while one is still being built measures the
+        build."""
         rnd = random.Random(0)
         deadline = time.monotonic() + 300
 
         def ready(text: str) -> bool:
-            # Each worker logs its row index (and listing) built, then its lookup bodies rendered.
-            return text.count(" built: ") >= self.workers and text.count("lookup bodies of ") >= self.workers
+            # Each worker logs its row index (and listing) built, its listing ranked in memory
+            # and its lookup bodies rendered.
+            return all(
+                text.count(line) >= self.workers
+                for line in (" built: ", "listing ranked in memory", "lookup bodies of ")
+            )
 
         while not ready(self.log.read_text(errors="replace")):
             if time.monotonic() > deadline or self.proc.poll() is not None:
