@@ -127,7 +127,7 @@ class Api:
             # and its lookup bodies rendered.
             return all(
                 text.count(line) >= self.workers
-                for line in (" built: ", "listing ranked in memory", "lookup bodies of ")
+                for line in (" built: ", "listing ranked in memory", "lookup bodies and list items of ")
             )
 
         while not ready(self.log.read_text(errors="replace")):

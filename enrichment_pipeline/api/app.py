@@ -22,7 +22,7 @@ from enrichment_pipeline.api.problems import CODES, ApiProblem, problem_response
 from enrichment_pipeline.api.rendered_bodies import RenderedBodies
 from enrichment_pipeline.api.routes_blueprint import router as blueprint_router
 from enrichment_pipeline.api.routes_companies import router as companies_router
-from enrichment_pipeline.api.routes_companies import row_body
+from enrichment_pipeline.api.routes_companies import row_body, row_item
 from enrichment_pipeline.api.routes_enrichments import router as enrichments_router
 from enrichment_pipeline.lib import company_queries
 from enrichment_pipeline.lib.api_keys import KeyStore
@@ -163,7 +163,7 @@ def create_app(
                 listing_pages=ListingIndex.build,
             ),
             bodies=BodyCache(config.cache_mb * 1024 * 1024),
-            rendered=RenderedBodies(config.prerender_mb * 1024 * 1024, row_body),
+            rendered=RenderedBodies(config.prerender_mb * 1024 * 1024, row_body, row_item),
         )
         from enrichment_pipeline.api.dagster_runs import DagsterRuns
         from enrichment_pipeline.api.enrichment_worker import EnrichmentWorker

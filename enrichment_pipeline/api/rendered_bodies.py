@@ -1,4 +1,4 @@
-"""Every company's lookup body, rendered in the background for the current version of the data.
+"""Every company's lookup body and list item, rendered in the background per version of the data.
 
 A lookup whose body is not cached costs reading the row out of the row index,
 building the document and serializing it: about half of the server's CPU for such
@@ -7,6 +7,8 @@ a version's row index exists, one background thread renders every row's body wit
 the same function a lookup uses (so the answer, ETag and `age_seconds` are the
 same), up to a byte budget (`API_PRERENDER_MB`). Lookups read them without a lock;
 a domain not rendered yet, or past the budget, is built on demand as before.
+Each company's item of a page (`GET /v1/companies`) is rendered beside it, so a
+page ranked in memory is its items joined.
 
 The thread works in short bursts and sleeps between them, so the event loop keeps
 most of the CPU while a render runs; a newer version stops an older render.
@@ -26,6 +28,7 @@ from enrichment_pipeline.lib.read_sources import RowIndex
 log = logging.getLogger(__name__)
 
 Render = Callable[[dict[str, Any]], Body]
+RenderItem = Callable[[dict[str, Any]], bytes]
 
 # The render's share of a CPU while it runs: BURST_S of work, then PAUSE_S of sleep, in which
 # the event loop takes the GIL back.
@@ -34,13 +37,16 @@ PAUSE_S = 0.002
 
 
 class RenderedBodies:
-    def __init__(self, max_bytes: int, render: Render, key: str = "domain") -> None:
+    def __init__(
+        self, max_bytes: int, render: Render, render_item: RenderItem | None = None, key: str = "domain"
+    ) -> None:
         self.max_bytes = max_bytes
         self.render = render
+        self.render_item = render_item
         self.key = key
         self._lock = threading.Lock()
-        # (version, bodies): replaced as a whole, so a reader sees one version's dict or none.
-        self._current: tuple[str, dict[str, Body]] | None = None
+        # (version, bodies, items): replaced as a whole, so a reader sees one version's or none.
+        self._current: tuple[str, dict[str, Body], dict[str, bytes]] | None = None
         self._wanted: str | None = None  # the version the newest render works on
         self._thread: threading.Thread | None = None
 
@@ -49,6 +55,17 @@ class RenderedBodies:
         if current is None or current[0] != version:
             return None
         return current[1].get(key)
+
+    def items(self, version: str, keys: list[str]) -> list[bytes] | None:
+        """The list items of `keys`, or None unless every one is rendered."""
+        current = self._current
+        if current is None or current[0] != version:
+            return None
+        rendered = current[2]
+        try:
+            return [rendered[k] for k in keys]
+        except KeyError:
+            return None
 
     def ensure(self, index: RowIndex) -> None:
         """Start rendering `index`'s rows unless that version is rendered or being rendered."""
@@ -59,9 +76,10 @@ class RenderedBodies:
                 return
             self._wanted = index.version
             bodies: dict[str, Body] = {}
-            self._current = (index.version, bodies)  # the old version's bodies are freed here
+            items: dict[str, bytes] = {}
+            self._current = (index.version, bodies, items)  # the old version's are freed here
             self._thread = threading.Thread(
-                target=self._render_all, args=(index, bodies), name="render-bodies", daemon=True
+                target=self._render_all, args=(index, bodies, items), name="render-bodies", daemon=True
             )
             self._thread.start()
 
@@ -71,24 +89,28 @@ class RenderedBodies:
         if thread is not None:
             thread.join(timeout)
 
-    def _render_all(self, index: RowIndex, bodies: dict[str, Body]) -> None:
+    def _render_all(self, index: RowIndex, bodies: dict[str, Body], items: dict[str, bytes]) -> None:
         started = time.perf_counter()
         size = 0
         outcome = "rendered"
         burst_end = time.perf_counter() + BURST_S
         failed = 0
         for row in index.iter_rows():
+            key = row[self.key]
             try:
+                item = None if self.render_item is None else self.render_item(dict(row))
                 body = self.render(row)
             except Exception:
                 # Left to the on-demand path, which answers for that row as it always did.
                 failed += 1
                 continue
-            size += body.size
+            size += body.size + (0 if item is None else len(item) + 100)
             if size > self.max_bytes:
                 outcome = "stopped at the API_PRERENDER_MB budget"
                 break
-            bodies[row[self.key]] = body
+            bodies[key] = body
+            if item is not None:
+                items[key] = item
             if time.perf_counter() > burst_end:
                 if self._wanted != index.version:
                     outcome = "stopped: a newer version of the data is being rendered"
@@ -96,7 +118,7 @@ class RenderedBodies:
                 time.sleep(PAUSE_S)
                 burst_end = time.perf_counter() + BURST_S
         log.info(
-            "lookup bodies of %s %s: %d of %d companies (%d left to lookups: not renderable), "
+            "lookup bodies and list items of %s %s: %d of %d companies (%d left to lookups: not renderable), "
             "%.0f MiB in %.1f s",
             index.version,
             outcome,

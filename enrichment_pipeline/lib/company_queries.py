@@ -279,12 +279,10 @@ def list_companies(
     pages = getattr(session, "listing_index", None)
     if index is not None and pages is not None:
         # Ranked in memory where that answers exactly what the SQL below answers.
-        page = pages.page(flt, sort, limit, decoded)
-        if page is not None:
-            more = len(page.domains) > limit
-            next_cursor = encode_cursor(sort, page.last_value, page.domains[limit - 1]) if more else None
-            rows = index.rows(page.domains[:limit], LIST_NAMES)
-            return _page(rows, next_cursor, limit, sort)
+        ranked = ranked_page(pages, flt, sort, limit, decoded)
+        if ranked is not None:
+            domains, next_cursor = ranked
+            return _page(index.rows(domains, LIST_NAMES), next_cursor, limit, sort)
     clauses, params = flt.where(techs)
     if decoded is not None:
         value, last_domain = decoded
@@ -317,14 +315,29 @@ def list_companies(
     return _page(rows, next_cursor, limit, sort)
 
 
+def ranked_page(
+    pages: Any, flt: CompanyFilter, sort: str, limit: int, decoded: tuple[Any, str] | None
+) -> tuple[list[str], str | None] | None:
+    """The page's domains and next cursor from the listing ranked in memory (`listing_index`), or
+    None where only the SQL answers exactly. `decoded`: the cursor, `decode_cursor`'s answer."""
+    page = pages.page(flt, sort, limit, decoded)
+    if page is None:
+        return None
+    if len(page.domains) > limit:
+        return page.domains[:limit], encode_cursor(sort, page.last_value, page.domains[limit - 1])
+    return page.domains, None
+
+
+def list_item(row: Row) -> Row:
+    """A row of LIST_NAMES as a page lists it."""
+    row.pop("sort_value", None)
+    row["score_reasons"] = _json(row.get("score_reasons"), [])
+    row["enriched_at"] = _iso(row.get("enriched_at"))
+    return row
+
+
 def _page(rows: list[Row], next_cursor: str | None, limit: int, sort: str) -> dict[str, Any]:
-    items = []
-    for r in rows:
-        r.pop("sort_value", None)
-        r["score_reasons"] = _json(r.get("score_reasons"), [])
-        r["enriched_at"] = _iso(r.get("enriched_at"))
-        items.append(r)
-    return {"items": items, "next_cursor": next_cursor, "limit": limit, "sort": sort}
+    return {"items": [list_item(r) for r in rows], "next_cursor": next_cursor, "limit": limit, "sort": sort}
 
 
 # A denormalized copy of what `list_companies` reads, for a source that can build one per snapshot

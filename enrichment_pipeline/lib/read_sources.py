@@ -112,6 +112,11 @@ class ReadSource(Protocol):
         background). Never waits on I/O, so an event loop may call it."""
         ...
 
+    def ranked_listing(self) -> tuple[RowIndex, Any] | None:
+        """The current data's row index and its listing ranked in memory when both are built (else
+        None). Never waits on I/O, so an event loop may call it."""
+        ...
+
     def listing_session(self) -> contextlib.AbstractContextManager[Session]:
         """A session whose `company_listing` names the prebuilt listing of the current data, when
         one is ready (else None, and list queries read the marts), and whose `row_index` is that
@@ -226,6 +231,14 @@ class SnapshotSource:
             if snap is None or snap.identity != identity:
                 return None
             return snap.index
+
+    def ranked_listing(self) -> tuple[RowIndex, Any] | None:
+        identity = self._identity()
+        with self._lock:
+            snap = self._current
+            if snap is None or snap.identity != identity or snap.index is None or snap.pages is None:
+                return None
+            return snap.index, snap.pages
 
     def _build_index(self, snap: _Snapshot) -> None:
         assert self.index_sql is not None
@@ -482,6 +495,16 @@ class PostgresSource:
                 return index
             self._start_build()
         return None
+
+    def ranked_listing(self) -> tuple[RowIndex, Any] | None:
+        marker = self.known_version()
+        if marker is None or self.index_sql is None:
+            return None
+        with self._listing_lock:
+            index, listing = self._index, self._listing
+            if index is None or listing is None or index.version != marker or listing[0] != marker:
+                return None  # `row_index` and `listing_session` start the builds
+            return None if listing[2] is None else (index, listing[2])
 
     def _start_build(self) -> None:
         """Called with `_listing_lock` held."""

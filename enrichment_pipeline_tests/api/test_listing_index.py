@@ -210,3 +210,37 @@ def test_an_empty_listing_has_empty_pages():
     pages = ListingIndex(frame)
     page = pages.page(q.CompanyFilter(technologies=["algolia"]), "-icp_score", 10, None)
     assert page is not None and page.domains == [] and page.last_value is None
+
+
+def test_pages_joined_from_rendered_items_are_the_validated_pages_of_the_sql(sources):
+    from types import SimpleNamespace
+
+    from enrichment_pipeline.api import schemas
+    from enrichment_pipeline.api.body_cache import BodyCache
+    from enrichment_pipeline.api.rendered_bodies import RenderedBodies
+    from enrichment_pipeline.api.routes_companies import _ranked_page_body, row_body, row_item
+
+    ranked, plain = sources
+    api = SimpleNamespace(
+        source=ranked, rendered=RenderedBodies(64 * 2**20, row_body, row_item), bodies=BodyCache(2**20)
+    )
+    listing = ranked.ranked_listing()
+    assert listing is not None
+    api.rendered.ensure(listing[0])
+    api.rendered.wait(30)
+    rnd = random.Random(23)
+    joined = 0
+    for n in range(120):
+        flt, sort, limit = random_filter(rnd), rnd.choice(SORTS), rnd.choice([1, 7, 50])
+        cursor = None
+        for _ in range(4):
+            body = _ranked_page_body(api, ("page", n, cursor), flt, sort, limit, cursor)
+            assert body is not None, (flt, sort)  # answered from memory
+            with plain.session() as s:
+                page = q.list_companies(s, flt, sort=sort, limit=limit, cursor=cursor)
+            assert body.content == schemas.CompanyPage.model_validate(page).model_dump_json().encode()
+            joined += 1
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+    assert joined > 200

@@ -41,6 +41,11 @@ def _until_indexed(server: LiveServer, app) -> None:
     while (index := app.state.api.source.row_index()) is None:
         assert time.monotonic() < deadline, "the row index was not built"
         time.sleep(0.02)
+    while app.state.api.source.ranked_listing() is None:
+        with server.client() as c:
+            c.get("/health")
+        assert time.monotonic() < deadline, "the listing was not ranked in memory"
+        time.sleep(0.02)
     app.state.api.rendered.ensure(index)  # a no-op where rendering is off
     app.state.api.rendered.wait(20)
 
@@ -193,3 +198,31 @@ async def test_the_middleware_answers_only_indexed_lookups_and_passes_everything
             assert (await c.get("/v1/companies/company000002.com")).status_code == 299
         finally:
             source.row_index = real
+
+
+def test_pages_joined_from_rendered_items_are_the_routes_validated_pages(both):
+    (fast, fast_keys), (route, route_keys) = both
+    paths = [
+        "/v1/companies?limit=5",
+        "/v1/companies?limit=3&sort=domain&tier=hot&tier=warm",
+        "/v1/companies?technology=Algolia&sort=-monthly_visits&limit=4",
+        "/v1/companies?without_technology=shopify&min_score=20&sort=-enriched_at&limit=6",
+        "/v1/companies?country=gb&industry=51&sort=employees",
+        "/v1/companies?status=partial&sort=-revenue_usd&limit=2",
+        "/v1/companies?cursor=not-a-cursor",
+    ]
+    for path in paths:
+        url = path
+        for _ in range(3):  # the first pages, through their cursors
+            answers = []
+            for server, keys in ((fast, fast_keys), (route, route_keys)):
+                with server.client(keys["admin"]) as c:
+                    r = c.get(url)
+                    answers.append((r.status_code, r.content, r.headers.get("content-type")))
+            assert answers[0] == answers[1], url
+            if answers[0][0] != 200:
+                break
+            cursor = json.loads(answers[0][1])["next_cursor"]
+            if cursor is None:
+                break
+            url = f"{path}&cursor={cursor}"

@@ -191,6 +191,7 @@ def test_the_in_memory_listing_answers_as_postgres_does_and_only_for_its_marker(
                 cursor = from_listing["next_cursor"]
                 if cursor is None:
                     break
+        assert source.ranked_listing() is None  # markers asked on every request: none known
         marts_data.write_marts(pg_url, marts_data.marts(N, tag=" v2"))
         with source.listing_session() as s:  # the old listing is not this marker's: never used
             page = q.list_companies(s, q.CompanyFilter(), sort="domain", limit=3)
@@ -272,4 +273,48 @@ def test_a_marker_past_half_its_age_is_renewed_before_it_goes_stale(pg_url, monk
         now[0] += 6  # 12 s after the first ask: stale, had it not been renewed
         assert source.known_version() == marker
     finally:
+        source.close()
+
+
+def test_the_ranked_listing_is_offered_for_its_marker_only(pg_url):
+    import time
+
+    from enrichment_pipeline.lib import company_queries as q
+    from enrichment_pipeline.lib.read_sources import PostgresSource
+
+    source = PostgresSource(
+        pg_url,
+        max_size=2,
+        change_check_s=0.2,
+        listing_sql=q.LISTING_SQL,
+        listing_inputs=q.LISTING_INPUTS,
+        index_sql=q.PROFILES_SQL,
+        listing_pages=ListingIndex.build,
+    )
+
+    def offered(deadline_s: float = 30):
+        deadline = time.monotonic() + deadline_s
+        while (ranked := source.ranked_listing()) is None or ranked[0].version != source.known_version():
+            with source.listing_session():  # starts the builds of the current marker
+                pass
+            assert time.monotonic() < deadline, "the listing was never ranked"
+            time.sleep(0.05)
+        return ranked
+
+    try:
+        first = offered()
+        assert len(first[1]) == N
+        marts_data.write_marts(pg_url, marts_data.marts(N, tag=" v2"))
+        deadline = time.monotonic() + 10
+        while (marker := source.known_version()) in (None, first[0].version):
+            assert time.monotonic() < deadline, "the new marker was never seen"
+            time.sleep(0.05)
+        ranked = source.ranked_listing()
+        assert ranked is None or ranked[0].version == marker  # never the old marker's
+        second = offered()
+        assert second[0].version == marker and second[1] is not first[1]
+        row = second[0].get(marts_data.company_domain(0))
+        assert row is not None and row["company_name"].endswith(" v2")
+    finally:
+        marts_data.write_marts(pg_url, marts_data.marts(N))
         source.close()
