@@ -23,7 +23,7 @@ class ApiConfig:
     job_ttl_days: int = 7
     start_daemon: bool = True
     cache_mb: int = 64  # serialized answers per data version; 0: no cache
-    prerender_mb: int = 256  # every company's lookup body, rendered per data version; 0: none
+    prerender_mb: int = 512  # every company's lookup body and list item, per data version; 0: none
     pg_change_check_ms: int = 500  # how stale a PostgreSQL marts marker may be; 0: asked every time
     # uvicorn worker processes on one port. One serves about one CPU; more pay off where the
     # clients are not on the same CPUs (on 2 CPUs shared with the benchmark client, one is faster).
@@ -57,7 +57,7 @@ class ApiConfig:
             max_domains_per_request=number("API_MAX_DOMAINS_PER_REQUEST", 1000),
             job_ttl_days=number("API_JOB_TTL_DAYS", 7),
             cache_mb=number("API_CACHE_MB", 64, minimum=0),
-            prerender_mb=number("API_PRERENDER_MB", 256, minimum=0),
+            prerender_mb=number("API_PRERENDER_MB", 512, minimum=0),
             pg_change_check_ms=number("API_PG_CHANGE_CHECK_MS", 500, minimum=0),
             workers=number("API_WORKERS", 1),
             start_daemon=env.get("API_START_DAEMON", "1").strip().lower() not in ("0", "false", "no"),

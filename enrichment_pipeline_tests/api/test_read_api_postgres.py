@@ -137,21 +137,28 @@ def test_a_rebuild_of_the_marts_is_served_within_the_check_interval(pg_url, tmp_
                 assert _names(c, params) == before
 
 
-def test_the_in_memory_listing_answers_as_postgres_does_and_only_for_its_marker(pg_url):
-    import time
-
+def _listing_source(pg_url: str, change_check_s: float):
+    """A source with the listing, its ranking and the row index built in memory."""
     from enrichment_pipeline.lib import company_queries as q
     from enrichment_pipeline.lib.read_sources import PostgresSource
 
-    source = PostgresSource(
+    return PostgresSource(
         pg_url,
         max_size=2,
-        change_check_s=0,
+        change_check_s=change_check_s,
         listing_sql=q.LISTING_SQL,
         listing_inputs=q.LISTING_INPUTS,
         index_sql=q.PROFILES_SQL,
         listing_pages=ListingIndex.build,
     )
+
+
+def test_the_in_memory_listing_answers_as_postgres_does_and_only_for_its_marker(pg_url):
+    import time
+
+    from enrichment_pipeline.lib import company_queries as q
+
+    source = _listing_source(pg_url, change_check_s=0)
     rnd = random.Random(5)
     questions = [
         (q.CompanyFilter(), "-icp_score"),
@@ -279,18 +286,7 @@ def test_a_marker_past_half_its_age_is_renewed_before_it_goes_stale(pg_url, monk
 def test_the_ranked_listing_is_offered_for_its_marker_only(pg_url):
     import time
 
-    from enrichment_pipeline.lib import company_queries as q
-    from enrichment_pipeline.lib.read_sources import PostgresSource
-
-    source = PostgresSource(
-        pg_url,
-        max_size=2,
-        change_check_s=0.2,
-        listing_sql=q.LISTING_SQL,
-        listing_inputs=q.LISTING_INPUTS,
-        index_sql=q.PROFILES_SQL,
-        listing_pages=ListingIndex.build,
-    )
+    source = _listing_source(pg_url, change_check_s=0.2)
 
     def offered(deadline_s: float = 30):
         deadline = time.monotonic() + deadline_s

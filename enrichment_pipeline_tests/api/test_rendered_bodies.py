@@ -125,7 +125,7 @@ def test_api_prerender_mb_is_read_from_the_environment(tmp_path: Path):
     from enrichment_pipeline.lib.settings import SettingsError
 
     base = {"WAREHOUSE_URL": f"duckdb:///{tmp_path / 'w.duckdb'}"}
-    assert ApiConfig.from_env(base).prerender_mb == 256
+    assert ApiConfig.from_env(base).prerender_mb == 512
     assert ApiConfig.from_env({**base, "API_PRERENDER_MB": "0"}).prerender_mb == 0
     with pytest.raises(SettingsError, match="API_PRERENDER_MB"):
         ApiConfig.from_env({**base, "API_PRERENDER_MB": "lots"})
