@@ -285,6 +285,7 @@ def _ranked_page_body(
     domains, next_cursor = ranked
     items = api.rendered.items(index.version, domains)
     if items is None:
+        api.rendered.ensure(index)  # pages alone start a new version's render, as lookups do
         return None
     body = Body(
         b'{"items":[%b],"next_cursor":%b,"limit":%d,"sort":%b}'

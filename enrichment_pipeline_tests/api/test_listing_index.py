@@ -244,3 +244,20 @@ def test_pages_joined_from_rendered_items_are_the_validated_pages_of_the_sql(sou
             if cursor is None:
                 break
     assert joined > 200
+
+
+def test_a_page_asked_before_any_lookup_starts_the_render(sources):
+    from types import SimpleNamespace
+
+    from enrichment_pipeline.api.body_cache import BodyCache
+    from enrichment_pipeline.api.rendered_bodies import RenderedBodies
+    from enrichment_pipeline.api.routes_companies import _ranked_page_body, row_body, row_item
+
+    ranked, _ = sources
+    api = SimpleNamespace(
+        source=ranked, rendered=RenderedBodies(64 * 2**20, row_body, row_item), bodies=BodyCache(2**20)
+    )
+    flt = q.CompanyFilter(tiers=["hot"])
+    assert _ranked_page_body(api, ("page", 1), flt, "-icp_score", 10, None) is None  # not rendered yet
+    api.rendered.wait(30)
+    assert _ranked_page_body(api, ("page", 2), flt, "-icp_score", 10, None) is not None
