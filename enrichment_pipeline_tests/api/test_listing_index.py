@@ -261,3 +261,24 @@ def test_a_page_asked_before_any_lookup_starts_the_render(sources):
     assert _ranked_page_body(api, ("page", 1), flt, "-icp_score", 10, None) is None  # not rendered yet
     api.rendered.wait(30)
     assert _ranked_page_body(api, ("page", 2), flt, "-icp_score", 10, None) is not None
+
+
+def test_a_listing_too_large_for_the_event_loop_is_ranked_in_a_thread(sources, monkeypatch):
+    from types import SimpleNamespace
+
+    from enrichment_pipeline.api import routes_companies
+    from enrichment_pipeline.api.body_cache import BodyCache
+    from enrichment_pipeline.api.rendered_bodies import RenderedBodies
+
+    ranked, _ = sources
+    api = SimpleNamespace(
+        source=ranked,
+        rendered=RenderedBodies(64 * 2**20, routes_companies.row_body, routes_companies.row_item),
+        bodies=BodyCache(2**20),
+    )
+    api.rendered.ensure(ranked.ranked_listing()[0])
+    api.rendered.wait(30)
+    flt = q.CompanyFilter()
+    assert routes_companies._ranked_page_body(api, ("p", 1), flt, "domain", 5, None) is not None
+    monkeypatch.setattr(routes_companies, "RANKED_ON_LOOP_MAX", N - 1)
+    assert routes_companies._ranked_page_body(api, ("p", 2), flt, "domain", 5, None) is None
