@@ -22,7 +22,9 @@ What it does, in a temporary directory (removed at the end; `--keep` keeps it):
    `marts_after_enrichment` sensor launches is SUCCESS.
 
 Reported per launch: launch → enrichment SUCCESS (wall clock, polled every 0.1 s) and enrichment
-SUCCESS → marts SUCCESS, plus the server's own timestamps (run created → started → ended).
+SUCCESS → marts SUCCESS, plus the server's own timestamps (run created → started → ended) and
+where the marts run's time goes: the sensor noticing the enrichment, the queue and the worker's
+start, each step (`stepStats`), and what precedes and follows the steps.
 """
 
 from __future__ import annotations
@@ -82,6 +84,11 @@ query Runs($filter: RunsFilter) {
     __typename
     ... on Runs { results { runId jobName status creationTime startTime endTime tags { key value } } }
   }
+}
+"""
+STEPS = """
+query Steps($runId: ID!) {
+  runOrError(runId: $runId) { __typename ... on Run { stepStats { stepKey startTime endTime } } }
 }
 """
 WORKSPACE = """
@@ -227,7 +234,25 @@ def launch_once(gql: GraphQL, mode: str, location: str, keys: list[str], asset_p
         "marts_server_enrich_end_to_marts_end_s": round(marts["endTime"] - enrich["endTime"], 2)
         if marts
         else None,
+        # Where the marts run's time goes: the sensor noticing, the queue and the worker's start,
+        # each step, and what follows the last step.
+        **(marts_breakdown(gql, enrich, marts) if marts else {}),
     }
+
+
+def marts_breakdown(gql: GraphQL, enrich: dict[str, Any], marts: dict[str, Any]) -> dict[str, Any]:
+    steps = gql(STEPS, {"runId": marts["runId"]})["runOrError"].get("stepStats") or []
+    timed = [st for st in steps if st["startTime"] and st["endTime"]]
+    started = marts["startTime"] or marts["endTime"]
+    out: dict[str, Any] = {
+        "marts_sensor_s": round(marts["creationTime"] - enrich["endTime"], 2),
+        "marts_created_to_start_s": round(started - marts["creationTime"], 2),
+        "marts_steps_s": {st["stepKey"]: round(st["endTime"] - st["startTime"], 2) for st in timed},
+    }
+    if timed:
+        out["marts_start_to_first_step_s"] = round(min(st["startTime"] for st in timed) - started, 2)
+        out["marts_last_step_to_end_s"] = round(marts["endTime"] - max(st["endTime"] for st in timed), 2)
+    return out
 
 
 def enrich_asset_paths() -> list[list[str]]:
