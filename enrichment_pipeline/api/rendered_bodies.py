@@ -48,6 +48,7 @@ class RenderedBodies:
         # (version, bodies, items): replaced as a whole, so a reader sees one version's or none.
         self._current: tuple[str, dict[str, Body], dict[str, bytes]] | None = None
         self._wanted: str | None = None  # the version the newest render works on
+        self._complete: str | None = None  # the version whose every row is rendered
         self._thread: threading.Thread | None = None
 
     def get(self, version: str, key: str) -> Body | None:
@@ -55,6 +56,10 @@ class RenderedBodies:
         if current is None or current[0] != version:
             return None
         return current[1].get(key)
+
+    def complete(self, version: str) -> bool:
+        """Every row of `version` is rendered (none past the budget, none that failed)."""
+        return self._complete == version
 
     def items(self, version: str, keys: list[str]) -> list[bytes] | None:
         """The list items of `keys`, or None unless every one is rendered."""
@@ -98,7 +103,7 @@ class RenderedBodies:
         for row in index.iter_rows():
             key = row[self.key]
             try:
-                item = None if self.render_item is None else self.render_item(dict(row))
+                item = None if self.render_item is None else self.render_item(row)
                 body = self.render(row)
             except Exception:
                 # Left to the on-demand path, which answers for that row as it always did.
@@ -117,6 +122,8 @@ class RenderedBodies:
                     break
                 time.sleep(PAUSE_S)
                 burst_end = time.perf_counter() + BURST_S
+        if outcome == "rendered" and not failed:
+            self._complete = index.version
         log.info(
             "lookup bodies and list items of %s %s: %d of %d companies (%d left to lookups: not renderable), "
             "%.0f MiB in %.1f s",

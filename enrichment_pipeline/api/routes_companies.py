@@ -251,7 +251,7 @@ async def list_companies(
             with request.app.state.api.source.listing_session() as s:
                 page = q.list_companies(s, flt, sort=sort, limit=limit, cursor=cursor)
         except q.BadCursor as exc:
-            raise ApiProblem("invalid_cursor", str(exc), field="cursor") from None
+            raise _invalid_cursor(exc) from None
         # Validated once, when built: what is served conforms to the documented schema.
         return Body(schemas.CompanyPage.model_validate(page).model_dump_json().encode())
 
@@ -263,6 +263,10 @@ async def list_companies(
     )
     assert body is not None
     return respond(request.headers.get("if-none-match"), body)
+
+
+def _invalid_cursor(exc: q.BadCursor) -> ApiProblem:
+    return ApiProblem("invalid_cursor", str(exc), field="cursor")
 
 
 # Above this many companies a page's vectorized ranking (~0.3 ms at 100,000, linear in the
@@ -280,19 +284,23 @@ def _ranked_page_body(
     if ranked_listing is None:
         return None
     index, pages = ranked_listing
+    if not api.rendered.complete(index.version):
+        # Not ranked here only to be ranked again in the thread. Pages alone start a new
+        # version's render, as lookups do.
+        api.rendered.ensure(index)
+        return None
     if len(pages) > RANKED_ON_LOOP_MAX:
         return None  # ranked in a worker thread instead (`build`): the loop is not held that long
     try:
         decoded = q.decode_cursor(cursor, sort) if cursor else None
     except q.BadCursor as exc:
-        raise ApiProblem("invalid_cursor", str(exc), field="cursor") from None
+        raise _invalid_cursor(exc) from None
     ranked = q.ranked_page(pages, flt, sort, limit, decoded)
     if ranked is None:
         return None
     domains, next_cursor = ranked
     items = api.rendered.items(index.version, domains)
     if items is None:
-        api.rendered.ensure(index)  # pages alone start a new version's render, as lookups do
         return None
     body = Body(
         b'{"items":[%b],"next_cursor":%b,"limit":%d,"sort":%b}'

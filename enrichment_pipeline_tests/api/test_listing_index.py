@@ -282,3 +282,28 @@ def test_a_listing_too_large_for_the_event_loop_is_ranked_in_a_thread(sources, m
     assert routes_companies._ranked_page_body(api, ("p", 1), flt, "domain", 5, None) is not None
     monkeypatch.setattr(routes_companies, "RANKED_ON_LOOP_MAX", N - 1)
     assert routes_companies._ranked_page_body(api, ("p", 2), flt, "domain", 5, None) is None
+
+
+def test_with_rendering_off_a_page_is_not_ranked_on_the_loop_only_to_be_ranked_again(sources):
+    from types import SimpleNamespace
+
+    from enrichment_pipeline.api.body_cache import BodyCache
+    from enrichment_pipeline.api.rendered_bodies import RenderedBodies
+    from enrichment_pipeline.api.routes_companies import _ranked_page_body, row_body, row_item
+
+    ranked, _ = sources
+    index, _ = ranked.ranked_listing()
+
+    class Unranked:
+        def __len__(self) -> int:
+            return N
+
+        def page(self, *args):
+            raise AssertionError("ranked on the event loop although its items are not rendered")
+
+    api = SimpleNamespace(
+        source=SimpleNamespace(ranked_listing=lambda: (index, Unranked())),
+        rendered=RenderedBodies(0, row_body, row_item),
+        bodies=BodyCache(2**20),
+    )
+    assert _ranked_page_body(api, ("p", 1), q.CompanyFilter(), "domain", 5, None) is None

@@ -50,6 +50,7 @@ def test_every_rendered_body_is_the_body_a_lookup_builds(index: RowIndex, caplog
     assert rendered.get(index.version, "unknown.example") is None
     assert rendered.get("another-version", marts_data.company_domain(0)) is None
     assert f"rendered: {N} of {N} companies (0 left" in caplog.text
+    assert rendered.complete(index.version) and not rendered.complete("another-version")
 
 
 def test_the_budget_stops_the_render_and_lookups_build_the_rest(index: RowIndex, caplog):
@@ -61,6 +62,7 @@ def test_the_budget_stops_the_render_and_lookups_build_the_rest(index: RowIndex,
     done = [i for i in range(N) if api.rendered.get(index.version, marts_data.company_domain(i))]
     assert 0 < len(done) <= 5
     assert "stopped at the API_PRERENDER_MB budget" in caplog.text
+    assert not api.rendered.complete(index.version)  # pages are then ranked in a thread
     for i in range(N):  # rendered or not, a lookup answers the same body
         domain = marts_data.company_domain(i)
         assert _fields(indexed_company_body(api, index, domain)) == _fields(row_body(index.get(domain)))
@@ -89,6 +91,7 @@ def test_a_row_that_cannot_be_rendered_is_left_to_the_lookup(index: RowIndex, ca
     assert rendered.get(index.version, bad) is None
     assert rendered.get(index.version, marts_data.company_domain(8)) is not None
     assert f"rendered: {N - 1} of {N} companies (1 left" in caplog.text
+    assert not rendered.complete(index.version)
 
 
 def test_a_newer_version_replaces_and_stops_an_older_render(index: RowIndex, monkeypatch):
@@ -116,6 +119,7 @@ def test_a_newer_version_replaces_and_stops_an_older_render(index: RowIndex, mon
     body = rendered.get("newer", domain)
     assert body is not None and b'"company_name":"v2"' in body.content
     assert calls.count("v2") == N and len(calls) - N < N  # the old render stopped early
+    assert rendered.complete("newer") and not rendered.complete(index.version)
     rendered.ensure(newer)  # asked again for the same version: nothing restarts
     assert rendered._thread is not None and not rendered._thread.is_alive()
 
