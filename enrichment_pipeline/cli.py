@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
 import io
 import json
+import os
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -673,5 +676,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """The `enrichment-pipeline` command: `main`, then an exit without the interpreter's teardown.
+
+    Tearing down garbage-collects every object the run left behind (a 1,000-domain enrichment
+    leaves its events and answers: about 0.9 s of the command's time) for nothing: warehouses and
+    the Dagster instance are closed by their context managers before `main` returns. Exit
+    handlers still run and output is flushed; with any other thread still alive the normal exit
+    is taken instead, so no work is cut short.
+    """
+    code = main()
+    if threading.active_count() > 1:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

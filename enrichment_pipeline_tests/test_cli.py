@@ -357,6 +357,44 @@ def test_console_script_runs(tmp_path):
     assert sorted(r["domain"] for r in json.loads(scores.stdout)) == sorted(DOMAINS[:2])
 
 
+
+def _run_entry_point(tmp_path: Path, prelude: str) -> subprocess.CompletedProcess[str]:
+    code = (
+        f"{prelude}\n"
+        "import sys\n"
+        "sys.argv = ['enrichment-pipeline', 'scores', '--top', '0']\n"
+        "from enrichment_pipeline.cli import run\n"
+        "run()\n"
+    )
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster")}
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_command_skips_teardown_but_keeps_exit_handlers_output_and_code(tmp_path):
+    done = _run_entry_point(tmp_path, "import atexit; atexit.register(lambda: print('handler ran'))")
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == "handler ran\n"  # printed into a pipe (buffered), flushed before the exit
+    assert done.stderr.startswith("error:") and "Traceback" not in done.stderr
+
+
+def test_the_command_waits_for_a_thread_still_working(tmp_path):
+    marker = tmp_path / "written"
+    prelude = (
+        "import threading, time, pathlib\n"
+        f"def late(): time.sleep(0.5); pathlib.Path({str(marker)!r}).write_text('done')\n"
+        "threading.Thread(target=late).start()"
+    )
+    done = _run_entry_point(tmp_path, prelude)
+    assert done.returncode == 2, done.stderr
+    assert marker.read_text() == "done"
+
+
+def test_the_installed_command_is_the_fast_exit_entry_point():
+    script = Path(sys.executable).with_name("enrichment-pipeline")
+    assert "from enrichment_pipeline.cli import run" in script.read_text()
+
 # --------------------------------------------------------------------------- contiguous_ranges
 
 KEYS = ["a.com", "b.com", "c.com", "d.com", "e.com"]
