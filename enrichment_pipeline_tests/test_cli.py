@@ -357,7 +357,6 @@ def test_console_script_runs(tmp_path):
     assert sorted(r["domain"] for r in json.loads(scores.stdout)) == sorted(DOMAINS[:2])
 
 
-
 def _run_entry_point(tmp_path: Path, prelude: str) -> subprocess.CompletedProcess[str]:
     code = (
         f"{prelude}\n"
@@ -394,6 +393,7 @@ def test_the_command_waits_for_a_thread_still_working(tmp_path):
 def test_the_installed_command_is_the_fast_exit_entry_point():
     script = Path(sys.executable).with_name("enrichment-pipeline")
     assert "from enrichment_pipeline.cli import run" in script.read_text()
+
 
 # --------------------------------------------------------------------------- contiguous_ranges
 
