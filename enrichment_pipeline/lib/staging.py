@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 import polars as pl
@@ -181,12 +183,63 @@ def similarweb_traffic(responses: pl.DataFrame, refused: Refused | None = None) 
     )
 
 
+def _plain_str(value: Any) -> bool:
+    # Non-ASCII text may hold a lone surrogate (`"\\ud800"` in JSON), which polars refuses.
+    return type(value) is str and value.isascii()
+
+
+def _plain_int64(value: Any) -> bool:
+    return type(value) is int and -(2**63) <= value < 2**63
+
+
+def _plain_str_list(value: Any) -> bool:
+    return type(value) is list and all(v is None or _plain_str(v) for v in value)
+
+
+def _plain_utc_datetime(value: Any) -> bool:
+    return type(value) is datetime and value.tzinfo is UTC
+
+
+_PLAIN: list[tuple[pl.DataType, Callable[[Any], bool]]] = [
+    (pl.String(), _plain_str),
+    (pl.Int64(), _plain_int64),
+    (pl.Float64(), lambda v: type(v) is float),
+    (pl.Boolean(), lambda v: type(v) is bool),
+    (pl.List(pl.String()), _plain_str_list),
+    (pl.Datetime("us", "UTC"), _plain_utc_datetime),
+    (pl.Date(), lambda v: type(v) is date),
+]
+
+
+@lru_cache(maxsize=64)
+def _plain_checks(
+    columns: tuple[tuple[str, pl.DataType], ...],
+) -> tuple[tuple[str, Callable[[Any], bool]], ...]:
+    """Per column, a check of the values polars certainly stores under its type; a type not listed
+    in `_PLAIN` has none (always False), so its values go to polars."""
+    return tuple(
+        (name, next((check for plain, check in _PLAIN if dtype == plain), lambda _v: False))
+        for name, dtype in columns
+    )
+
+
 def _fits(values: Mapping[str, Any] | list[Mapping[str, Any]], schema: Mapping[str, pl.DataType]) -> None:
     """Raise when `values` (one record or many) cannot be stored under `schema` (an int beyond
-    64 bits, a wrong type). One frame for all records: cheap even for 500 technologies."""
+    64 bits, a wrong type). Records whose every value is plainly of its column's type (ASCII
+    text, a 64-bit int, a UTC datetime...) need no check; any other value is left to polars, in
+    one frame for all records: cheap even for 500 technologies."""
     records = values if isinstance(values, list) else [values]
-    if records:
-        pl.DataFrame([{k: r.get(k) for k in schema} for r in records], schema=dict(schema))
+    if not records:
+        return
+    checks = _plain_checks(tuple(schema.items()))
+    if all(
+        record[name] is None or check(record[name])
+        for record in records
+        for name, check in checks
+        if name in record
+    ):
+        return
+    pl.DataFrame([{k: r.get(k) for k in schema} for r in records], schema=dict(schema))
 
 
 def read_answer(

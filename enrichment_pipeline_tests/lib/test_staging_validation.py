@@ -285,3 +285,62 @@ def test_contract_and_fetch_time_check_refuse_the_same_out_of_range_value(traffi
     assert quarantined["reason"][0].startswith(f"{column}: ")
     assert field_problem({column: low}) is None
     assert field_problem({column: low - 1}) == f"{column} out of range ({low - 1})"
+
+
+# --------------------------------------------------------------------------- the fit check's shortcut
+
+_AWKWARD_VALUES = [
+    None, "", "plain", "Grüße", "\ud800", "a\x00b", 0, -1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 10**30,
+    True, False, 0.0, -0.0, 1.5, float("nan"), float("inf"), [], ["a", None], ["a", 1], [["a"]], ["\udfff"],
+    {"a": 1}, datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1), datetime(1, 1, 1, tzinfo=UTC),
+    datetime(2026, 1, 1).date(), b"bytes", object(),
+]  # fmt: skip
+_TYPES = [
+    pl.String(),
+    pl.Int64(),
+    pl.Float64(),
+    pl.Boolean(),
+    pl.List(pl.String()),
+    pl.Datetime("us", "UTC"),
+    pl.Date(),
+]
+
+
+def _polars_accepts(records: list[dict], schema: dict) -> bool:
+    try:
+        pl.DataFrame([{k: r.get(k) for k in schema} for r in records], schema=schema)
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("dtype", _TYPES, ids=str)
+def test_the_fit_check_agrees_with_polars_on_awkward_values(dtype) -> None:
+    """The check skips polars for plainly typed values; its verdict must still be polars' own."""
+    for value in _AWKWARD_VALUES:
+        for records in ([{"v": value}], [{"v": None}, {"v": value}], [{"other": 1}, {"v": value}]):
+            schema = {"v": dtype}
+            try:
+                staging._fits(records, schema)
+                verdict = True
+            except Exception:
+                verdict = False
+            assert verdict == _polars_accepts(records, schema), (dtype, value, records)
+
+
+def test_the_fit_check_shortcut_skips_polars_only_for_plain_values(monkeypatch) -> None:
+    built: list[object] = []
+    real = pl.DataFrame
+    monkeypatch.setattr(staging.pl, "DataFrame", lambda *a, **k: built.append(a) or real(*a, **k))
+    schema = {
+        "name": pl.String(),
+        "n": pl.Int64(),
+        "when": pl.Datetime("us", "UTC"),
+        "tags": pl.List(pl.String()),
+    }
+    staging._fits([{"name": "acme", "n": 3, "when": NOW, "tags": ["a"]}, {"name": None}], schema)
+    assert built == []
+    staging._fits({"name": "Grüße", "n": 3}, schema)  # non-ASCII: polars tells
+    assert len(built) == 1
+    with pytest.raises(pl.exceptions.PolarsError):
+        staging._fits({"n": 2**64}, schema)
