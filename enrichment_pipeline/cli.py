@@ -689,8 +689,12 @@ def run() -> None:
     if threading.active_count() > 1:
         sys.exit(code)
     atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        # The reader went away (`| head`) or the disk is full: Python's own exit says 120 then.
+        code = code or 120
     os._exit(code)
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -357,17 +358,30 @@ def test_console_script_runs(tmp_path):
     assert sorted(r["domain"] for r in json.loads(scores.stdout)) == sorted(DOMAINS[:2])
 
 
-def _run_entry_point(tmp_path: Path, prelude: str) -> subprocess.CompletedProcess[str]:
+def _run_entry_point(
+    tmp_path: Path,
+    prelude: str,
+    argv: tuple[str, ...] = ("scores", "--top", "0"),
+    stdout: Any = subprocess.PIPE,
+) -> subprocess.CompletedProcess[str]:
     code = (
         f"{prelude}\n"
         "import sys\n"
-        "sys.argv = ['enrichment-pipeline', 'scores', '--top', '0']\n"
+        f"sys.argv = ['enrichment-pipeline', *{list(argv)!r}]\n"
         "from enrichment_pipeline.cli import run\n"
         "run()\n"
     )
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster")}
+    # Buffered output, as a user's shell gives it: the flush before the exit is what is tested.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env["DAGSTER_HOME"] = str(tmp_path / "dagster")
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
     )
 
 
@@ -376,6 +390,21 @@ def test_the_command_skips_teardown_but_keeps_exit_handlers_output_and_code(tmp_
     assert done.returncode == 2, done.stderr
     assert done.stdout == "handler ran\n"  # printed into a pipe (buffered), flushed before the exit
     assert done.stderr.startswith("error:") and "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_output_that_cannot_be_written_is_exit_120_not_a_traceback(tmp_path):
+    printed_then_done = "import enrichment_pipeline.cli as cli\ncli.main = lambda: print('done') or 0"
+    with open("/dev/full", "w") as full:
+        done = _run_entry_point(tmp_path, printed_then_done, stdout=full)
+    assert done.returncode == 120, done.stderr  # what Python's own exit says
+    assert "Traceback" not in done.stderr
+    with open("/dev/full", "w") as full:
+        refused = _run_entry_point(
+            tmp_path, "import atexit; atexit.register(lambda: print('x'))", stdout=full
+        )
+    assert refused.returncode == 2  # the command's own failure wins over the failed flush
+    assert "Traceback" not in refused.stderr
 
 
 def test_the_command_waits_for_a_thread_still_working(tmp_path):
