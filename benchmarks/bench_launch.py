@@ -13,11 +13,13 @@ What it does, in a temporary directory (removed at the end; `--keep` keeps it):
    (sandbox mode, offline), which registers the 67 sample domains as partitions;
 3. starts `make dev DAGSTER_PORT=<free port>` (webserver, daemon, code server) and waits until
    the code location is loaded;
-4. launches `enrich_domains` over the sample domains exactly as the UI's launch dialog does:
-   * `run`: "Launch as… Single run" (`launchPipelineExecution` with the partition range as
-     `dagster/asset_partition_range_start/end` tags), the direct path;
-   * `backfill`: "Multiple runs"/backfill (`launchPartitionBackfill` with the partition names;
-     the asset has `BackfillPolicy.single_run`, so the backfill daemon makes one run);
+4. launches `enrich_domains` over the sample domains through GraphQL:
+   * `run`: a run over the range (`launchPipelineExecution` with the partition range as
+     `dagster/asset_partition_range_start/end` tags), what the Launchpad with those tags, a
+     schedule or a sensor launches;
+   * `backfill`: what Dagster's partition dialog launches for more than one partition
+     (`launchPartitionBackfill` with the partition names; the asset has
+     `BackfillPolicy.single_run`, so the backfill daemon makes one run, on its next pass);
 5. polls GraphQL until the run is SUCCESS, then until the `build_marts` run that the
    `marts_after_enrichment` sensor launches is SUCCESS.
 
