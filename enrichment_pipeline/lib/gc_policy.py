@@ -1,0 +1,29 @@
+"""The cyclic garbage collector while a process loads the pipeline's code.
+
+Loading the code location (dagster-dbt and dbt, polars, pandera and the definitions) creates
+about a million objects that live as long as the process, and almost no garbage. Python still
+runs a full collection each time the heap has grown by a quarter, walking every object loaded so
+far: about a quarter of the load (2.3-2.5 s -> 1.7-1.9 s in a run worker's process). Paused while
+loading, then frozen, those objects are never walked again; everything created later is
+collected as usual.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def collector_paused_while_loading() -> Iterator[None]:
+    """No collection inside the block; what exists at its end is moved out of the collector's
+    reach (`gc.freeze`). A collector the host had disabled stays disabled."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
