@@ -680,7 +680,7 @@ def run() -> None:
     """The `enrichment-pipeline` command: `main`, then an exit without the interpreter's teardown.
 
     Tearing down garbage-collects every object the run left behind (a 1,000-domain enrichment
-    leaves its events and answers: about 0.9 s of the command's time) for nothing: warehouses and
+    leaves its events and answers: 0.6-0.7 s of the command's time) for nothing: warehouses and
     the Dagster instance are closed by their context managers before `main` returns. Exit
     handlers still run and output is flushed; with any other thread still alive the normal exit
     is taken instead, so no work is cut short.

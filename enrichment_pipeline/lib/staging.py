@@ -232,7 +232,7 @@ def _fits(values: Mapping[str, Any] | list[Mapping[str, Any]], schema: Mapping[s
     if not records:
         return
     checks = _plain_checks(tuple(schema.items()))
-    if all(
+    if all(isinstance(record, Mapping) for record in records) and all(
         record[name] is None or check(record[name])
         for record in records
         for name, check in checks

@@ -344,3 +344,5 @@ def test_the_fit_check_shortcut_skips_polars_only_for_plain_values(monkeypatch) 
     assert len(built) == 1
     with pytest.raises(pl.exceptions.PolarsError):
         staging._fits({"n": 2**64}, schema)
+    with pytest.raises(AttributeError):  # a record that is not a mapping is never waved through
+        staging._fits([["acme", 3]], schema)  # type: ignore[list-item]
