@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import logging
 import math
+import ssl
 import time
 import zlib
 from collections import Counter
@@ -54,9 +56,6 @@ from enrichment_pipeline.lib.settings import ProviderSettings
 
 log = logging.getLogger(__name__)
 
-# httpx spends its CPU in the pool past ~16 connections per client; spread
-# higher concurrency over several small clients instead.
-CONNECTIONS_PER_CLIENT = 16
 # Only encodings this module can inflate piece by piece under the size cap (no br/zstd).
 ACCEPT_ENCODING = "gzip, deflate"
 # Most bytes one decompression step may produce before the size cap is checked again.
@@ -360,7 +359,7 @@ class ProviderClient:
         self._openings_seen = 0
         self._log = logger or log
         self._clients: list[httpx.AsyncClient] = []
-        self._next_client = 0
+        self._idle: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
         self._auth_failed: str | None = None
         self._breaker_reported = False
         self._not_before = 0.0  # monotonic time before which no call starts (rate-limit headers)
@@ -375,22 +374,26 @@ class ProviderClient:
             connect=self.settings.connect_timeout_s,
             pool=self.settings.pool_timeout_s,
         )
-        n_clients = max(1, -(-self.settings.concurrency // CONNECTIONS_PER_CLIENT))
-        per_client = min(self.settings.concurrency, CONNECTIONS_PER_CLIENT)
-        limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
+        # One connection per client, each lent to one attempt at a time: httpcore's pool scans
+        # every connection it holds on each request and each response, so one pool of N
+        # connections costs O(N) CPU per call, a pool of one O(1).
+        one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         basic = (self._auth.basic_user, "") if self._auth.basic_user else None
         self._clients = [
             httpx.AsyncClient(
                 base_url=self.settings.base_url,
                 timeout=timeout,
-                limits=limits,
+                limits=one,
                 transport=self._transport,
+                verify=_tls_context(),
                 headers={"Accept-Encoding": ACCEPT_ENCODING, **self._auth.headers},
                 auth=basic,
                 follow_redirects=False,
             )
-            for _ in range(n_clients)
+            for _ in range(max(1, self.settings.concurrency))
         ]
+        for client in self._clients:
+            self._idle.put_nowait(client)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -616,9 +619,17 @@ class ProviderClient:
         )
         return backoff(state)
 
-    def _client(self) -> httpx.AsyncClient:
-        self._next_client = (self._next_client + 1) % len(self._clients)
-        return self._clients[self._next_client]
+    async def _borrow(self) -> httpx.AsyncClient:
+        """A client with its connection free; waits at most the pool timeout for one."""
+        try:
+            return self._idle.get_nowait()
+        except asyncio.QueueEmpty:
+            pass
+        try:
+            async with asyncio.timeout(self.settings.pool_timeout_s):
+                return await self._idle.get()
+        except TimeoutError:
+            raise httpx.PoolTimeout("no idle connection") from None
 
     async def _pace(self) -> bool:
         """Wait for the first call's answer, the provider's pause (rate-limit headers) and the
@@ -684,8 +695,10 @@ class ProviderClient:
         params = {**request.params, **self._auth.params}
         cap = self.settings.max_response_bytes
         status: int | None = None
+        client: httpx.AsyncClient | None = None
         try:
-            async with self._client().stream(
+            client = await self._borrow()
+            async with client.stream(
                 request.method, request.path, params=params, json=request.json
             ) as response:
                 status = response.status_code
@@ -724,7 +737,17 @@ class ProviderClient:
             raise _Retryable("timeout", f"timeout ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise _Retryable("connection", f"connection error ({type(exc).__name__})") from None
+        finally:
+            if client is not None:
+                self._idle.put_nowait(client)
         return status, _decode(status, body, content_type)
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default verifying context (CA bundle, SSL_CERT_FILE/SSL_CERT_DIR), built once:
+    loading the bundle costs tens of milliseconds, and every client of every provider shares it."""
+    return httpx.create_ssl_context()
 
 
 async def _read_capped(response: httpx.Response, cap: int, status: int) -> bytes:

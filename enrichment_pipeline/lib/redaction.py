@@ -10,6 +10,7 @@ input goes through one built from every secret the environment configures.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import re
@@ -69,10 +70,18 @@ def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
     return found
 
 
+def _plainly_written(secret: str) -> bool:
+    """ASCII with nothing JSON escapes: such a secret inside a string appears verbatim in a dump."""
+    return secret.isascii() and not any(ch in '"\\' or ord(ch) < 0x20 for ch in secret)
+
+
 class Redactor:
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         self._secrets: set[str] = set()
         self._regex: re.Pattern[str] | None = None
+        # Lowercased forms for `_plainly_clean`; None when a secret rules the shortcut out.
+        self._folded: list[str] | None = []
+        self._spaced = False
         for secret in secrets:
             self.add(secret)
 
@@ -85,6 +94,12 @@ class Redactor:
         if not secret or len(secret) < MIN_SECRET_LENGTH or secret in self._secrets:
             return
         self._secrets.add(secret)
+        if self._folded is not None and _plainly_written(secret):
+            basic = base64.b64encode(f"{secret}:".encode()).decode()
+            self._folded += [secret.lower(), basic.lower()]
+            self._spaced = self._spaced or " " in secret
+        else:
+            self._folded = None
         # Longest first so a key that contains another key is masked whole.
         patterns = sorted({p for s in self._secrets for p in _patterns(s)}, key=len, reverse=True)
         self._regex = re.compile("|".join(patterns), re.IGNORECASE)
@@ -101,14 +116,42 @@ class Redactor:
             return value
         if isinstance(value, str):
             return self.text(value)
+        if isinstance(value, dict | list) and self._plainly_clean(value):
+            return value
+        return self._walk(value)
+
+    def _walk(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
         if isinstance(value, dict):
-            return {self.obj(k): self.obj(v) for k, v in value.items()}
+            return {self._walk(k): self._walk(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self.obj(v) for v in value]
+            return [self._walk(v) for v in value]
         if isinstance(value, int | float) and not isinstance(value, bool):
             text = str(value)
             return MASK if self.text(text) != text else value
         return value
+
+    def _plainly_clean(self, value: dict[Any, Any] | list[Any]) -> bool:
+        """True only when no string, key or number inside `value` can hold a secret: one pass over
+        its JSON text instead of the pattern on every string (a provider answer has hundreds).
+
+        The pattern matches a secret in any case, with characters percent-encoded or `+` for a
+        space, or inside base64 basic credentials. A text with no `%` (and no `+` when a secret
+        has a space) can only hold the plain or the base64 form; an ASCII text is matched case-
+        insensitively exactly as its lowercase is; and each string, key and number of `value` is
+        in the dump verbatim, bar the characters JSON escapes, which no eligible secret has.
+        Anything else (a non-ASCII answer, a `%`, a value JSON cannot write) takes the walk."""
+        if self._folded is None:
+            return False
+        try:
+            dumped = json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError, RecursionError):
+            return False
+        if not dumped.isascii() or "%" in dumped or (self._spaced and "+" in dumped):
+            return False
+        lowered = dumped.lower()
+        return not any(form in lowered for form in self._folded)
 
 
 def shown(text: object, redactor: Redactor | None = None, limit: int = QUOTE_LIMIT) -> str:

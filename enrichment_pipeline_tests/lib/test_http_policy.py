@@ -23,7 +23,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from enrichment_pipeline.lib.http_policy import (
-    CONNECTIONS_PER_CLIENT,
     CircuitBreaker,
     ProviderClient,
     ProviderStats,
@@ -514,14 +513,27 @@ async def test_rate_limit_never_bursts() -> None:
     assert elapsed >= (n - 1) / rps * 0.95
 
 
-async def test_several_pooled_clients_for_high_concurrency() -> None:
+async def test_one_pooled_client_per_connection_each_lent_to_one_attempt() -> None:
+    """`concurrency` clients of one connection each; an attempt borrows one and gives it back."""
     script = Script(json_response())
-    settings = make_settings(concurrency=CONNECTIONS_PER_CLIENT * 2 + 1)
+    settings = make_settings(concurrency=5)
     async with ProviderClient(FakeProvider(), settings, transport=script.transport()) as c:
-        assert len(c._clients) == 3
-        results = await fetch_many(c, 6)
+        assert len(c._clients) == 5
+        assert all(client._transport is c._clients[0]._transport for client in c._clients)
+        results = await fetch_many(c, 12)
+        assert c._idle.qsize() == 5  # every client came back, after answers and after errors alike
     assert {r.status for r in results} == {"ok"}
     assert all(client.is_closed for client in c._clients)
+
+
+def test_every_client_shares_one_tls_context() -> None:
+    settings = make_settings(concurrency=3, base_url="https://api.example")
+
+    async def contexts() -> set[int]:
+        async with ProviderClient(FakeProvider(), settings) as c:
+            return {id(client._transport._pool._ssl_context) for client in c._clients}
+
+    assert len(asyncio.run(contexts())) == 1
 
 
 # --- circuit breaker ---------------------------------------------------------------------------------

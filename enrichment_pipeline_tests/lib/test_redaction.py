@@ -6,6 +6,8 @@ import json
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from enrichment_pipeline.lib.providers.apollo import Apollo
 from enrichment_pipeline.lib.providers.builtwith import BuiltWith
@@ -84,3 +86,65 @@ def test_shown_caps_escapes_and_redacts() -> None:
     assert len(text) < 240 and text.endswith(" more characters)")
     # A file name with an undecodable byte (surrogate-escaped by os.listdir) is shown, not crashed on.
     assert shown("list\udcff.txt") == "list\\xff.txt"
+
+
+# --- the one-pass shortcut for JSON answers agrees with the walk over every string ---------------
+
+SECRETS = ["bench-KEY-1234", "12345678", "pass word", "Sentinel/Key+7d3a=="]
+
+
+def _forms(secret: str) -> list[str]:
+    """How an answer may echo `secret`: verbatim, recased, percent-encoded, `+` for a space,
+    as basic credentials, or with a letter Unicode folds onto an ASCII one (Kelvin sign, long s)."""
+    import base64
+    from urllib.parse import quote
+
+    return [
+        secret,
+        secret.upper(),
+        secret.swapcase(),
+        quote(secret, safe=""),
+        quote(secret, safe="").lower(),
+        secret.replace(" ", "+"),
+        base64.b64encode(f"{secret}:".encode()).decode().lower(),
+        secret.replace("K", "\u212a").replace("k", "\u212a").replace("s", "\u017f"),
+    ]
+
+
+_ECHOES = st.sampled_from([form for secret in SECRETS for form in _forms(secret)])
+_TEXT = st.one_of(
+    st.text(max_size=12),
+    _ECHOES,
+    st.builds(lambda a, e, b: a + e + b, st.text(max_size=4), _ECHOES, st.text(max_size=4)),
+)
+_LEAF = st.one_of(
+    _TEXT, st.integers(), st.floats(allow_nan=True), st.booleans(), st.none(), st.just(12345678)
+)
+_JSON = st.recursive(
+    _LEAF,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_TEXT, inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_JSON, chosen=st.sets(st.sampled_from(SECRETS), min_size=1))
+def test_the_shortcut_never_keeps_what_the_walk_would_mask(value, chosen) -> None:
+    redactor = Redactor(chosen)
+    walked = redactor._walk(value)
+    assert redactor.obj(value) == walked or walked != walked  # NaN never equals itself
+    if isinstance(value, dict | list) and redactor._plainly_clean(value):
+        assert json.dumps(walked) == json.dumps(value)
+
+
+def test_the_shortcut_is_taken_for_a_plain_answer_and_refused_where_it_cannot_decide() -> None:
+    redactor = Redactor(["bench-KEY-1234"])
+    answer = {"Results": [{"Result": {"Paths": [{"Technologies": [{"Name": "nginx", "FirstDetected": 1}]}]}}]}
+    assert redactor._plainly_clean(answer)
+    assert redactor.obj(answer) is answer  # nothing rebuilt
+    assert not redactor._plainly_clean({"url": "https://x.test/?q=a%20b"})  # a % may hide an encoded key
+    assert not redactor._plainly_clean({"name": "Zürich AG"})  # non-ASCII: Unicode case folds
+    assert not redactor._plainly_clean({"echo": "BENCH-key-1234"})
+    assert redactor.obj({"echo": "BENCH-key-1234"}) == {"echo": MASK}
+    for escaped in ('quo"te-key', "tab\tkey-1", "back\\slash"):  # JSON would escape it in the dump
+        assert not Redactor([escaped])._plainly_clean(answer)
