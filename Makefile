@@ -19,6 +19,9 @@ $(STAMP): $(LOCKS) pyproject.toml
 	# Every file checked against the hashes of the locks: a fresh install is the tested one.
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock -r requirements-dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	# An editable install leaves the project's own modules uncompiled; where Python is told not
+	# to write bytecode (PYTHONDONTWRITEBYTECODE), every process would compile them again.
+	$(BIN)/python -m compileall -q enrichment_pipeline
 	rm -f $(VENV)/.installed-*
 	touch $@
 

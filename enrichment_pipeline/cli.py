@@ -31,6 +31,7 @@ from enrichment_pipeline.lib.domains import (
     normalize_domains,
     read_domain_file,
 )
+from enrichment_pipeline.lib.gc_policy import collector_paused_while_loading
 from enrichment_pipeline.lib.partition_keys import contiguous_ranges
 from enrichment_pipeline.lib.providers.registry import configured_providers
 from enrichment_pipeline.lib.redaction import Redactor, shown
@@ -202,25 +203,29 @@ def enrich(args: argparse.Namespace) -> int:
             raise UsageError(f"refusing to run: {exc}") from None
 
     _dagster_home()
-    import dagster as dg
+    # Dagster, the definitions, the instance's storage and the job's asset graph: objects that live
+    # as long as the process, loaded with the collector paused, then frozen (lib/gc_policy.py).
+    with collector_paused_while_loading():
+        import dagster as dg
 
-    # The enrichment part only: no dbt import unless the marts are built (below).
-    from enrichment_pipeline.defs.enrichment import enrichment_defs
-    from enrichment_pipeline.defs.operations.jobs import ENRICH_JOB_NAME, MARTS_JOB_NAME
-    from enrichment_pipeline.defs.partitions import domains_partitions
-    from enrichment_pipeline.defs.raw.assets import RAW_KEY
+        # The enrichment part only: no dbt import unless the marts are built (below).
+        from enrichment_pipeline.defs.enrichment import enrichment_defs
+        from enrichment_pipeline.defs.operations.jobs import ENRICH_JOB_NAME, MARTS_JOB_NAME
+        from enrichment_pipeline.defs.partitions import domains_partitions
+        from enrichment_pipeline.defs.raw.assets import RAW_KEY
 
-    started = time.perf_counter()
+        started = time.perf_counter()
+        instance = dg.DagsterInstance.get()
+        job = enrichment_defs.resolve_job_def(ENRICH_JOB_NAME)
     # As a context: this instance's state storage is the one definitions are loaded against
     # (not whatever an earlier instance of this process left current), and it is disposed after.
-    with dg.DagsterInstance.get() as instance:
+    with instance:
         name = domains_partitions.name
         known = set(instance.get_dynamic_partitions(name))
         new = [d for d in valid if d not in known]
         if new:
             instance.add_dynamic_partitions(name, new)
         due, cached_keys = _due_domains(url, valid, mode, force=bool(args.force))
-        job = enrichment_defs.resolve_job_def(ENRICH_JOB_NAME)
         # Dagster's own event log goes to the UI (`make dev`); --verbose prints it here as well.
         loggers = {"console": {"config": {"log_level": "INFO" if args.verbose else "CRITICAL"}}}
         run_config = {
