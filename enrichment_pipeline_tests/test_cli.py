@@ -419,6 +419,32 @@ def test_the_command_waits_for_a_thread_still_working(tmp_path):
     assert marker.read_text() == "done"
 
 
+def test_enrich_loads_with_the_collector_paused_and_runs_with_it_on(tmp_path):
+    """Dagster, the definitions, the instance and the job are frozen once loaded (lib/gc_policy.py);
+    the run itself, and whatever the process does after it, has the collector as usual."""
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('collector', gc.isenabled(), gc.get_freeze_count()))\n"
+        f"sys.argv = ['enrichment-pipeline', 'enrich', '--no-marts', {DOMAINS[0]!r}]\n"
+        "from enrichment_pipeline.cli import run\n"
+        "run()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not (k.startswith(ENV_PREFIXES) or k in ENV_NAMES)}
+    env["DAGSTER_HOME"] = str(tmp_path / "dagster")
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    _, enabled, frozen = done.stdout.splitlines()[-1].split()
+    assert enabled == "True"
+    assert int(frozen) > 100_000  # Dagster and the definitions alone are several hundred thousand
+
+
 def test_the_installed_command_is_the_fast_exit_entry_point():
     script = Path(sys.executable).with_name("enrichment-pipeline")
     assert "from enrichment_pipeline.cli import run" in script.read_text()

@@ -6,6 +6,10 @@ garbage. Python still runs a full collection each time the heap has grown by a q
 every object loaded so far: about a quarter of the load (2.3-2.5 s -> 1.7-1.9 s in a fresh
 process). Paused while loading, then frozen, those objects are never walked again; everything
 created later is collected as usual.
+
+Used where a process loads the pipeline: `definitions.py` (the code server and every run
+worker) and the CLI's `enrich` (Dagster, the enrichment definitions, the instance's storage and
+the job; a whole 1,000-domain run measured 0.86x of its time before, side by side).
 """
 
 from __future__ import annotations
