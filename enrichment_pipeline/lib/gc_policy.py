@@ -9,7 +9,8 @@ created later is collected as usual.
 
 Used where a process loads the pipeline: `definitions.py` (the code server and every run
 worker) and the CLI's `enrich` (Dagster, the enrichment definitions, the instance's storage and
-the job; a whole 1,000-domain run measured 0.86x of its time before, side by side).
+the job; a whole 1,000-domain run on PostgreSQL took about 0.9x its time without the pause,
+measured side by side).
 """
 
 from __future__ import annotations
