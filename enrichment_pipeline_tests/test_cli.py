@@ -330,30 +330,21 @@ def test_unknown_format_is_rejected_by_argparse(home, capsys):
 # --------------------------------------------------------------------------- the installed script
 
 
+def _in_fresh_home(tmp_path: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    """`command` in a new process with its own DAGSTER_HOME and no settings from the shell."""
+    env = {k: v for k, v in os.environ.items() if not (k.startswith(ENV_PREFIXES) or k in ENV_NAMES)}
+    env["DAGSTER_HOME"] = str(tmp_path / "dagster")
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+
 def test_console_script_runs(tmp_path):
     script = Path(sys.executable).with_name("enrichment-pipeline")
     assert script.is_file(), "the package is not installed in this virtualenv"
-    env = {k: v for k, v in os.environ.items() if not (k.startswith(ENV_PREFIXES) or k in ENV_NAMES)}
-    env["DAGSTER_HOME"] = str(tmp_path / "dagster")
-    enrich = subprocess.run(
-        [str(script), "enrich", *DOMAINS[:2]],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    enrich = _in_fresh_home(tmp_path, str(script), "enrich", *DOMAINS[:2])
     assert enrich.returncode == 0, enrich.stderr
     assert "enrichment summary" in enrich.stdout
     assert "Traceback" not in enrich.stderr
-    scores = subprocess.run(
-        [str(script), "scores", "--format", "json"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    scores = _in_fresh_home(tmp_path, str(script), "scores", "--format", "json")
     assert scores.returncode == 0, scores.stderr
     assert sorted(r["domain"] for r in json.loads(scores.stdout)) == sorted(DOMAINS[:2])
 
@@ -429,16 +420,7 @@ def test_enrich_loads_with_the_collector_paused_and_runs_with_it_on(tmp_path):
         "from enrichment_pipeline.cli import run\n"
         "run()\n"
     )
-    env = {k: v for k, v in os.environ.items() if not (k.startswith(ENV_PREFIXES) or k in ENV_NAMES)}
-    env["DAGSTER_HOME"] = str(tmp_path / "dagster")
-    done = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _in_fresh_home(tmp_path, sys.executable, "-W", "ignore", "-c", code)
     assert done.returncode == 0, done.stderr
     _, enabled, frozen = done.stdout.splitlines()[-1].split()
     assert enabled == "True"
