@@ -369,32 +369,29 @@ class ProviderClient:
 
     async def __aenter__(self) -> ProviderClient:
         silence_http_loggers(self.redactor)
-        timeout = httpx.Timeout(
-            self.settings.read_timeout_s,
-            connect=self.settings.connect_timeout_s,
-            pool=self.settings.pool_timeout_s,
-        )
-        # One connection per client, each lent to one attempt at a time: httpcore's pool scans
-        # every connection it holds on each request and each response, so one pool of N
-        # connections costs O(N) CPU per call, a pool of one O(1).
-        one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        basic = (self._auth.basic_user, "") if self._auth.basic_user else None
-        self._clients = [
-            httpx.AsyncClient(
-                base_url=self.settings.base_url,
-                timeout=timeout,
-                limits=one,
-                transport=self._transport,
-                verify=_tls_context(),
-                headers={"Accept-Encoding": ACCEPT_ENCODING, **self._auth.headers},
-                auth=basic,
-                follow_redirects=False,
-            )
-            for _ in range(max(1, self.settings.concurrency))
-        ]
-        for client in self._clients:
-            self._idle.put_nowait(client)
         return self
+
+    def _new_client(self) -> httpx.AsyncClient:
+        """One more client of ONE connection: httpcore's pool walks every connection it holds on
+        each request and each response, so N pools of one cost less CPU than one pool of N.
+        Made when an attempt finds none idle, up to `concurrency`: a run of three domains makes
+        three, whatever the setting."""
+        client = httpx.AsyncClient(
+            base_url=self.settings.base_url,
+            timeout=httpx.Timeout(
+                self.settings.read_timeout_s,
+                connect=self.settings.connect_timeout_s,
+                pool=self.settings.pool_timeout_s,
+            ),
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            transport=self._transport,
+            verify=_tls_context(),
+            headers={"Accept-Encoding": ACCEPT_ENCODING, **self._auth.headers},
+            auth=(self._auth.basic_user, "") if self._auth.basic_user else None,
+            follow_redirects=False,
+        )
+        self._clients.append(client)
+        return client
 
     async def __aexit__(self, *exc: object) -> None:
         if self._limiter is not None and exc[0] is None:
@@ -620,11 +617,14 @@ class ProviderClient:
         return backoff(state)
 
     async def _borrow(self) -> httpx.AsyncClient:
-        """A client with its connection free; waits at most the pool timeout for one."""
+        """A client with its connection free; waits at most the pool timeout for one once
+        `concurrency` clients exist."""
         try:
             return self._idle.get_nowait()
         except asyncio.QueueEmpty:
             pass
+        if len(self._clients) < max(1, self.settings.concurrency):
+            return self._new_client()
         try:
             async with asyncio.timeout(self.settings.pool_timeout_s):
                 return await self._idle.get()

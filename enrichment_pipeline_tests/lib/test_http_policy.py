@@ -514,16 +514,53 @@ async def test_rate_limit_never_bursts() -> None:
 
 
 async def test_one_pooled_client_per_connection_each_lent_to_one_attempt() -> None:
-    """`concurrency` clients of one connection each; an attempt borrows one and gives it back."""
-    script = Script(json_response())
+    """At most `concurrency` clients of one connection each; an attempt borrows one and gives it back."""
+    in_flight, peak = 0, 0
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return httpx.Response(200, json={"ok": True})
+
     settings = make_settings(concurrency=5)
-    async with ProviderClient(FakeProvider(), settings, transport=script.transport()) as c:
-        assert len(c._clients) == 5
-        assert all(client._transport is c._clients[0]._transport for client in c._clients)
+    async with ProviderClient(FakeProvider(), settings, transport=httpx.MockTransport(slow)) as c:
+        assert c._clients == []  # made as attempts need them
         results = await fetch_many(c, 12)
-        assert c._idle.qsize() == 5  # every client came back, after answers and after errors alike
+        assert len(c._clients) == 5
+        assert c._idle.qsize() == 5  # every client came back
+    assert peak == 5
     assert {r.status for r in results} == {"ok"}
     assert all(client.is_closed for client in c._clients)
+
+
+async def test_the_one_client_comes_back_after_every_kind_of_failed_attempt() -> None:
+    """concurrency 1: a client kept by a failed attempt would leave the retry nothing to send with."""
+    script = Script(
+        httpx.ConnectError("refused"),
+        httpx.Response(503),
+        httpx.Response(200, content=b"not json", headers={"content-type": "application/json"}),
+        json_response(),
+    )
+    settings = make_settings(concurrency=1, max_attempts=3, pool_timeout_s=0.2)
+    async with ProviderClient(FakeProvider(), settings, transport=script.transport()) as c:
+        first = await c.fetch(thing("a.example"))  # connection error, 503, malformed body
+        second = await c.fetch(thing("b.example"))
+        assert len(c._clients) == 1 and c._idle.qsize() == 1
+    assert (first.status, first.attempts) == ("parse_error", 3)
+    assert second.status == "ok"
+
+
+async def test_a_few_calls_make_a_few_clients_whatever_the_concurrency() -> None:
+    script = Script(json_response())
+    async with ProviderClient(
+        FakeProvider(), make_settings(concurrency=500), transport=script.transport()
+    ) as c:
+        results = await fetch_many(c, 3)
+        assert 1 <= len(c._clients) <= 3
+    assert {r.status for r in results} == {"ok"}
 
 
 def test_every_client_shares_one_tls_context() -> None:
@@ -531,7 +568,8 @@ def test_every_client_shares_one_tls_context() -> None:
 
     async def contexts() -> set[int]:
         async with ProviderClient(FakeProvider(), settings) as c:
-            return {id(client._transport._pool._ssl_context) for client in c._clients}
+            made = [c._new_client() for _ in range(3)]
+            return {id(client._transport._pool._ssl_context) for client in made}
 
     assert len(asyncio.run(contexts())) == 1
 

@@ -395,8 +395,8 @@ async def test_waiting_for_a_pooled_connection_has_a_timeout(server: FakeServer)
     """One connection, held by a slow call: the next call gives up waiting for it, unsent and uncounted."""
     settings = live_settings(server, concurrency=1, pool_timeout_s=0.1, max_attempts=1, read_timeout_s=5.0)
     async with ProviderClient(FakeProvider(), settings) as c:
-        assert len(c._clients) == 1
         await c.fetch(request_for("warm.example"))  # the run's first call goes alone; get it over with
+        assert len(c._clients) == 1
         slow = asyncio.create_task(c.fetch(request_for("slow.example")))
         while server.hits["slow.example"] == 0:
             await asyncio.sleep(0.005)
