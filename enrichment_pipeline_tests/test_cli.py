@@ -412,10 +412,17 @@ def test_the_command_waits_for_a_thread_still_working(tmp_path):
 
 def test_enrich_loads_with_the_collector_paused_and_runs_with_it_on(tmp_path):
     """Dagster, the definitions, the instance and the job are frozen once loaded (lib/gc_policy.py);
-    the run itself, and whatever the process does after it, has the collector as usual."""
+    the run itself has the collector as usual (seen as the run starts: at exit they are thawed)."""
     code = (
         "import atexit, gc, sys\n"
-        "atexit.register(lambda: print('collector', gc.isenabled(), gc.get_freeze_count()))\n"
+        "import dagster\n"
+        "seen = []\n"
+        "started = dagster.JobDefinition.execute_in_process\n"
+        "def spy(job, *args, **kwargs):\n"
+        "    seen.append((gc.isenabled(), gc.get_freeze_count()))\n"
+        "    return started(job, *args, **kwargs)\n"
+        "dagster.JobDefinition.execute_in_process = spy\n"
+        "atexit.register(lambda: print('collector', *seen[0]))\n"
         f"sys.argv = ['enrichment-pipeline', 'enrich', '--no-marts', {DOMAINS[0]!r}]\n"
         "from enrichment_pipeline.cli import run\n"
         "run()\n"
