@@ -553,6 +553,32 @@ async def test_the_one_client_comes_back_after_every_kind_of_failed_attempt() ->
     assert second.status == "ok"
 
 
+async def test_calls_one_after_another_reuse_the_last_client_and_its_warm_connection() -> None:
+    """Under a rate limit calls come one at a time: the client just given back goes out again, so
+    its connection stays within httpx's keep-alive expiry instead of every client resting past it."""
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.01)
+        return httpx.Response(200, json={"ok": True})
+
+    async with ProviderClient(
+        FakeProvider(), make_settings(concurrency=4), transport=httpx.MockTransport(slow)
+    ) as c:
+        await fetch_many(c, 8)  # four clients made and given back
+        assert len(c._clients) == 4
+        lent: list[httpx.AsyncClient] = []
+        borrow = c._borrow
+
+        async def spy() -> httpx.AsyncClient:
+            lent.append(await borrow())
+            return lent[-1]
+
+        c._borrow = spy
+        for i in range(5):
+            assert (await c.fetch(thing(f"one-by-one{i}.example"))).status == "ok"
+    assert len(set(map(id, lent))) == 1
+
+
 async def test_a_few_calls_make_a_few_clients_whatever_the_concurrency() -> None:
     script = Script(json_response())
     async with ProviderClient(
