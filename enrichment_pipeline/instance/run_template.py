@@ -16,7 +16,8 @@ run workers already started go on.
 
 Each run gets a supervisor (a fork of this process) that forks the worker and waits for it, so a
 worker killed mid-run (OOM, `kill -9`) fails its run at once, as Dagster's code server does for
-the workers it starts. This process starts no thread: forking it is safe.
+the workers it starts. This process starts no thread, and refuses to serve (the launcher then
+starts runs the default way) if loading the code location started one.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import os
 import runpy
 import signal
 import sys
+import threading
 import traceback
 from typing import IO, Any
 
@@ -43,6 +45,13 @@ def _load(origin_line: str) -> None:
     origin = deserialize_value(origin_line, RepositoryPythonOrigin)
     # Builds the repository as a run worker does: what the worker needs is then loaded.
     recon_repository_from_origin(origin).get_definition()
+    # A fork copies only the forking thread: a Python thread started by the code location could
+    # hold a lock the worker then waits on forever. (Native helper threads that libraries start at
+    # import, OpenBLAS's, jemalloc's, polars' cleanup thread, run no work at this point; the worker
+    # pools of polars and DuckDB start on first use, in the worker.)
+    started = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    if started:
+        raise RuntimeError(f"loading the code location started threads {started}: forking is unsafe")
 
 
 def _run_worker(args: list[str]) -> int:

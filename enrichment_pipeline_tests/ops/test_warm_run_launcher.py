@@ -20,7 +20,12 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import ModuleTarget
 
 from enrichment_pipeline.instance import install_instance_config
-from enrichment_pipeline.instance.run_launcher import WORKER_PID_TAG, WarmRunLauncher, _WarmProcess
+from enrichment_pipeline.instance.run_launcher import (
+    WORKER_PID_TAG,
+    WarmRunLauncher,
+    WarmStartUnavailable,
+    _WarmProcess,
+)
 from enrichment_pipeline_tests.ops import warm_location
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,14 +159,21 @@ def test_after_a_code_reload_no_run_starts_from_the_old_code(instance, code_serv
     assert WORKER_PID_TAG in again.tags
 
 
-def test_a_code_location_the_warm_process_cannot_load_gives_the_reason():
+@pytest.mark.parametrize(
+    ("module", "reason"),
+    [
+        ("no_such_module", "No module named 'enrichment_pipeline_tests.ops.no_such_module'"),
+        ("threaded_location", "loading the code location started threads ['poller']: forking is unsafe"),
+    ],
+)
+def test_a_code_location_the_warm_process_cannot_serve_gives_the_reason(module: str, reason: str) -> None:
     import sys
 
     from dagster._core.code_pointer import ModuleCodePointer
 
     origin = RepositoryPythonOrigin(
         executable_path=sys.executable,
-        code_pointer=ModuleCodePointer("enrichment_pipeline_tests.ops.no_such_module", "defs", str(ROOT)),
+        code_pointer=ModuleCodePointer(f"enrichment_pipeline_tests.ops.{module}", "defs", str(ROOT)),
     )
     process = _WarmProcess(origin, ready_timeout_s=120, reply_timeout_s=5)
     deadline = time.monotonic() + 120
@@ -169,4 +181,6 @@ def test_a_code_location_the_warm_process_cannot_load_gives_the_reason():
         time.sleep(0.05)
 
     assert not process.ready.is_set() and not process.alive
-    assert "No module named 'enrichment_pipeline_tests.ops.no_such_module'" in (process.error or "")
+    assert reason in (process.error or "")
+    with pytest.raises(WarmStartUnavailable, match="could not load the code location"):
+        process.start("some-run", ["api", "execute_run", "{}"])
