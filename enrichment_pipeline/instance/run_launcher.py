@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from typing import Any, Self
 
 from dagster import DefaultRunLauncher
+from dagster._core.errors import DagsterLaunchFailedError
 from dagster._core.launcher.base import LaunchRunContext
 from dagster._core.origin import RepositoryPythonOrigin
 from dagster._serdes import ConfigurableClassData
@@ -56,7 +57,11 @@ class _WarmProcess:
     """One `run_template` process for one code location, loading in the background."""
 
     def __init__(
-        self, origin: RepositoryPythonOrigin, ready_timeout_s: float, reply_timeout_s: float
+        self,
+        origin: RepositoryPythonOrigin,
+        ready_timeout_s: float,
+        reply_timeout_s: float,
+        module: str = TEMPLATE_MODULE,
     ) -> None:
         self.ready = threading.Event()
         self.error: str | None = None
@@ -65,7 +70,7 @@ class _WarmProcess:
         read_end, write_end = os.pipe()
         working_directory = getattr(origin.code_pointer, "working_directory", None)
         self._proc = subprocess.Popen(
-            [origin.executable_path, "-m", TEMPLATE_MODULE, str(write_end)],
+            [origin.executable_path, "-m", module, str(write_end)],
             stdin=subprocess.PIPE,
             pass_fds=(write_end,),
             cwd=working_directory or None,
@@ -105,19 +110,33 @@ class _WarmProcess:
         return self.error is None and self._proc.poll() is None
 
     def start(self, run_id: str, args: list[str]) -> int:
+        """The pid of the run's worker.
+
+        `WarmStartUnavailable`: no worker was started, the run may start the default way.
+        `DagsterLaunchFailedError`: the request went out and no answer came back. A worker may
+        have started, so the run must not start a second time: Dagster fails the launch, and a
+        worker that did start finds its run finished and does nothing.
+        """
         with self._lock:
             if not (self.ready.is_set() and self.alive):
                 raise WarmStartUnavailable(self.error or "the warm process is not ready")
+            assert self._proc.stdin is not None
             try:
-                assert self._proc.stdin is not None
                 self._proc.stdin.write(json.dumps({"run_id": run_id, "args": args}) + "\n")
                 self._proc.stdin.flush()
-                reply = self._read_reply(self._reply_timeout_s)
-            except (OSError, ValueError, WarmStartUnavailable) as exc:
-                self.error = f"the warm process failed: {exc}"
+            except OSError as exc:  # it exited since: nothing read the request
+                self.error = f"the warm process is gone: {exc}"
                 self.stop()
                 raise WarmStartUnavailable(self.error) from exc
-            if "pid" not in reply:
+            try:
+                reply = self._read_reply(self._reply_timeout_s)
+            except (ValueError, WarmStartUnavailable) as exc:
+                self.error = f"the warm process failed: {exc}"
+                self.stop()
+                raise DagsterLaunchFailedError(
+                    f"{self.error}; the run was not started a second time (launch it again)"
+                ) from exc
+            if "pid" not in reply:  # it answered: no worker was forked
                 raise WarmStartUnavailable(f"the warm process could not start the run: {reply.get('error')}")
             return int(reply["pid"])
 
@@ -141,7 +160,7 @@ class WarmRunLauncher(DefaultRunLauncher):
         self,
         inst_data: ConfigurableClassData | None = None,
         ready_timeout_seconds: float = 180.0,
-        reply_timeout_seconds: float = 15.0,
+        reply_timeout_seconds: float = 30.0,
     ) -> None:
         super().__init__(inst_data=inst_data)
         self._ready_timeout_s = ready_timeout_seconds
@@ -155,7 +174,7 @@ class WarmRunLauncher(DefaultRunLauncher):
 
         return {
             "ready_timeout_seconds": Field(float, is_required=False, default_value=180.0),
-            "reply_timeout_seconds": Field(float, is_required=False, default_value=15.0),
+            "reply_timeout_seconds": Field(float, is_required=False, default_value=30.0),
         }
 
     @classmethod

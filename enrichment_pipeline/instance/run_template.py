@@ -66,6 +66,7 @@ def _run_worker(args: list[str]) -> int:
 
 def _report_crash(args: list[str], run_id: str, pid: int, status: int) -> None:
     """The worker died without finishing its run: fail the run, as Dagster's code server does."""
+    from dagster import DagsterRunStatus
     from dagster._core.instance import DagsterInstance
     from dagster._grpc.types import ExecuteRunArgs
     from dagster_shared.serdes import deserialize_value
@@ -81,7 +82,10 @@ def _report_crash(args: list[str], run_id: str, pid: int, status: int) -> None:
         if run is None or run.is_finished:
             return
         instance.report_engine_event(f"Run worker (pid {pid}) {how} before the run ended.", run)
-        instance.report_run_failed(run)
+        if run.status == DagsterRunStatus.CANCELING:  # terminated before it could say so itself
+            instance.report_run_canceled(run)
+        else:
+            instance.report_run_failed(run)
 
 
 def _supervise(request: dict[str, Any], pid_pipe: int) -> int:

@@ -184,3 +184,31 @@ def test_a_code_location_the_warm_process_cannot_serve_gives_the_reason(module: 
     assert reason in (process.error or "")
     with pytest.raises(WarmStartUnavailable, match="could not load the code location"):
         process.start("some-run", ["api", "execute_run", "{}"])
+
+
+@pytest.mark.parametrize("mode", ["mute", "refuse"])
+def test_a_request_without_a_worker_pid_never_starts_the_run_twice(mode: str) -> None:
+    """No answer: a worker may exist, so the launch fails (no default start beside it). An answer
+    without a pid: no worker was forked, so the run may start the default way."""
+    import sys
+
+    from dagster._core.code_pointer import ModuleCodePointer
+    from dagster._core.errors import DagsterLaunchFailedError
+
+    origin = RepositoryPythonOrigin(
+        executable_path=sys.executable, code_pointer=ModuleCodePointer(mode, "defs", str(ROOT))
+    )
+    process = _WarmProcess(
+        origin, 60, reply_timeout_s=1, module="enrichment_pipeline_tests.ops.mute_template"
+    )
+    assert process.ready.wait(60)
+
+    if mode == "mute":
+        with pytest.raises(DagsterLaunchFailedError, match="not started a second time"):
+            process.start("run-1", ["api", "execute_run", "{}"])
+        assert not process.alive  # the next launch gets a new warm process
+    else:
+        with pytest.raises(WarmStartUnavailable, match="Cannot allocate memory"):
+            process.start("run-1", ["api", "execute_run", "{}"])
+        assert process.alive
+        process.stop()
