@@ -16,10 +16,12 @@ TEST_DATABASE_URL), with a temporary DAGSTER_HOME holding a copy of deploy/dagst
    more than one `provider_calls` slot claimed, the runs' fetches took turns, every domain has
    all of its rows; prints a Markdown summary.
 
-With --kill-one, one run's worker process is killed with SIGKILL in the middle of its raw
-step; the script records how long until the run is marked failed (the code server that
-launched the worker notices; after 60 s it would mark the run failed itself, as an operator
-would), and checks that the daemon's run retry re-executes the run and that the retry
+With --kill-one, one run's worker process is killed with SIGKILL in the middle of its raw step
+(with --kill-warm, a worker that the project's warm launcher forked, not one of the first runs,
+which start the default way); the script records how long until the run is marked failed (the
+process that started the worker notices: the warm launcher's supervisor of the run, or the code
+server for a run started the default way; after 60 s it would mark the run failed itself, as an
+operator would), and checks that the daemon's run retry re-executes the run and that the retry
 succeeds. For that check the copy of dagster.yaml polls every 5 s and frees pool slots 5 s
 after a run ends (instead of 60 s and 300 s).
 
@@ -65,11 +67,14 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
-def kill_a_fetching_worker(instance, run_ids: list[str]) -> dict[str, object]:
-    """SIGKILL the worker of the first run whose raw step has started; {} if none has yet."""
+def kill_a_fetching_worker(instance, run_ids: list[str], warm_only: bool = False) -> dict[str, object]:
+    """SIGKILL the worker of the first run whose raw step has started (with `warm_only`, of a run
+    whose worker was forked by the warm launcher); {} if none has yet."""
     import dagster as dg
 
     for run_id in run_ids:
+        if warm_only and "enrichment/run_worker_pid" not in instance.get_run_by_id(run_id).tags:
+            continue
         events = instance.all_logs(
             run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.ENGINE_EVENT}
         )
@@ -93,7 +98,7 @@ def kill_a_fetching_worker(instance, run_ids: list[str]) -> dict[str, object]:
 
 
 def follow_up_on_the_killed_run(instance, killed: dict[str, object]) -> None:
-    """Record how long until the killed run is FAILURE (the code server that launched the worker
+    """Record how long until the killed run is FAILURE (the process that started the worker
     notices its death); if it is still STARTED after 60 s, mark it failed as an operator would.
     Then wait for the daemon's automatic retry and record how it ended."""
     import dagster as dg
@@ -102,7 +107,8 @@ def follow_up_on_the_killed_run(instance, killed: dict[str, object]) -> None:
     waited = time.monotonic() - float(killed["killed_at"])  # type: ignore[arg-type]
     if "run failed" not in killed:
         if run.status == dg.DagsterRunStatus.FAILURE:
-            killed["run failed"] = f"{waited:.0f} s after the kill, by the code server"
+            how = "forked warm" if "enrichment/run_worker_pid" in run.tags else "started the default way"
+            killed["run failed"] = f"{waited:.0f} s after the kill (worker {how})"
         elif waited > 60:
             instance.report_run_failed(run, "run worker killed (smoke_queue --kill-one)")
             killed["run failed"] = "still STARTED after 60 s: marked failed by hand"
@@ -128,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--domains-per-run", type=int, default=30)
     parser.add_argument("--kill-one", action="store_true", help="kill -9 one run worker mid-fetch")
+    parser.add_argument(
+        "--kill-warm", action="store_true", help="with --kill-one: a worker the warm launcher forked"
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
 
@@ -238,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         deadline = time.monotonic() + TIMEOUT_S
         while True:
             if args.kill_one and not killed:
-                killed = kill_a_fetching_worker(instance, run_ids)
+                killed = kill_a_fetching_worker(instance, run_ids, warm_only=args.kill_warm)
             elif killed and "outcome" not in killed:
                 follow_up_on_the_killed_run(instance, killed)
             statuses = [
