@@ -13,6 +13,7 @@ The default launch is kept for everything else, and as the fallback:
 - the first launches, while the warm process loads (in the background, once per process that
   launches runs: the webserver, the daemon);
 - a code location that is not a local Python module (a container image, a remote code server);
+- a platform other than Linux (macOS's system libraries are not fork-safe);
 - a warm process that failed to load or to answer. The run then starts the default way, with an
   engine event saying why.
 After a code reload (a new code server), the next launch starts a new warm process: a run never
@@ -32,6 +33,7 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -182,6 +184,10 @@ class WarmRunLauncher(DefaultRunLauncher):
         return cls(inst_data=inst_data, **config_value)
 
     def _warm_process(self, context: LaunchRunContext) -> _WarmProcess:
+        if sys.platform != "linux":
+            # macOS's system libraries are not fork-safe (Python's multiprocessing stopped forking
+            # there for that reason); elsewhere there is no fork.
+            raise WarmStartUnavailable(f"run workers are forked on Linux only, not on {sys.platform}")
         run = context.dagster_run
         job_origin = run.job_code_origin
         if job_origin is None:

@@ -212,3 +212,11 @@ def test_a_request_without_a_worker_pid_never_starts_the_run_twice(mode: str) ->
             process.start("run-1", ["api", "execute_run", "{}"])
         assert process.alive
         process.stop()
+
+
+def test_run_workers_are_forked_on_linux_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.platform", "darwin")
+    launcher = WarmRunLauncher()
+    with pytest.raises(WarmStartUnavailable, match="forked on Linux only, not on darwin"):
+        launcher._warm_process(None)  # type: ignore[arg-type]  # refused before the run is read
+    assert not launcher._processes
