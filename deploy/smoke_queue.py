@@ -32,6 +32,7 @@ every check holds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import shutil
@@ -304,9 +305,11 @@ def main(argv: list[str] | None = None) -> int:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)  # the group this script started
         for proc in procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
+            # What outlived its leader too: the code servers the webserver and the daemon started
+            # wait for executions on SIGTERM, and were seen waiting forever once the daemon was gone.
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
         with psycopg.connect(args.postgres_url, autocommit=True) as admin:
             for name in names.values():
