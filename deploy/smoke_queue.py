@@ -74,7 +74,7 @@ def kill_a_fetching_worker(instance, run_ids: list[str], warm_only: bool = False
     import dagster as dg
 
     for run_id in run_ids:
-        if warm_only and "enrichment/run_worker_pid" not in instance.get_run_by_id(run_id).tags:
+        if warm_only and not instance.get_run_by_id(run_id).tags.get("enrichment/run_worker_pid"):
             continue
         events = instance.all_logs(
             run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.ENGINE_EVENT}
@@ -108,7 +108,7 @@ def follow_up_on_the_killed_run(instance, killed: dict[str, object]) -> None:
     waited = time.monotonic() - float(killed["killed_at"])  # type: ignore[arg-type]
     if "run failed" not in killed:
         if run.status == dg.DagsterRunStatus.FAILURE:
-            how = "forked warm" if "enrichment/run_worker_pid" in run.tags else "started the default way"
+            how = "forked warm" if run.tags.get("enrichment/run_worker_pid") else "started the default way"
             killed["run failed"] = f"{waited:.0f} s after the kill (worker {how})"
         elif waited > 60:
             instance.report_run_failed(run, "run worker killed (smoke_queue --kill-one)")

@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Self
 
 from dagster import DefaultRunLauncher
@@ -49,6 +50,18 @@ from dagster_shared.serdes import serialize_value
 WORKER_PID_TAG = "enrichment/run_worker_pid"
 WORKER_HOST_TAG = "enrichment/run_worker_host"
 TEMPLATE_MODULE = "enrichment_pipeline.instance.run_template"
+
+
+def _warm_worker(tag: str) -> int | None:
+    """The pid in a run's tag, if it is a process this launcher forked (its command line is the
+    warm process's); None for anything else, whatever the tag says."""
+    if not tag.isdigit():
+        return None
+    try:
+        command = Path(f"/proc/{tag}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return int(tag) if TEMPLATE_MODULE.encode() in command.split(b"\0") else None
 
 
 class WarmStartUnavailable(Exception):
@@ -234,6 +247,9 @@ class WarmRunLauncher(DefaultRunLauncher):
             self._instance.report_engine_event(
                 f"Starting the run worker the default way: {exc}.", run, cls=self.__class__
             )
+            # Whoever launches a run can set its tags: a pid given at launch must never reach
+            # `terminate`, which signals the process it names.
+            self._instance.add_run_tags(run.run_id, {WORKER_PID_TAG: "", WORKER_HOST_TAG: ""})
             super().launch_run(context)
             return
         self._instance.add_run_tags(
@@ -242,7 +258,7 @@ class WarmRunLauncher(DefaultRunLauncher):
 
     def terminate(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id)
-        if run is None or run.is_finished or WORKER_PID_TAG not in run.tags:
+        if run is None or run.is_finished or not run.tags.get(WORKER_PID_TAG):
             return super().terminate(run_id)
         if run.tags.get(WORKER_HOST_TAG) != socket.gethostname():
             self._instance.report_engine_event(
@@ -251,9 +267,17 @@ class WarmRunLauncher(DefaultRunLauncher):
                 cls=self.__class__,
             )
             return False
+        pid = _warm_worker(run.tags[WORKER_PID_TAG])
+        if pid is None:
+            self._instance.report_engine_event(
+                f"Not terminated: no run worker of this launcher has pid {run.tags[WORKER_PID_TAG]!r}.",
+                run,
+                cls=self.__class__,
+            )
+            return False
         self._instance.report_run_canceling(run)
         try:
-            os.kill(int(run.tags[WORKER_PID_TAG]), signal.SIGINT)
+            os.kill(pid, signal.SIGINT)
         except ProcessLookupError:
             self._instance.report_engine_event("The run worker had already exited.", run, cls=self.__class__)
             return False

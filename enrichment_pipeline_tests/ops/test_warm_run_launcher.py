@@ -102,7 +102,7 @@ def warm_up(instance: dg.DagsterInstance, code_server: WorkspaceProcessContext) 
     assert launcher.wait_until_warm(180)
     run = wait_finished(instance, first)
     assert run.status == dg.DagsterRunStatus.SUCCESS
-    assert WORKER_PID_TAG not in run.tags
+    assert not run.tags.get(WORKER_PID_TAG)  # started the default way: no pid of ours
     assert any("Starting the run worker the default way" in m for m in engine_messages(instance, first))
 
 
@@ -152,11 +152,11 @@ def test_after_a_code_reload_no_run_starts_from_the_old_code(instance, code_serv
     run = wait_finished(instance, run_id)
 
     assert run.status == dg.DagsterRunStatus.SUCCESS
-    assert WORKER_PID_TAG not in run.tags  # the new warm process was still loading
+    assert not run.tags.get(WORKER_PID_TAG)  # the new warm process was still loading
     assert not before.alive
     assert launcher.wait_until_warm(180)
     again = wait_finished(instance, submit(instance, code_server, warm_location.quick))
-    assert WORKER_PID_TAG in again.tags
+    assert again.tags[WORKER_PID_TAG].isdigit()
 
 
 @pytest.mark.parametrize(
@@ -220,3 +220,37 @@ def test_run_workers_are_forked_on_linux_only(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(WarmStartUnavailable, match="forked on Linux only, not on darwin"):
         launcher._warm_process(None)  # type: ignore[arg-type]  # refused before the run is read
     assert not launcher._processes
+
+
+def test_a_pid_given_at_launch_is_never_signalled(instance, code_server, out, monkeypatch):
+    """Whoever launches a run can set its tags: `terminate` signals only a worker it forked."""
+    import socket
+    import subprocess
+    import sys
+
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    forged = {WORKER_PID_TAG: str(bystander.pid), "enrichment/run_worker_host": socket.gethostname()}
+    try:
+        # Started the default way (here: as on a platform without fork): the tag is cleared.
+        monkeypatch.setattr("sys.platform", "darwin")
+        workspace = code_server.create_request_context()
+        remote = workspace.get_code_location(LOCATION).get_repository("__repository__").get_full_job("quick")
+        default = instance.create_run_for_job(
+            warm_location.quick,
+            tags=forged,
+            remote_job_origin=remote.get_remote_origin(),
+            job_code_origin=remote.get_python_origin(),
+        )
+        instance.submit_run(default.run_id, workspace)
+        assert wait_finished(instance, default.run_id).tags[WORKER_PID_TAG] == ""
+
+        # A run whose tag was never the launcher's own: terminate refuses to signal the pid.
+        stuck = instance.create_run_for_job(
+            warm_location.slow, tags=forged, status=dg.DagsterRunStatus.STARTED
+        )
+        assert not instance.run_launcher.terminate(stuck.run_id)
+        assert any("no run worker of this launcher" in m for m in engine_messages(instance, stuck.run_id))
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
