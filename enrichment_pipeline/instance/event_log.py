@@ -34,11 +34,17 @@ from typing import Any
 
 import sqlalchemy as db
 from dagster import AssetKey, DagsterEventType, EventLogEntry
-from dagster._config import Field, IntSource, StringSource
+from dagster._config import Field, IntSource, Noneable, StringSource
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._serdes import ConfigurableClassData
 from dagster_shared.serdes import deserialize_value
+
+from enrichment_pipeline.instance.daemon_pace import (
+    DEFAULT_BACKFILL_PASS_SECONDS,
+    DEFAULT_SENSOR_PASS_SECONDS,
+    apply_daemon_pace,
+)
 
 EVENT_BATCH_SIZE_ENV = "DAGSTER_EVENT_BATCH_SIZE"
 DEFAULT_EVENT_BATCH_SIZE = 1000
@@ -56,7 +62,23 @@ def bookkeeping_config() -> dict[str, Field]:
     return {
         "event_batch_size": Field(IntSource, is_required=False, default_value=DEFAULT_EVENT_BATCH_SIZE),
         "partition_subset_in_planned_events": Field(bool, is_required=False, default_value=True),
+        # See daemon_pace.py; null keeps Dagster's 30 s / 5 s.
+        "backfill_pass_seconds": Field(
+            Noneable(float), is_required=False, default_value=DEFAULT_BACKFILL_PASS_SECONDS
+        ),
+        "sensor_pass_seconds": Field(
+            Noneable(float), is_required=False, default_value=DEFAULT_SENSOR_PASS_SECONDS
+        ),
     }
+
+
+def apply_process_settings(config_value: Mapping[str, Any]) -> None:
+    """The settings an event-log storage carries for the whole process that loads it."""
+    apply_event_batch_size(config_value.get("event_batch_size", DEFAULT_EVENT_BATCH_SIZE))
+    apply_daemon_pace(
+        config_value.get("backfill_pass_seconds", DEFAULT_BACKFILL_PASS_SECONDS),
+        config_value.get("sensor_pass_seconds", DEFAULT_SENSOR_PASS_SECONDS),
+    )
 
 
 def apply_event_batch_size(size: int) -> None:
@@ -185,6 +207,7 @@ class ProjectSqliteEventLogStorage(SubsetPlannedEventsMixin, SqliteEventLogStora
     def from_config_value(  # type: ignore[override]
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
     ) -> ProjectSqliteEventLogStorage:
+        apply_process_settings(config_value)
         return cls(
             config_value.get("base_dir"),
             inst_data=inst_data,

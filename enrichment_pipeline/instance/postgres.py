@@ -28,6 +28,7 @@ from enrichment_pipeline.instance.event_log import (
     DEFAULT_EVENT_BATCH_SIZE,
     SubsetPlannedEventsMixin,
     apply_event_batch_size,
+    apply_process_settings,
     bookkeeping_config,
 )
 
@@ -81,6 +82,7 @@ class ProjectPostgresEventLogStorage(SubsetPlannedEventsMixin, PostgresEventLogS
     def from_config_value(  # type: ignore[override]
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
     ) -> ProjectPostgresEventLogStorage:
+        apply_process_settings(config_value)
         return cls(
             pg_url_from_config(config_value),
             should_autocreate_tables=config_value.get("should_autocreate_tables", True),
