@@ -229,7 +229,8 @@ def launch_once(gql: GraphQL, mode: str, location: str, keys: list[str], asset_p
 
     enrich, enrich_done = wait_run(gql, find_enrich, timeout_s)
     if mode == "backfill":
-        # The backfill is marked done on the daemon's pass after its last run: time from that run.
+        # The backfill is marked done on the daemon's pass after its last run, and seen done
+        # only then: time from that run's end on the server's clock.
         enrich_done = started + (enrich["endTime"] - started_wall)
     marts_key = f"marts-after-{enrich['runId']}"
 
@@ -242,6 +243,9 @@ def launch_once(gql: GraphQL, mode: str, location: str, keys: list[str], asset_p
     marts, marts_done = (None, None)
     if enrich["status"] == "SUCCESS":
         marts, marts_done = wait_run(gql, find_marts, timeout_s, poll_s=0.2)
+        if mode == "backfill":
+            # It may have ended before the backfill was seen done: its end on the server's clock.
+            marts_done = started + (marts["endTime"] - started_wall)
     # Marts runs requested for any of the backfill's runs (one: after its last run).
     keys_of_launch = {f"marts-after-{r['runId']}" for r in backfill_runs or [enrich]}
     marts_runs = sum(
