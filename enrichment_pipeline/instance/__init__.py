@@ -4,7 +4,8 @@ Dagster reads a few switches from environment variables (`DAGSTER_EVENT_BATCH_SI
 `DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS`). A variable is easy to forget in one of the
 processes that write events (CLI, webserver, daemon, code server, run workers), so the project's
 event-log storages carry those settings instead: every process that loads the instance from
-`dagster.yaml` gets the same ones. `install_instance_config` puts the template into a
+`dagster.yaml` gets the same ones. They also set the daemon's passes over backfills and sensors,
+which Dagster keeps as constants (`daemon_pace.py`). `install_instance_config` puts the template into a
 DAGSTER_HOME (`make run|dev` and the CLI call it; `python -m enrichment_pipeline.instance`).
 """
 

@@ -13,8 +13,10 @@ waits on:
 
 The project's event-log storages (loaded with the instance in every process, in the daemon before
 its daemon threads start) set both from `dagster.yaml`
-(`backfill_pass_seconds`, `sensor_pass_seconds`). A pass with nothing to do is a query or two
-against the instance's storage. `null` keeps Dagster's own pace.
+(`backfill_pass_seconds`, `sensor_pass_seconds`); `null` keeps Dagster's own pace. A backfill
+pass with nothing to do is a query. A sensor pass evaluates the sensors whose interval has passed,
+the marts sensor (1 s) among them: a tick stored and a call to the code server each time. An idle
+`make dev` used 3.0-3.3 s of CPU a minute with Dagster's pace and 6.7 s with this one.
 
 Dagster reads the backfill constant once, when the backfill daemon's loop starts, and the
 sensor constant on every pass; `enrichment_pipeline_tests/ops/test_daemon_pace.py` drives both
