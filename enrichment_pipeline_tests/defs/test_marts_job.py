@@ -6,7 +6,7 @@ import time
 
 import dagster as dg
 import duckdb
-from dagster._core.execution.backfill import PartitionBackfill
+from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.storage.tags import BACKFILL_ID_TAG
 
 from enrichment_pipeline.definitions import defs
@@ -133,6 +133,11 @@ def test_a_partition_dialog_backfill_gets_one_marts_run_after_its_last_run(insta
     assert isinstance(skipped, dg.SkipReason)
     assert "backfill bfone has still to run" in str(skipped.skip_message)
     assert "marts/company_profiles" in str(skipped.skip_message)
+    # Had it been canceled there, nothing more would come: the first run's answers get their marts.
+    canceled = instance.get_backfill("bfone").with_status(BulkActionStatus.CANCELED)
+    instance.update_backfill(canceled)
+    assert isinstance(_sensor_on(instance, first), dg.RunRequest)
+    instance.update_backfill(canceled.with_status(BulkActionStatus.REQUESTED))
 
     # Its next pass requested the rest; while that run is in progress, the first one's success
     # (seen late, say) still waits for it.

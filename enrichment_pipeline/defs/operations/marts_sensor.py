@@ -5,6 +5,7 @@ so it needs nothing of the code location it belongs to.
 """
 
 import dagster as dg
+from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from dagster._core.storage.tags import BACKFILL_ID_TAG
 
@@ -34,12 +35,15 @@ def backfill_still_running(instance: dg.DagsterInstance, run: dg.DagsterRun) -> 
     partitions of the raw asset (one run, `BackfillPolicy.single_run`), then, on the backfill
     daemon's next pass, the unpartitioned tables downstream. Rebuilding the marts after the first
     would build them twice and race the second run for the warehouse; they are rebuilt once,
-    after the backfill's last run."""
+    after the backfill's last run (or after its last successful one, if it was canceled or
+    failed before requesting the rest)."""
     backfill_id = run.tags.get(BACKFILL_ID_TAG)
     if not backfill_id:
         return None
     backfill = instance.get_backfill(backfill_id)
-    data = backfill.asset_backfill_data if backfill else None
+    # A canceled or failed backfill requests nothing more: its successful runs are rebuilt after.
+    active = backfill is not None and backfill.status == BulkActionStatus.REQUESTED
+    data = backfill.asset_backfill_data if backfill and active else None
     if data is not None:
         unrequested = data.target_subset - data.requested_subset - data.failed_and_downstream_subset
         if not unrequested.is_empty:
