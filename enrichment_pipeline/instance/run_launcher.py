@@ -53,15 +53,39 @@ TEMPLATE_MODULE = "enrichment_pipeline.instance.run_template"
 
 
 def _warm_worker(tag: str) -> int | None:
-    """The pid in a run's tag, if it is a process this launcher forked (its command line is the
-    warm process's); None for anything else, whatever the tag says."""
+    """The pid in a run's tag, if it is a run worker forked from a warm process; None for anything
+    else, whatever the tag says.
+
+    A worker, its supervisor and the warm process above them all carry the warm process's command
+    line (a fork keeps it); only a worker has two such ancestors, so neither the warm process nor
+    a supervisor can be named instead of a worker."""
     if not tag.isdigit():
         return None
+    pid = int(tag)
+    process: int | None = pid
+    for _ in range(3):  # the worker, its supervisor, the warm process
+        if process is None or not _is_template(process):
+            return None
+        process = _parent(process)
+    return pid
+
+
+def _is_template(pid: int) -> bool:
     try:
-        command = Path(f"/proc/{tag}/cmdline").read_bytes()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return TEMPLATE_MODULE.encode() in command.split(b"\0")
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(tag) if TEMPLATE_MODULE.encode() in command.split(b"\0") else None
+    # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")".
+    fields = stat.rpartition(")")[2].split()
+    return int(fields[1]) if len(fields) > 1 else None
 
 
 class WarmStartUnavailable(Exception):

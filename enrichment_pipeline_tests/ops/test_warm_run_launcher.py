@@ -24,6 +24,7 @@ from enrichment_pipeline.instance.run_launcher import (
     WORKER_PID_TAG,
     WarmRunLauncher,
     WarmStartUnavailable,
+    _parent,
     _WarmProcess,
 )
 from enrichment_pipeline_tests.ops import warm_location
@@ -251,6 +252,24 @@ def test_a_pid_given_at_launch_is_never_signalled(instance, code_server, out, mo
         assert not instance.run_launcher.terminate(stuck.run_id)
         assert any("no run worker of this launcher" in m for m in engine_messages(instance, stuck.run_id))
         assert bystander.poll() is None
+
+        # Nor the warm process or a run's supervisor, which carry the worker's command line too.
+        monkeypatch.undo()  # back on Linux: forked warm
+        real = submit(instance, code_server, warm_location.slow)
+        wait_for(out / f"{real}.started")
+        worker = int(instance.get_run_by_id(real).tags[WORKER_PID_TAG])
+        supervisor = _parent(worker)
+        assert supervisor is not None
+        warm = _parent(supervisor)
+        assert warm is not None
+        for pid in (supervisor, warm):
+            tags = {**forged, WORKER_PID_TAG: str(pid)}
+            started = dg.DagsterRunStatus.STARTED
+            named = instance.create_run_for_job(warm_location.slow, tags=tags, status=started)
+            assert not instance.run_launcher.terminate(named.run_id)
+            os.kill(pid, 0)  # still alive
+        assert instance.run_launcher.terminate(real)
+        assert wait_finished(instance, real, timeout_s=60).status == dg.DagsterRunStatus.CANCELED
     finally:
         bystander.kill()
         bystander.wait()
