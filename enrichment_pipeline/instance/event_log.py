@@ -72,9 +72,8 @@ def bookkeeping_config() -> dict[str, Field]:
     }
 
 
-def apply_process_settings(config_value: Mapping[str, Any]) -> None:
-    """The settings an event-log storage carries for the whole process that loads it."""
-    apply_event_batch_size(config_value.get("event_batch_size", DEFAULT_EVENT_BATCH_SIZE))
+def apply_daemon_settings(config_value: Mapping[str, Any]) -> None:
+    """The daemon's pace from a storage's config (the batch size is applied by the storage itself)."""
     apply_daemon_pace(
         config_value.get("backfill_pass_seconds", DEFAULT_BACKFILL_PASS_SECONDS),
         config_value.get("sensor_pass_seconds", DEFAULT_SENSOR_PASS_SECONDS),
@@ -207,7 +206,7 @@ class ProjectSqliteEventLogStorage(SubsetPlannedEventsMixin, SqliteEventLogStora
     def from_config_value(  # type: ignore[override]
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
     ) -> ProjectSqliteEventLogStorage:
-        apply_process_settings(config_value)
+        apply_daemon_settings(config_value)
         return cls(
             config_value.get("base_dir"),
             inst_data=inst_data,

@@ -27,8 +27,8 @@ from dagster_postgres.utils import create_pg_engine, get_token_provider_from_con
 from enrichment_pipeline.instance.event_log import (
     DEFAULT_EVENT_BATCH_SIZE,
     SubsetPlannedEventsMixin,
+    apply_daemon_settings,
     apply_event_batch_size,
-    apply_process_settings,
     bookkeeping_config,
 )
 
@@ -82,7 +82,7 @@ class ProjectPostgresEventLogStorage(SubsetPlannedEventsMixin, PostgresEventLogS
     def from_config_value(  # type: ignore[override]
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
     ) -> ProjectPostgresEventLogStorage:
-        apply_process_settings(config_value)
+        apply_daemon_settings(config_value)
         return cls(
             pg_url_from_config(config_value),
             should_autocreate_tables=config_value.get("should_autocreate_tables", True),
